@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Each creates .venv with a Python >= 3.12 that it finds by itself.
+PYTHON ?= $(shell scripts/find-python)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench bench-smoke worker web migrate clean-db
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+
+## run: embedded PostgreSQL (unless DATABASE_URL is set), migrations, web server and one worker
+run: migrate
+	$(BIN)/python manage.py ensure_demo_user
+	$(BIN)/python scripts/run_all.py
+
+## test: lint, type-check and the whole suite against real PostgreSQL
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy jobqueue project
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke
+
+worker: $(STAMP)
+	$(BIN)/python manage.py runworker
+
+web: $(STAMP)
+	$(BIN)/gunicorn project.wsgi --config project/gunicorn.conf.py

@@ -1,0 +1,66 @@
+"""Demo tasks for trying jobqueue: exposed to the API in development settings.
+
+Their dotted paths (``demo.echo`` ...) are also their API names.
+"""
+
+import os
+import signal
+import time
+from typing import Any
+
+from django.tasks import task
+
+from jobqueue import progress as report_progress
+
+
+@task(max_attempts=1)
+def echo(**kwargs: Any) -> dict[str, Any]:
+    """Return the keyword arguments it was given."""
+    return kwargs
+
+
+@task(timeout=3600)
+def sleep(seconds: float = 5) -> dict[str, float]:
+    """Sleep ``seconds``, reporting progress (and checking for cancellation) each second."""
+    if not 0 <= seconds <= 3600:
+        raise ValueError(f"seconds must be between 0 and 3600, got {seconds}")
+    started = time.monotonic()
+    while (done := time.monotonic() - started) < seconds:
+        report_progress(percent=100 * done / seconds, message=f"slept {done:.0f} of {seconds:g} s")
+        time.sleep(min(1.0, seconds - done))
+    report_progress(percent=100, message=f"slept {seconds:g} s")
+    return {"slept": seconds}
+
+
+@task(max_attempts=1)
+def fail(message: str = "demo failure") -> None:
+    """Raise RuntimeError with ``message``."""
+    raise RuntimeError(message)
+
+
+@task(max_attempts=1)
+def crash(how: str = "exit") -> None:
+    """Kill its own process: ``exit`` (os._exit(1)), ``kill`` (SIGKILL) or ``segfault``."""
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif how == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    os._exit(1)
+
+
+STAGES = ["download", "parse", "transform", "score", "upload"]
+
+
+@task(timeout=3600)
+def progress(steps: int = 5, step_seconds: float = 1.0) -> dict[str, int]:
+    """A multi-stage pipeline: ``steps`` steps of ``step_seconds`` each, with progress messages."""
+    if not 1 <= steps <= 1000 or not 0 <= step_seconds <= 60:
+        raise ValueError("steps must be 1-1000 and step_seconds 0-60")
+    for i in range(steps):
+        stage = STAGES[i * len(STAGES) // steps]
+        report_progress(percent=100 * i / steps, message=f"step {i + 1} of {steps}: {stage}")
+        time.sleep(step_seconds)
+    report_progress(percent=100, message=f"done: {steps} steps")
+    return {"steps": steps}

@@ -1,0 +1,36 @@
+"""System checks: jobqueue's settings and its API task list are sound."""
+
+from typing import Any
+
+from django.core.checks import Error, register
+from django.utils.module_loading import import_string
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from django.tasks import Task
+
+    from jobqueue.conf import get_settings
+
+    try:
+        conf = get_settings()
+    except (TypeError, ValueError) as e:
+        return [Error(f"JOBQUEUE setting is invalid: {e}", id="jobqueue.E002")]
+    errors = []
+    for path in conf.API_TASKS:
+        try:
+            task = import_string(path)
+        except ImportError as e:
+            errors.append(
+                Error(f"JOBQUEUE['API_TASKS'] names {path!r}: {e}", id="jobqueue.E003")
+            )
+            continue
+        if not isinstance(task, Task):
+            errors.append(
+                Error(
+                    f"JOBQUEUE['API_TASKS'] names {path!r}, which is not a Task",
+                    hint="Decorate the function with django.tasks.task.",
+                    id="jobqueue.E004",
+                )
+            )
+    return errors

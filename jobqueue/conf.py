@@ -1,0 +1,68 @@
+"""jobqueue's settings: ``settings.JOBQUEUE`` read into one typed, frozen value."""
+
+from dataclasses import dataclass, field, fields
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQueueSettings:
+    # Attempts a job gets unless its task says otherwise (1 = no retry).
+    DEFAULT_MAX_ATTEMPTS: int = 3
+    # Seconds a job may run unless its task says otherwise (None = no limit).
+    DEFAULT_TIMEOUT: float | None = 600.0
+    # Seconds between a worker's heartbeats.
+    HEARTBEAT_INTERVAL: float = 5.0
+    # Seconds without a heartbeat after which a worker's running jobs are rescued.
+    LEASE: float = 30.0
+    # Seconds between claims when no NOTIFY arrives (the fallback).
+    POLL_INTERVAL: float = 1.0
+    # Seconds a running job may ignore a cancel request before its child is killed;
+    # also how long past its timeout a job may run before its child is killed.
+    CANCEL_GRACE: float = 10.0
+    # Retry delay: BACKOFF_BASE * 2 ** (attempt - 1) seconds, jittered, capped at BACKOFF_MAX.
+    BACKOFF_BASE: float = 2.0
+    BACKOFF_MAX: float = 3600.0
+    # Days a finished job is kept before purge_jobs deletes it.
+    RETENTION_DAYS: float = 7.0
+    # Dotted paths of the tasks that REST clients may submit.
+    API_TASKS: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.DEFAULT_MAX_ATTEMPTS < 1:
+            raise ValueError(
+                f"DEFAULT_MAX_ATTEMPTS must be at least 1, got {self.DEFAULT_MAX_ATTEMPTS}"
+            )
+        for name in ("HEARTBEAT_INTERVAL", "LEASE", "POLL_INTERVAL", "BACKOFF_BASE"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.LEASE <= self.HEARTBEAT_INTERVAL:
+            raise ValueError(
+                f"LEASE ({self.LEASE}) must be longer than HEARTBEAT_INTERVAL "
+                f"({self.HEARTBEAT_INTERVAL}) or live workers would be rescued"
+            )
+
+
+_KNOWN = {f.name for f in fields(JobQueueSettings)}
+_cached: JobQueueSettings | None = None
+
+
+def get_settings() -> JobQueueSettings:
+    """The current settings, read once and again after a setting changes (tests)."""
+    global _cached
+    if _cached is None:
+        given = getattr(settings, "JOBQUEUE", {})
+        unknown = set(given) - _KNOWN
+        if unknown:
+            raise ValueError(f"unknown JOBQUEUE settings: {', '.join(sorted(unknown))}")
+        _cached = JobQueueSettings(**given)
+    return _cached
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: object) -> None:
+    global _cached
+    if setting == "JOBQUEUE":
+        _cached = None

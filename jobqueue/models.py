@@ -1,0 +1,210 @@
+"""Jobs and workers as rows: the only state jobqueue has."""
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResultStatus
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    # Waiting to be claimed; also a job delayed or waiting to retry (scheduled_at in the future).
+    QUEUED = "queued", "Queued"
+    # Claimed by a worker, which heart-beats while it runs.
+    RUNNING = "running", "Running"
+    # The task returned; result holds its JSON return value.
+    SUCCEEDED = "succeeded", "Succeeded"
+    # The last attempt raised, timed out or lost its worker; errors holds every attempt.
+    FAILED = "failed", "Failed"
+    # Cancelled while queued, or stopped on a cancel request while running.
+    CANCELLED = "cancelled", "Cancelled"
+
+    @classmethod
+    def finished(cls) -> list[str]:
+        return [cls.SUCCEEDED, cls.FAILED, cls.CANCELLED]
+
+    def as_task_status(self) -> TaskResultStatus:
+        """Django's view of the status: it has no cancelled state, so that reads as FAILED."""
+        return {
+            JobStatus.QUEUED: TaskResultStatus.READY,
+            JobStatus.RUNNING: TaskResultStatus.RUNNING,
+            JobStatus.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+            JobStatus.FAILED: TaskResultStatus.FAILED,
+            JobStatus.CANCELLED: TaskResultStatus.FAILED,
+        }[self]
+
+
+FINISHED = JobStatus.finished()
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def queued(self) -> "JobQuerySet":
+        return self.filter(status=JobStatus.QUEUED)
+
+    def ready(self) -> "JobQuerySet":
+        """Queued jobs whose time has come, in claim order."""
+        return (
+            self.queued()
+            .filter(scheduled_at__lte=timezone.now())
+            .order_by("-priority", "scheduled_at", "id")
+        )
+
+    def running(self) -> "JobQuerySet":
+        return self.filter(status=JobStatus.RUNNING)
+
+    def finished(self) -> "JobQuerySet":
+        return self.filter(status__in=FINISHED)
+
+    def owned_by(self, user: Any) -> "JobQuerySet":
+        return self.filter(owner=user)
+
+
+class Job(models.Model):
+    """One unit of work: what to run, where it stands, and what came of it."""
+
+    task = models.CharField(max_length=255, help_text="Dotted path of the django.tasks Task.")
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    result = models.JSONField(null=True, blank=True)
+    # One entry per failed attempt: {"attempt", "type", "message", "traceback", "at"}.
+    errors = models.JSONField(default=list)
+
+    progress_percent = models.FloatField(null=True, blank=True)
+    progress_message = models.TextField(blank=True, default="")
+    progress_updated_at = models.DateTimeField(null=True, blank=True)
+
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    timeout_seconds = models.FloatField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    scheduled_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    worker = models.ForeignKey(
+        "Worker", null=True, blank=True, on_delete=models.DB_SET_NULL, related_name="jobs"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="jobs",
+    )
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("cancel_job", "Can cancel jobs"),
+            ("purge_jobs", "Can purge finished jobs"),
+        ]
+        indexes = [
+            # The claim reads this index in claim order and nothing else.
+            models.Index(
+                models.F("priority").desc(),
+                "scheduled_at",
+                "id",
+                name="jobqueue_job_claim",
+                condition=Q(status="queued"),
+            ),
+            # Rescue of jobs whose worker stopped heart-beating.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="jobqueue_job_lease",
+                condition=Q(status="running"),
+            ),
+            # purge_jobs walks finished jobs by finish time.
+            models.Index(
+                fields=["finished_at"],
+                name="jobqueue_job_purge",
+                condition=Q(status__in=FINISHED),
+            ),
+            # A user's jobs, newest first (the API's list).
+            models.Index(fields=["owner", "-id"], name="jobqueue_job_owner"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=TASK_MIN_PRIORITY, priority__lte=TASK_MAX_PRIORITY),
+                name="jobqueue_job_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="jobqueue_job_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1), name="jobqueue_job_max_attempts_positive"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=FINISHED) | Q(finished_at__isnull=False),
+                name="jobqueue_job_finished_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="running") | Q(started_at__isnull=False),
+                name="jobqueue_job_running_has_start",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                name="jobqueue_job_idempotency",
+                condition=Q(idempotency_key__isnull=False),
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} #{self.pk} ({self.status})"
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """The error that ended the job, or the last failed attempt's while it waits to retry."""
+        return self.errors[-1] if self.errors else None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+class WorkerQuerySet(models.QuerySet["Worker"]):
+    def live(self) -> "WorkerQuerySet":
+        return self.filter(lost_at__isnull=True)
+
+    def lost(self) -> "WorkerQuerySet":
+        return self.filter(lost_at__isnull=False)
+
+
+class Worker(models.Model):
+    """One runworker supervisor; its row lives while it heart-beats."""
+
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = models.JSONField(default=list, help_text="Queue names, or [] for all queues.")
+    concurrency = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    # Set by another worker's rescue when this one stopped heart-beating.
+    lost_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid}"

@@ -1,0 +1,44 @@
+"""progress() for task code: report how far a job is, and stop it when asked to."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from jobqueue import queries
+from jobqueue.exceptions import JobCancelled
+
+
+@dataclass(slots=True, kw_only=True)
+class ProgressReporter:
+    """Where progress of the job running in this process goes; set by the worker's executor."""
+
+    job_id: int
+    connection: Any  # an autocommit psycopg connection, owned by the child process
+
+    def report(self, percent: float | None, message: str | None) -> bool:
+        with self.connection.cursor() as cursor:
+            return queries.report_progress(
+                cursor, job_id=self.job_id, percent=percent, message=message
+            )
+
+
+_current: ProgressReporter | None = None
+
+
+def set_reporter(reporter: ProgressReporter | None) -> None:
+    global _current
+    _current = reporter
+
+
+def progress(percent: float | None = None, message: str | None = None) -> None:
+    """Persist the running job's progress where API clients and staff can see it.
+
+    Also the task's cancellation check point: raises JobCancelled when
+    cancellation of the job was requested, so the task stops cleanly here.
+    Outside a worker (a direct call, or another tasks backend) it does nothing.
+    """
+    if percent is not None and not 0 <= percent <= 100:
+        raise ValueError(f"percent must be between 0 and 100, got {percent}")
+    if _current is None:
+        return
+    if _current.report(None if percent is None else float(percent), message):
+        raise JobCancelled(f"job {_current.job_id} was cancelled")

@@ -1,0 +1,287 @@
+"""The few SQL statements on the hot path, each named and described.
+
+Everything here takes a DB-API cursor (a psycopg cursor in the worker, a
+Django cursor elsewhere) and ``%(name)s`` parameters, so the worker can run
+without the ORM on its claim/ack loop while web code shares the same SQL.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+# Channel on which inserts of queued jobs are announced (payload: queue name).
+# Sent by a statement-level trigger (see migration 0002) so that every insert
+# path (backend, bulk enqueue, COPY, admin) wakes the workers.
+QUEUE_CHANNEL = "jobqueue"
+# Channel on which job changes are announced (payload: comma-separated ids),
+# for anyone waiting on a job (the API's long-poll).
+EVENTS_CHANNEL = "jobqueue_events"
+# Largest number of ids in one events payload (NOTIFY payloads stop at 8000 bytes).
+EVENTS_CHUNK = 400
+
+# Claim up to %(demand)s ready jobs for one worker in one round trip: the CTE
+# walks the partial claim index in claim order and skips rows that another
+# worker has locked, so workers never wait for or double-claim each other.
+CLAIM = """
+WITH picked AS (
+    SELECT id FROM jobqueue_job
+    WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(demand)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobqueue_job AS j
+SET status = 'running', attempts = j.attempts + 1, started_at = now(),
+    heartbeat_at = now(), worker_id = %(worker)s, cancel_requested = false
+FROM picked WHERE j.id = picked.id
+RETURNING j.id, j.task, j.args, j.kwargs, j.attempts, j.max_attempts, j.timeout_seconds,
+          j.priority, j.scheduled_at, j.queue
+"""
+CLAIM_ANY_QUEUE = CLAIM.format(queue_filter="")
+CLAIM_QUEUES = CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")
+
+# Record the outcomes of finished attempts in one statement. Guarded by
+# worker and status: a job rescued from this worker (it was cut off past its
+# lease) is another worker's now, and a late outcome must not overwrite it.
+ACK = """
+WITH outcome AS (
+    SELECT * FROM unnest(
+        %(ids)s::bigint[], %(statuses)s::text[], %(results)s::jsonb[],
+        %(errors)s::jsonb[], %(scheduled)s::timestamptz[]
+    ) AS o(id, status, result, error, scheduled_at)
+), done AS (
+    UPDATE jobqueue_job AS j
+    SET status = o.status,
+        result = o.result,
+        errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || o.error END,
+        scheduled_at = COALESCE(o.scheduled_at, j.scheduled_at),
+        finished_at = CASE WHEN o.status = 'queued' THEN NULL ELSE now() END,
+        worker_id = NULL,
+        heartbeat_at = NULL
+    FROM outcome AS o
+    WHERE j.id = o.id AND j.worker_id = %(worker)s AND j.status = 'running'
+    RETURNING j.id
+)
+SELECT pg_notify(%(channel)s, ids) FROM (SELECT string_agg(id::text, ',') AS ids FROM done) AS d
+WHERE ids IS NOT NULL
+"""
+
+# Give claimed jobs back untouched (shutdown, or never started): the attempt
+# they were charged at claim time is refunded and they keep their place in line.
+GIVE_BACK = """
+UPDATE jobqueue_job
+SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL
+WHERE id = ANY(%(ids)s) AND worker_id = %(worker)s AND status = 'running'
+"""
+
+REGISTER_WORKER = """
+INSERT INTO jobqueue_worker (hostname, pid, queues, concurrency, started_at, last_heartbeat)
+VALUES (%(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, now(), now())
+RETURNING id
+"""
+
+UNREGISTER_WORKER = "DELETE FROM jobqueue_worker WHERE id = %(worker)s"
+
+# The worker's heartbeat, and its running jobs' (their lease), in one
+# statement; returns the ids of its jobs whose cancellation was requested.
+HEARTBEAT = """
+WITH me AS (
+    UPDATE jobqueue_worker SET last_heartbeat = now(), lost_at = NULL
+    WHERE id = %(worker)s RETURNING id
+), held AS (
+    UPDATE jobqueue_job SET heartbeat_at = now()
+    WHERE worker_id = %(worker)s AND status = 'running'
+    RETURNING id, cancel_requested
+)
+SELECT (SELECT count(*) FROM me) AS alive,
+       COALESCE((SELECT array_agg(id) FROM held WHERE cancel_requested), '{}') AS cancel_ids
+"""
+
+# Rescue a bounded batch of running jobs whose lease ran out (their worker was
+# killed, lost power or lost its connection): re-queue those with attempts
+# left, fail the rest with a "worker lost" error, cancel those asked to stop.
+RESCUE = """
+WITH lost AS (
+    SELECT id FROM jobqueue_job
+    WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)
+    ORDER BY heartbeat_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), rescued AS (
+    UPDATE jobqueue_job AS j
+    SET status = CASE
+            WHEN j.cancel_requested THEN 'cancelled'
+            WHEN j.attempts < j.max_attempts THEN 'queued'
+            ELSE 'failed' END,
+        finished_at = CASE
+            WHEN j.cancel_requested OR j.attempts >= j.max_attempts THEN now() END,
+        scheduled_at = now(),
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts,
+            'type', 'jobqueue.exceptions.WorkerLost',
+            'message', format('worker %%s stopped heart-beating (lease %%s s)',
+                              j.worker_id, %(lease)s),
+            'traceback', '',
+            'at', now())),
+        worker_id = NULL,
+        heartbeat_at = NULL
+    FROM lost WHERE j.id = lost.id
+    RETURNING j.id, j.status, j.queue
+)
+SELECT id, status, queue FROM rescued
+"""
+
+MARK_LOST_WORKERS = """
+UPDATE jobqueue_worker SET lost_at = now()
+WHERE lost_at IS NULL AND last_heartbeat < now() - make_interval(secs => %(lease)s)
+"""
+
+# Progress from task code; returns whether cancellation was requested, which
+# makes every progress call the task's cancellation check point too.
+PROGRESS = """
+WITH updated AS (
+    UPDATE jobqueue_job
+    SET progress_percent = COALESCE(%(percent)s, progress_percent),
+        progress_message = COALESCE(%(message)s, progress_message),
+        progress_updated_at = now()
+    WHERE id = %(id)s
+    RETURNING cancel_requested
+)
+SELECT cancel_requested, pg_notify(%(channel)s, %(id)s::text) FROM updated
+"""
+
+# Cancel: a queued job is cancelled at once, a running one is asked to stop.
+# Runs under the row lock, so it is atomic against a claim or an ack.
+CANCEL = """
+WITH changed AS (
+    UPDATE jobqueue_job
+    SET cancel_requested = true,
+        status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+        finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+        errors = CASE WHEN status = 'queued' THEN errors || jsonb_build_array(jsonb_build_object(
+            'attempt', attempts, 'type', 'jobqueue.exceptions.JobCancelled',
+            'message', 'cancelled before it ran', 'traceback', '', 'at', now()))
+            ELSE errors END
+    WHERE id = ANY(%(ids)s) AND status IN ('queued', 'running')
+    RETURNING id
+)
+SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')) FROM changed
+HAVING count(*) > 0
+"""
+
+# Retry: a failed or cancelled job goes back to the queue with a fresh
+# attempt budget; its error history stays.
+RETRY = """
+WITH changed AS (
+    UPDATE jobqueue_job
+    SET status = 'queued', attempts = 0, scheduled_at = now(), finished_at = NULL,
+        started_at = NULL, cancel_requested = false, result = NULL, worker_id = NULL,
+        progress_percent = NULL, progress_message = '', progress_updated_at = NULL
+    WHERE id = ANY(%(ids)s) AND status IN ('failed', 'cancelled')
+    RETURNING id, queue
+)
+SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
+       (SELECT count(pg_notify(%(queue_channel)s, q)) FROM (SELECT DISTINCT queue AS q FROM changed) s)
+FROM changed
+HAVING count(*) > 0
+"""
+
+
+def claim(cursor: Any, *, worker: int, demand: int, queues: Sequence[str]) -> list[tuple]:
+    """Claim up to ``demand`` ready jobs for ``worker``; [] when none are ready."""
+    if queues:
+        cursor.execute(CLAIM_QUEUES, {"worker": worker, "demand": demand, "queues": list(queues)})
+    else:
+        cursor.execute(CLAIM_ANY_QUEUE, {"worker": worker, "demand": demand})
+    rows = cursor.fetchall()
+    rows.sort(key=lambda r: (-r[7], r[8], r[0]))  # RETURNING has no order: restore claim order
+    return rows
+
+
+def ack(cursor: Any, *, worker: int, outcomes: Sequence[tuple]) -> None:
+    """Record outcomes ``(id, status, result_json, error_json, scheduled_at)`` in one statement."""
+    for start in range(0, len(outcomes), EVENTS_CHUNK):
+        chunk = outcomes[start : start + EVENTS_CHUNK]
+        ids, statuses, results, errors, scheduled = (list(col) for col in zip(*chunk, strict=True))
+        cursor.execute(
+            ACK,
+            {
+                "worker": worker,
+                "ids": ids,
+                "statuses": statuses,
+                "results": results,
+                "errors": errors,
+                "scheduled": scheduled,
+                "channel": EVENTS_CHANNEL,
+            },
+        )
+
+
+def give_back(cursor: Any, *, worker: int, ids: Sequence[int]) -> None:
+    if ids:
+        cursor.execute(GIVE_BACK, {"worker": worker, "ids": list(ids)})
+
+
+def register_worker(
+    cursor: Any, *, hostname: str, pid: int, queues: Sequence[str], concurrency: int
+) -> int:
+    from psycopg.types.json import Jsonb
+
+    cursor.execute(
+        REGISTER_WORKER,
+        {
+            "hostname": hostname,
+            "pid": pid,
+            "queues": Jsonb(list(queues)),
+            "concurrency": concurrency,
+        },
+    )
+    return cursor.fetchone()[0]
+
+
+def unregister_worker(cursor: Any, *, worker: int) -> None:
+    cursor.execute(UNREGISTER_WORKER, {"worker": worker})
+
+
+def heartbeat(cursor: Any, *, worker: int) -> tuple[bool, list[int]]:
+    """Beat for ``worker`` and its jobs; returns (row still exists, ids asked to cancel)."""
+    cursor.execute(HEARTBEAT, {"worker": worker})
+    alive, cancel_ids = cursor.fetchone()
+    return bool(alive), list(cancel_ids)
+
+
+def rescue(cursor: Any, *, lease: float, limit: int = 500) -> list[tuple]:
+    """Rescue one bounded batch of jobs whose lease expired; returns (id, status, queue) rows."""
+    cursor.execute(MARK_LOST_WORKERS, {"lease": lease})
+    cursor.execute(RESCUE, {"lease": lease, "limit": limit})
+    return cursor.fetchall()
+
+
+def notify_queues(cursor: Any, queues: Sequence[str]) -> None:
+    """Wake workers of ``queues`` (re-queued jobs; inserts notify by trigger)."""
+    for queue in sorted(set(queues)):
+        cursor.execute("SELECT pg_notify(%s, %s)", [QUEUE_CHANNEL, queue])
+
+
+def report_progress(cursor: Any, *, job_id: int, percent: float | None, message: str | None) -> bool:
+    """Store progress; returns True when cancellation of the job was requested."""
+    cursor.execute(
+        PROGRESS, {"id": job_id, "percent": percent, "message": message, "channel": EVENTS_CHANNEL}
+    )
+    row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def cancel(cursor: Any, ids: Sequence[int]) -> list[int]:
+    """Cancel queued jobs and ask running ones to stop; returns the ids that changed."""
+    cursor.execute(CANCEL, {"ids": list(ids), "channel": EVENTS_CHANNEL})
+    row = cursor.fetchone()
+    return list(row[0]) if row else []
+
+
+def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
+    """Re-queue failed or cancelled jobs with a fresh attempt budget; returns the ids that changed."""
+    cursor.execute(
+        RETRY, {"ids": list(ids), "channel": EVENTS_CHANNEL, "queue_channel": QUEUE_CHANNEL}
+    )
+    row = cursor.fetchone()
+    return list(row[0]) if row else []

@@ -1,0 +1,120 @@
+"""Runs one attempt of one job inside a child process and reports how it went."""
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+from traceback import format_exception
+from types import FrameType
+from typing import Any
+
+from django.tasks.base import Task, TaskContext, TaskResult, TaskResultStatus
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+
+from jobqueue.backend import JobQueueBackend, load_task
+from jobqueue.exceptions import JobCancelled, JobTimeout
+from jobqueue.progress import ProgressReporter, set_reporter
+from jobqueue.worker.outcome import Report
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A claimed job as the supervisor hands it to a child."""
+
+    job_id: int
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempts: int
+    timeout: float | None
+
+
+def _raise_timeout(signum: int, frame: FrameType | None) -> None:
+    raise JobTimeout("the job ran past its timeout")
+
+
+class Executor:
+    """Executes assignments one at a time; lives as long as its child process."""
+
+    def __init__(self, *, progress_connection: Any, worker_name: str) -> None:
+        self.progress_connection = progress_connection
+        self.worker_name = worker_name
+        self.tasks: dict[str, Task] = {}
+        signal.signal(signal.SIGALRM, _raise_timeout)
+
+    def execute(self, job: Assignment) -> Report:
+        started = time.monotonic()
+        try:
+            task = self._task(job.task)
+        except Exception as e:
+            return _failure(job, e, started)
+        task_result = self._task_result(job, task)
+        task_started.send(JobQueueBackend, task_result=task_result)
+        set_reporter(ProgressReporter(job_id=job.job_id, connection=self.progress_connection))
+        if job.timeout:
+            signal.setitimer(signal.ITIMER_REAL, job.timeout)
+        try:
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=task_result), *job.args, **job.kwargs)
+            else:
+                value = task.call(*job.args, **job.kwargs)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            result_json = json.dumps(normalize_json(value))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            report = _failure(job, e, started)
+            object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
+            task_finished.send(JobQueueBackend, task_result=task_result)
+            return report
+        finally:
+            set_reporter(None)
+        object.__setattr__(task_result, "status", TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(task_result, "finished_at", timezone.now())
+        task_finished.send(JobQueueBackend, task_result=task_result)
+        return Report(
+            job_id=job.job_id,
+            kind="succeeded",
+            result_json=result_json,
+            duration=time.monotonic() - started,
+        )
+
+    def _task(self, path: str) -> Task:
+        if path not in self.tasks:
+            self.tasks[path] = load_task(path)
+        return self.tasks[path]
+
+    def _task_result(self, job: Assignment, task: Task) -> TaskResult:
+        now = timezone.now()
+        return TaskResult(
+            task=task,
+            id=str(job.job_id),
+            status=TaskResultStatus.RUNNING,
+            enqueued_at=None,
+            started_at=now,
+            finished_at=None,
+            last_attempted_at=now,
+            args=job.args,
+            kwargs=job.kwargs,
+            backend=task.backend,
+            errors=[],
+            worker_ids=[self.worker_name] * job.attempts,
+        )
+
+
+def _failure(job: Assignment, error: BaseException, started: float) -> Report:
+    kind = "cancelled" if isinstance(error, JobCancelled) else "failed"
+    cls = type(error)
+    return Report(
+        job_id=job.job_id,
+        kind=kind,
+        error={
+            "type": f"{cls.__module__}.{cls.__qualname__}",
+            "message": str(error),
+            "traceback": "".join(format_exception(error)),
+        },
+        duration=time.monotonic() - started,
+    )

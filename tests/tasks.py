@@ -1,0 +1,70 @@
+"""Tasks used by the tests: they leave traces in the database that tests can count."""
+
+import time
+
+from django.db import connection
+from django.tasks import task
+
+from jobqueue import progress
+
+
+def _record(job_id: str, note: str = "") -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO test_execution (job_id, pid, note) VALUES (%s, pg_backend_pid(), %s)",
+            [int(job_id), note],
+        )
+
+
+@task(takes_context=True, max_attempts=1)
+def record(context, n: int = 0) -> int:
+    """Record one execution of this job; the exactly-once test counts them."""
+    _record(context.task_result.id)
+    return n
+
+
+@task(takes_context=True, max_attempts=3)
+def record_then_sleep(context, seconds: float = 5) -> str:
+    """Record the start of each attempt, then sleep with progress (a job to kill mid-way)."""
+    _record(context.task_result.id, f"attempt {context.attempt}")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        progress(message="sleeping")
+        time.sleep(0.1)
+    return "slept"
+
+
+@task(takes_context=True, max_attempts=3)
+def flaky(context, failures: int = 2) -> int:
+    """Fail the first ``failures`` attempts, then succeed."""
+    if context.attempt <= failures:
+        raise ValueError(f"attempt {context.attempt} fails on purpose")
+    return context.attempt
+
+
+@task(max_attempts=1)
+def ignore_cancel(seconds: float = 30) -> None:
+    """Sleep without ever calling progress(): only the supervisor can stop it."""
+    time.sleep(seconds)
+
+
+@task(max_attempts=1, timeout=1)
+def too_slow(seconds: float = 30) -> None:
+    time.sleep(seconds)
+
+
+@task(max_attempts=1, timeout=1)
+def swallows_timeout(seconds: float = 30) -> None:
+    """Catches everything, so only the supervisor's hard kill ends it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: BLE001, S110
+            pass
+
+
+@task(takes_context=True, max_attempts=1, priority=0)
+def note_order(context, label: str = "") -> str:
+    _record(context.task_result.id, label)
+    return label

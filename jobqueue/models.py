@@ -3,10 +3,12 @@
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResultStatus
 from django.utils import timezone
+
+from jobqueue import queries
 
 
 class JobStatus(models.TextChoices):
@@ -59,6 +61,24 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def owned_by(self, user: Any) -> "JobQuerySet":
         return self.filter(owner=user)
+
+    def cancel(self) -> list[int]:
+        """Cancel these jobs: queued ones at once, running ones at their next check.
+
+        Atomic against workers (row locks); returns the ids that changed.
+        """
+        return self._change(queries.cancel)
+
+    def retry(self) -> list[int]:
+        """Re-queue these jobs if failed or cancelled; returns the ids that changed."""
+        return self._change(queries.retry)
+
+    def _change(self, statement: Any) -> list[int]:
+        ids = list(self.values_list("id", flat=True))
+        if not ids:
+            return []
+        with connections[self.db].cursor() as cursor:
+            return statement(cursor, ids)
 
 
 class Job(models.Model):

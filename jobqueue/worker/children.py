@@ -81,7 +81,7 @@ def start_child(others: list[Child], worker_name: str) -> Child:
     parent_end, child_end = _fork.Pipe(duplex=True)
     process = _fork.Process(
         target=child_main,
-        args=(child_end, [c.pipe for c in others] + [parent_end], worker_name),
+        args=(child_end, [c.pipe for c in others] + [parent_end], worker_name, os.getpid()),
         name="jobqueue-child",
         daemon=True,
     )

@@ -1,0 +1,260 @@
+"""runworker against real PostgreSQL with real processes: the failure modes a queue must survive."""
+
+import os
+import signal
+from datetime import timedelta
+
+import psutil
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+import demo
+from jobqueue.models import Job, JobStatus
+from tests import tasks
+from tests.conftest import wait_until
+
+
+def job(pk: int | str) -> Job:
+    return Job.objects.get(pk=int(pk))
+
+
+def statuses() -> dict[str, int]:
+    return {s: Job.objects.filter(status=s).count() for s in JobStatus.values}
+
+
+@pytest.mark.slow
+def test_three_workers_run_every_job_exactly_once(start_worker, execution_log):
+    demo_jobs = [tasks.record.enqueue(n=i) for i in range(2000)]
+    workers = [start_worker("--concurrency", "2", "--burst") for _ in range(3)]
+    for worker in workers:
+        assert worker.wait(timeout=240) == 0, worker.output()
+
+    assert statuses()[JobStatus.SUCCEEDED] == len(demo_jobs)
+    assert set(Job.objects.values_list("attempts", flat=True)) == {1}
+    executions = [row[0] for row in execution_log()]
+    assert len(executions) == 2000
+    assert len(set(executions)) == 2000, "a job ran twice"
+    # The work was shared: every worker ran some of it.
+    assert len({row[1] for row in execution_log()}) >= 3
+
+
+def test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere(start_worker, execution_log):
+    result = tasks.record_then_sleep.enqueue(seconds=2)
+    doomed = start_worker("--concurrency", "1")
+    wait_until(lambda: execution_log(), 30, "the job started")
+    children = psutil.Process(doomed.pid).children()
+    doomed.signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    wait_until(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), 10,
+               "the killed worker's child died with it")
+
+    start_worker("--concurrency", "1")
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 60, "the job was rescued")
+    rescued = job(result.id)
+    assert rescued.attempts == 2
+    assert [e["type"] for e in rescued.errors] == ["jobqueue.exceptions.WorkerLost"]
+    assert [row[2] for row in execution_log()] == ["attempt 1", "attempt 2"]
+
+
+def test_a_crashing_job_takes_down_only_its_child(start_worker):
+    crash = demo.crash.enqueue(how="exit")
+    segfault = demo.crash.enqueue(how="segfault")
+    echoes = [demo.echo.enqueue(i=i) for i in range(20)]
+    worker = start_worker("--concurrency", "2", "--burst")
+    assert worker.wait(timeout=60) == 0, worker.output()
+
+    assert all(job(r.id).status == JobStatus.SUCCEEDED for r in echoes)
+    crashed = job(crash.id)
+    assert crashed.status == JobStatus.FAILED
+    assert crashed.error["type"] == "jobqueue.exceptions.ChildCrashed"
+    assert "exited with code 1" in crashed.error["message"]
+    assert "SIGSEGV" in job(segfault.id).error["message"]
+
+
+def test_a_crashed_job_with_attempts_left_is_retried(start_worker):
+    result = demo.crash.using(max_attempts=2).enqueue(how="kill")
+    start_worker("--concurrency", "1")
+    wait_until(lambda: job(result.id).status == JobStatus.FAILED, 30, "both attempts crashed")
+    crashed = job(result.id)
+    assert crashed.status == JobStatus.FAILED
+    assert crashed.attempts == 2
+    assert [e["message"] for e in crashed.errors] == [
+        "the child process was killed by SIGKILL"
+    ] * 2
+
+
+def test_sigterm_lets_the_running_job_finish_and_exits_zero(start_worker, execution_log):
+    result = tasks.record_then_sleep.enqueue(seconds=1.5)
+    worker = start_worker("--concurrency", "1", "--shutdown-timeout", "20")
+    wait_until(lambda: execution_log(), 30, "the job started")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0, worker.output()
+    assert job(result.id).status == JobStatus.SUCCEEDED
+    assert not Job.objects.running().exists()
+
+
+def test_sigterm_gives_back_a_job_that_outlives_the_shutdown_timeout(start_worker, execution_log):
+    result = tasks.record_then_sleep.enqueue(seconds=60)
+    worker = start_worker("--concurrency", "1", "--shutdown-timeout", "1")
+    wait_until(lambda: execution_log(), 30, "the job started")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0, worker.output()
+    given_back = job(result.id)
+    assert given_back.status == JobStatus.QUEUED
+    assert given_back.attempts == 0, "an interrupted attempt is refunded"
+    assert given_back.worker_id is None
+    assert not Job.objects.running().exists()
+
+
+def test_worker_reconnects_after_its_connection_is_killed(start_worker):
+    first = [demo.echo.enqueue(i=i) for i in range(10)]
+    start_worker("--concurrency", "2")
+    wait_until(lambda: all(job(r.id).status == JobStatus.SUCCEEDED for r in first), 30,
+               "the first jobs ran")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        assert cursor.fetchall(), "no worker connection was found to kill"
+    second = [demo.echo.enqueue(i=i) for i in range(10)]
+    wait_until(lambda: all(job(r.id).status == JobStatus.SUCCEEDED for r in second), 60,
+               "the worker reconnected and ran the jobs enqueued after the kill")
+
+
+def test_failed_attempts_are_retried_with_backoff_and_kept(start_worker):
+    result = tasks.flaky.enqueue(failures=2)
+    start_worker("--concurrency", "1")
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 60, "the third attempt passed")
+    done = job(result.id)
+    assert done.attempts == 3
+    assert done.result == 3
+    assert [e["attempt"] for e in done.errors] == [1, 2]
+    assert all(e["type"] == "builtins.ValueError" for e in done.errors)
+    assert "fails on purpose" in done.errors[0]["traceback"]
+
+
+def test_a_job_that_keeps_failing_ends_failed(start_worker):
+    result = tasks.flaky.using(max_attempts=2).enqueue(failures=5)
+    start_worker("--concurrency", "1")
+    wait_until(lambda: job(result.id).status == JobStatus.FAILED, 60, "the job failed for good")
+    assert job(result.id).attempts == 2
+    assert len(job(result.id).errors) == 2
+
+
+def test_timeouts_stop_the_job_and_count_as_a_failed_attempt(start_worker):
+    polite = tasks.too_slow.enqueue()
+    stubborn = tasks.swallows_timeout.enqueue()
+    after = demo.echo.enqueue(ok=True)
+    worker = start_worker("--concurrency", "2", "--burst")
+    assert worker.wait(timeout=60) == 0, worker.output()
+    assert job(polite.id).status == JobStatus.FAILED
+    assert job(polite.id).error["type"] == "jobqueue.exceptions.JobTimeout"
+    assert job(stubborn.id).status == JobStatus.FAILED
+    assert "killed" in job(stubborn.id).error["message"]
+    assert job(after.id).status == JobStatus.SUCCEEDED
+
+
+def test_jobs_are_claimed_by_priority_then_schedule_then_creation(start_worker, execution_log):
+    now = timezone.now()
+    tasks.note_order.using(priority=0).enqueue(label="low-1")
+    tasks.note_order.using(priority=0).enqueue(label="low-2")
+    tasks.note_order.using(priority=50).enqueue(label="high")
+    tasks.note_order.using(priority=0, run_after=now - timedelta(hours=1)).enqueue(label="low-old")
+    tasks.note_order.using(priority=-5).enqueue(label="lowest")
+    worker = start_worker("--concurrency", "1", "--burst")
+    assert worker.wait(timeout=60) == 0, worker.output()
+    assert [row[2] for row in execution_log()] == ["high", "low-old", "low-1", "low-2", "lowest"]
+
+
+def test_delayed_jobs_wait_for_their_time(start_worker):
+    result = demo.echo.using(run_after=timezone.now() + timedelta(seconds=2)).enqueue()
+    start_worker("--concurrency", "1")
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 30, "the delayed job ran")
+    ran = job(result.id)
+    assert ran.started_at >= ran.scheduled_at
+
+
+def test_queue_selection(start_worker):
+    mine = demo.echo.using(queue_name="reports").enqueue()
+    other = demo.echo.using(queue_name="emails").enqueue()
+    worker = start_worker("--queues", "reports", "--burst")
+    assert worker.wait(timeout=30) == 0, worker.output()
+    assert job(mine.id).status == JobStatus.SUCCEEDED
+    assert job(other.id).status == JobStatus.QUEUED
+
+
+def test_cancel_a_queued_job_and_it_never_runs(start_worker):
+    result = demo.echo.enqueue()
+    Job.objects.filter(pk=result.id).cancel()
+    worker = start_worker("--burst")
+    assert worker.wait(timeout=30) == 0
+    cancelled = job(result.id)
+    assert cancelled.status == JobStatus.CANCELLED
+    assert cancelled.attempts == 0
+    assert cancelled.error["type"] == "jobqueue.exceptions.JobCancelled"
+
+
+def test_cancel_a_running_job_stops_it_at_its_next_progress_call(start_worker):
+    result = demo.sleep.enqueue(seconds=60)
+    start_worker()
+    wait_until(lambda: job(result.id).progress_updated_at, 30, "the job reported progress")
+    Job.objects.filter(pk=result.id).cancel()
+    wait_until(lambda: job(result.id).status == JobStatus.CANCELLED, 15, "the job stopped")
+    assert job(result.id).error["type"] == "jobqueue.exceptions.JobCancelled"
+
+
+def test_a_job_that_ignores_cancel_is_stopped_after_the_grace_period(start_worker):
+    result = tasks.ignore_cancel.enqueue(seconds=60)
+    start_worker()
+    wait_until(lambda: job(result.id).status == JobStatus.RUNNING, 30, "the job started")
+    Job.objects.filter(pk=result.id).cancel()
+    wait_until(lambda: job(result.id).status == JobStatus.CANCELLED, 20, "the child was killed")
+    assert "ignoring the request" in job(result.id).error["message"]
+
+
+def test_progress_is_visible_from_another_connection_while_running(start_worker):
+    result = demo.progress.enqueue(steps=4, step_seconds=0.5)
+    start_worker()
+    seen: set[str] = set()
+
+    def observe() -> bool:
+        current = job(result.id)
+        if current.status == JobStatus.RUNNING and current.progress_message:
+            seen.add(current.progress_message)
+        return current.status == JobStatus.SUCCEEDED
+
+    wait_until(observe, 30, "the pipeline finished")
+    assert len(seen) >= 2, seen
+    assert job(result.id).progress_percent == 100
+
+
+def test_max_jobs_exits_after_that_many(start_worker):
+    for i in range(5):
+        demo.echo.enqueue(i=i)
+    worker = start_worker("--max-jobs", "2")
+    assert worker.wait(timeout=30) == 0, worker.output()
+    assert statuses()[JobStatus.SUCCEEDED] == 2
+    assert statuses()[JobStatus.QUEUED] == 3
+
+
+def test_worker_registers_and_deregisters(start_worker):
+    from jobqueue.models import Worker
+
+    worker = start_worker("--concurrency", "2", "--queues", "a,b")
+    wait_until(lambda: Worker.objects.filter(pid=worker.pid).exists(), 30, "the worker registered")
+    row = Worker.objects.get(pid=worker.pid)
+    assert row.concurrency == 2
+    assert row.queues == ["a", "b"]
+    worker.signal(signal.SIGINT)
+    assert worker.wait(timeout=30) == 0
+    assert not Worker.objects.filter(pid=worker.pid).exists()
+
+
+def test_runworker_rejects_bad_options(start_worker):
+    worker = start_worker("--concurrency", "0")
+    assert worker.wait(timeout=30) != 0
+    assert "must be at least 1" in worker.output()
+    assert os.path.exists(worker.log)

@@ -2,7 +2,7 @@
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
+from jobqueue import queries
 from jobqueue.conf import get_settings
 from jobqueue.models import Job, JobStatus
 
@@ -94,23 +95,69 @@ class JobQueueBackend(BaseTaskBackend):
     ) -> Job:
         """Insert the job row in the caller's transaction; it is claimable once that commits."""
         self.validate_task(task)
+        job = self._new_job(task)
+        job.args, job.kwargs = json_arguments(list(args)), json_arguments(dict(kwargs))
+        job.owner, job.idempotency_key = owner, idempotency_key
+        row = (
+            job.task, job.queue, job.priority, json.dumps(job.args), json.dumps(job.kwargs),
+            job.max_attempts, job.timeout_seconds, job.created_at, job.scheduled_at,
+            job.owner_id, idempotency_key,
+        )  # fmt: skip
+        with connections[self.database].cursor() as cursor:
+            job.pk = queries.insert_job(cursor, row)
+        job._state.adding, job._state.db = False, self.database
+        return job
+
+    def _new_job(self, task: Task) -> Job:
+        """An unsaved queued job for ``task`` with its defaults resolved."""
         conf = get_settings()
-        max_attempts = getattr(task, "max_attempts", None) or conf.DEFAULT_MAX_ATTEMPTS
-        timeout = getattr(task, "timeout", None) or conf.DEFAULT_TIMEOUT
         now = timezone.now()
-        return Job.objects.using(self.database).create(
+        return Job(
             task=task.module_path,
             queue=task.queue_name,
             priority=task.priority,
-            args=json_arguments(list(args)),
-            kwargs=json_arguments(dict(kwargs)),
-            max_attempts=max_attempts,
-            timeout_seconds=timeout,
+            max_attempts=getattr(task, "max_attempts", None) or conf.DEFAULT_MAX_ATTEMPTS,
+            timeout_seconds=getattr(task, "timeout", None) or conf.DEFAULT_TIMEOUT,
             created_at=now,
             scheduled_at=task.run_after or now,
-            owner=owner,
-            idempotency_key=idempotency_key,
         )
+
+    def enqueue_many(
+        self, task: Task, calls: Iterable[tuple[Sequence[Any], dict[str, Any]]]
+    ) -> list[TaskResult]:
+        """Enqueue ``task`` once per ``(args, kwargs)`` with one COPY: the bulk call.
+
+        Ids are drawn from the sequence first so that results can be returned;
+        like enqueue(), it joins the caller's transaction, and workers are woken
+        once per queue when it commits.
+        """
+        self.validate_task(task)
+        rows = [(json_text(list(args)), json_text(dict(kwargs))) for args, kwargs in calls]
+        if not rows:
+            return []
+        template = self._new_job(task)
+        fixed = (
+            template.task, template.queue, template.priority, template.max_attempts,
+            template.timeout_seconds, template.created_at, template.scheduled_at,
+        )  # fmt: skip
+        with connections[self.database].cursor() as cursor:
+            ids = queries.allocate_job_ids(cursor, len(rows))
+            queries.copy_jobs(
+                cursor,
+                (
+                    (job_id, args, kwargs, *fixed)
+                    for job_id, (args, kwargs) in zip(ids, rows, strict=True)
+                ),
+            )
+        results = []
+        for job_id, (args, kwargs) in zip(ids, rows, strict=True):
+            template.pk, template.args, template.kwargs = (
+                job_id,
+                json.loads(args),
+                json.loads(kwargs),
+            )
+            results.append(self.to_task_result(template, task))
+        return results
 
     def get_result(self, result_id: str) -> TaskResult:
         try:
@@ -162,6 +209,14 @@ def json_arguments(value: Any) -> Any:
     """Arguments as JSON, or an InvalidTask that says which value is not JSON."""
     try:
         return normalize_json(json.loads(json.dumps(value)))
+    except (TypeError, ValueError) as e:
+        raise InvalidTask(f"task arguments must be JSON-serializable: {e}") from e
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, or an InvalidTask that says which value is not JSON."""
+    try:
+        return json.dumps(value)
     except (TypeError, ValueError) as e:
         raise InvalidTask(f"task arguments must be JSON-serializable: {e}") from e
 

@@ -21,9 +21,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         try:
             task = import_string(path)
         except ImportError as e:
-            errors.append(
-                Error(f"JOBQUEUE['API_TASKS'] names {path!r}: {e}", id="jobqueue.E003")
-            )
+            errors.append(Error(f"JOBQUEUE['API_TASKS'] names {path!r}: {e}", id="jobqueue.E003"))
             continue
         if not isinstance(task, Task):
             errors.append(

@@ -119,7 +119,8 @@ class Job(models.Model):
         on_delete=models.DB_SET_NULL,
         related_name="jobs",
     )
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", for "no key": the unique constraint applies only to real keys.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
     objects = JobQuerySet.as_manager()
 

@@ -5,7 +5,7 @@ Django cursor elsewhere) and ``%(name)s`` parameters, so the worker can run
 without the ORM on its claim/ack loop while web code shares the same SQL.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # Channel on which inserts of queued jobs are announced (payload: queue name).
@@ -180,10 +180,54 @@ WITH changed AS (
     RETURNING id, queue
 )
 SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
-       (SELECT count(pg_notify(%(queue_channel)s, q)) FROM (SELECT DISTINCT queue AS q FROM changed) s)
+       (SELECT count(pg_notify(%(queue_channel)s, q))
+        FROM (SELECT DISTINCT queue AS q FROM changed) AS s)
 FROM changed
 HAVING count(*) > 0
 """
+
+
+# One enqueue: a plain INSERT (the ORM's compile step cost more than the round trip).
+INSERT_JOB = """
+INSERT INTO jobqueue_job (task, queue, priority, args, kwargs, max_attempts, timeout_seconds,
+                          created_at, scheduled_at, owner_id, idempotency_key,
+                          status, errors, progress_message, attempts, cancel_requested)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued', '[]', '', 0, false)
+RETURNING id
+"""
+
+# Bulk enqueue: ids first (so callers get them back), then one COPY of all rows.
+ALLOCATE_IDS = (
+    "SELECT nextval(pg_get_serial_sequence('jobqueue_job', 'id')) FROM generate_series(1, %(n)s)"
+)
+COPY_JOBS = """
+COPY jobqueue_job (id, args, kwargs, task, queue, priority, max_attempts, timeout_seconds,
+                   created_at, scheduled_at, status, errors, progress_message, attempts,
+                   cancel_requested)
+FROM STDIN
+"""
+COPY_CONSTANTS = ("queued", "[]", "", 0, False)
+
+
+def insert_job(cursor: Any, row: Sequence[Any]) -> int:
+    """Insert one queued job ``(task, queue, priority, args_json, kwargs_json, max_attempts,
+    timeout, created_at, scheduled_at, owner_id, idempotency_key)``; returns its id."""
+    cursor.execute(INSERT_JOB, row)
+    return cursor.fetchone()[0]
+
+
+def allocate_job_ids(cursor: Any, n: int) -> list[int]:
+    cursor.execute(ALLOCATE_IDS, {"n": n})
+    return [row[0] for row in cursor.fetchall()]
+
+
+def copy_jobs(cursor: Any, rows: Iterable[tuple]) -> None:
+    """COPY queued job rows ``(id, args_json, kwargs_json, task, queue, priority, max_attempts,
+    timeout, created_at, scheduled_at)``; ``cursor`` may be a Django cursor wrapper."""
+    raw = getattr(cursor, "cursor", cursor)
+    with raw.copy(COPY_JOBS) as copy:
+        for row in rows:
+            copy.write_row(row + COPY_CONSTANTS)
 
 
 def claim(cursor: Any, *, worker: int, demand: int, queues: Sequence[str]) -> list[tuple]:
@@ -262,7 +306,9 @@ def notify_queues(cursor: Any, queues: Sequence[str]) -> None:
         cursor.execute("SELECT pg_notify(%s, %s)", [QUEUE_CHANNEL, queue])
 
 
-def report_progress(cursor: Any, *, job_id: int, percent: float | None, message: str | None) -> bool:
+def report_progress(
+    cursor: Any, *, job_id: int, percent: float | None, message: str | None
+) -> bool:
     """Store progress; returns True when cancellation of the job was requested."""
     cursor.execute(
         PROGRESS, {"id": job_id, "percent": percent, "message": message, "channel": EVENTS_CHANNEL}
@@ -279,7 +325,7 @@ def cancel(cursor: Any, ids: Sequence[int]) -> list[int]:
 
 
 def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
-    """Re-queue failed or cancelled jobs with a fresh attempt budget; returns the ids that changed."""
+    """Re-queue failed or cancelled jobs with a fresh attempt budget; returns ids that changed."""
     cursor.execute(
         RETRY, {"ids": list(ids), "channel": EVENTS_CHANNEL, "queue_channel": QUEUE_CHANNEL}
     )
@@ -329,3 +375,76 @@ DELETE FROM jobqueue_job WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 """
+
+
+# --- Read-only figures for the REST API -------------------------------------
+# Each reads only queued and running rows (the backlog) and the jobs that
+# finished in the last hour, through partial indexes (migration 0003), so its
+# cost does not grow with the finished history kept in the table.
+
+# Per queue: backlog, running, and what finished in the last 5 and 60 minutes.
+QUEUE_STATS = """
+WITH waiting AS (
+    SELECT queue, count(*) AS queued,
+           count(*) FILTER (WHERE scheduled_at <= now()) AS ready,
+           min(scheduled_at) FILTER (WHERE scheduled_at <= now()) AS oldest_ready
+    FROM jobqueue_job WHERE status = 'queued' GROUP BY queue
+), active AS (
+    SELECT queue, count(*) AS running FROM jobqueue_job WHERE status = 'running' GROUP BY queue
+), recent AS (
+    SELECT queue,
+           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE finished_at >= now() - interval '5 minutes') AS finished_5m,
+           avg(extract(epoch FROM finished_at - started_at))
+               FILTER (WHERE finished_at >= now() - interval '5 minutes') AS mean_5m,
+           count(*) AS finished_60m,
+           avg(extract(epoch FROM finished_at - started_at)) AS mean_60m
+    FROM jobqueue_job
+    WHERE status IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at >= now() - interval '60 minutes'
+    GROUP BY queue
+)
+SELECT queue,
+       COALESCE(w.queued, 0), COALESCE(w.ready, 0),
+       extract(epoch FROM now() - w.oldest_ready),
+       COALESCE(a.running, 0),
+       COALESCE(r.succeeded, 0), COALESCE(r.failed, 0), COALESCE(r.cancelled, 0),
+       COALESCE(r.finished_5m, 0), r.mean_5m, COALESCE(r.finished_60m, 0), r.mean_60m
+FROM waiting AS w FULL JOIN active AS a USING (queue) FULL JOIN recent AS r USING (queue)
+ORDER BY queue
+"""
+
+# For queued jobs: how many ready jobs of their queue are ahead of them in
+# claim order, the queue's mean run time over the last hour, and the
+# concurrency of the live workers that serve the queue.
+QUEUE_POSITIONS = """
+SELECT me.id,
+       (SELECT count(*) FROM jobqueue_job AS j
+        WHERE j.status = 'queued' AND j.queue = me.queue AND j.scheduled_at <= now()
+          AND (j.priority > me.priority
+               OR (j.priority = me.priority AND (j.scheduled_at, j.id) < (me.scheduled_at, me.id)))),
+       (SELECT avg(extract(epoch FROM f.finished_at - f.started_at)) FROM jobqueue_job AS f
+        WHERE f.status IN ('succeeded', 'failed', 'cancelled')
+          AND f.finished_at >= now() - interval '60 minutes' AND f.queue = me.queue),
+       (SELECT COALESCE(sum(w.concurrency), 0) FROM jobqueue_worker AS w
+        WHERE w.lost_at IS NULL AND (w.queues = '[]'::jsonb OR w.queues ? me.queue)),
+       extract(epoch FROM greatest(me.scheduled_at - now(), interval '0'))
+FROM jobqueue_job AS me
+WHERE me.id = ANY(%(ids)s) AND me.status = 'queued'
+"""
+
+
+def queue_stats(cursor: Any) -> list[tuple]:
+    """One row per queue with a backlog, running jobs or jobs finished in the last hour."""
+    cursor.execute(QUEUE_STATS)
+    return cursor.fetchall()
+
+
+def queue_positions(cursor: Any, ids: Sequence[int]) -> dict[int, tuple]:
+    """For each queued job of ``ids``: (ahead, mean seconds, capacity, seconds until due)."""
+    if not ids:
+        return {}
+    cursor.execute(QUEUE_POSITIONS, {"ids": list(ids)})
+    return {row[0]: row[1:] for row in cursor.fetchall()}

@@ -70,7 +70,7 @@ if os.environ.get("DATABASE_URL"):
 else:
     data_dir = Path(os.environ.get("JOBQUEUE_PGDATA", BASE_DIR / ".pgdata"))
     DATABASES = {"default": database_settings(data_dir)}
-DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE", 60))
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE", "60"))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -84,7 +84,7 @@ TASKS = {
 
 # jobqueue's own settings; see jobqueue/conf.py for what each one means.
 JOBQUEUE = {
-    "DEFAULT_MAX_ATTEMPTS": int(os.environ.get("JOBQUEUE_DEFAULT_MAX_ATTEMPTS", 3)),
+    "DEFAULT_MAX_ATTEMPTS": int(os.environ.get("JOBQUEUE_DEFAULT_MAX_ATTEMPTS", "3")),
     "DEFAULT_TIMEOUT": env_float("JOBQUEUE_DEFAULT_TIMEOUT", 600),
     "HEARTBEAT_INTERVAL": env_float("JOBQUEUE_HEARTBEAT_INTERVAL", 5),
     "LEASE": env_float("JOBQUEUE_LEASE", 30),

@@ -1,5 +1,6 @@
 """Tasks used by the tests: they leave traces in the database that tests can count."""
 
+import contextlib
 import time
 
 from django.db import connection
@@ -58,10 +59,8 @@ def swallows_timeout(seconds: float = 30) -> None:
     """Catches everything, so only the supervisor's hard kill ends it."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(BaseException):
             time.sleep(0.05)
-        except BaseException:  # noqa: BLE001, S110
-            pass
 
 
 @task(takes_context=True, max_attempts=1, priority=0)

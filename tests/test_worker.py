@@ -42,12 +42,15 @@ def test_three_workers_run_every_job_exactly_once(start_worker, execution_log):
 def test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere(start_worker, execution_log):
     result = tasks.record_then_sleep.enqueue(seconds=2)
     doomed = start_worker("--concurrency", "1")
-    wait_until(lambda: execution_log(), 30, "the job started")
+    wait_until(execution_log, 30, "the job started")
     children = psutil.Process(doomed.pid).children()
     doomed.signal(signal.SIGKILL)
     doomed.wait(timeout=10)
-    wait_until(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), 10,
-               "the killed worker's child died with it")
+    wait_until(
+        lambda: not any(c.is_running() and c.status() != "zombie" for c in children),
+        10,
+        "the killed worker's child died with it",
+    )
 
     start_worker("--concurrency", "1")
     wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 60, "the job was rescued")
@@ -79,15 +82,13 @@ def test_a_crashed_job_with_attempts_left_is_retried(start_worker):
     crashed = job(result.id)
     assert crashed.status == JobStatus.FAILED
     assert crashed.attempts == 2
-    assert [e["message"] for e in crashed.errors] == [
-        "the child process was killed by SIGKILL"
-    ] * 2
+    assert [e["message"] for e in crashed.errors] == ["the child process was killed by SIGKILL"] * 2
 
 
 def test_sigterm_lets_the_running_job_finish_and_exits_zero(start_worker, execution_log):
     result = tasks.record_then_sleep.enqueue(seconds=1.5)
     worker = start_worker("--concurrency", "1", "--shutdown-timeout", "20")
-    wait_until(lambda: execution_log(), 30, "the job started")
+    wait_until(execution_log, 30, "the job started")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0, worker.output()
     assert job(result.id).status == JobStatus.SUCCEEDED
@@ -97,7 +98,7 @@ def test_sigterm_lets_the_running_job_finish_and_exits_zero(start_worker, execut
 def test_sigterm_gives_back_a_job_that_outlives_the_shutdown_timeout(start_worker, execution_log):
     result = tasks.record_then_sleep.enqueue(seconds=60)
     worker = start_worker("--concurrency", "1", "--shutdown-timeout", "1")
-    wait_until(lambda: execution_log(), 30, "the job started")
+    wait_until(execution_log, 30, "the job started")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=15) == 0, worker.output()
     given_back = job(result.id)
@@ -110,8 +111,11 @@ def test_sigterm_gives_back_a_job_that_outlives_the_shutdown_timeout(start_worke
 def test_worker_reconnects_after_its_connection_is_killed(start_worker):
     first = [demo.echo.enqueue(i=i) for i in range(10)]
     start_worker("--concurrency", "2")
-    wait_until(lambda: all(job(r.id).status == JobStatus.SUCCEEDED for r in first), 30,
-               "the first jobs ran")
+    wait_until(
+        lambda: all(job(r.id).status == JobStatus.SUCCEEDED for r in first),
+        30,
+        "the first jobs ran",
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -120,8 +124,11 @@ def test_worker_reconnects_after_its_connection_is_killed(start_worker):
         )
         assert cursor.fetchall(), "no worker connection was found to kill"
     second = [demo.echo.enqueue(i=i) for i in range(10)]
-    wait_until(lambda: all(job(r.id).status == JobStatus.SUCCEEDED for r in second), 60,
-               "the worker reconnected and ran the jobs enqueued after the kill")
+    wait_until(
+        lambda: all(job(r.id).status == JobStatus.SUCCEEDED for r in second),
+        60,
+        "the worker reconnected and ran the jobs enqueued after the kill",
+    )
 
 
 def test_failed_attempts_are_retried_with_backoff_and_kept(start_worker):

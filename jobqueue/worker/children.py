@@ -1,10 +1,11 @@
 """The supervisor's view of its child processes: start, assign, read, stop, kill."""
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -54,16 +55,12 @@ class Child:
     def kill(self, reason: str) -> None:
         self.kill_reason = reason
         if self.process.pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.pipe.send(STOP)
-        except OSError:
-            pass
 
     def death_note(self) -> str:
         """How the child ended, in words, once it has."""

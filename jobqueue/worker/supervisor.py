@@ -119,7 +119,7 @@ class Supervisor:
             self._request_stop(f"processed {self.processed} jobs (--max-jobs)")
         if self.stopping_at is None:
             return False
-        return not busy and not self.outcomes or time.monotonic() >= self.stopping_at
+        return (not busy and not self.outcomes) or time.monotonic() >= self.stopping_at
 
     # ------------------------------------------------------------ signals
     def _install_signals(self) -> None:
@@ -211,19 +211,30 @@ class Supervisor:
         job = child.job
         if job is not None:
             if child.kill_reason == "cancel":
-                report = Report(job_id=job.assignment.job_id, kind="cancelled", error=_error(
-                    "jobqueue.exceptions.JobCancelled",
-                    f"cancelled: stopped after ignoring the request for {self.conf.CANCEL_GRACE:g} s",
-                ))
+                report = Report(
+                    job_id=job.assignment.job_id,
+                    kind="cancelled",
+                    error=_error(
+                        "jobqueue.exceptions.JobCancelled",
+                        "cancelled: stopped after ignoring the request for "
+                        f"{self.conf.CANCEL_GRACE:g} s",
+                    ),
+                )
             elif child.kill_reason == "timeout":
-                report = Report(job_id=job.assignment.job_id, kind="failed", error=_error(
-                    f"{JobTimeout.__module__}.{JobTimeout.__qualname__}",
-                    f"ran past its timeout of {job.assignment.timeout:g} s and was killed",
-                ))
+                report = Report(
+                    job_id=job.assignment.job_id,
+                    kind="failed",
+                    error=_error(
+                        f"{JobTimeout.__module__}.{JobTimeout.__qualname__}",
+                        f"ran past its timeout of {job.assignment.timeout:g} s and was killed",
+                    ),
+                )
             else:
-                report = Report(job_id=job.assignment.job_id, kind="failed", error=_error(
-                    f"{ChildCrashed.__module__}.{ChildCrashed.__qualname__}", note
-                ))
+                report = Report(
+                    job_id=job.assignment.job_id,
+                    kind="failed",
+                    error=_error(f"{ChildCrashed.__module__}.{ChildCrashed.__qualname__}", note),
+                )
             logger.warning("job %s: %s", job.assignment.job_id, report.error["message"])  # type: ignore[index]
             self._record(job, report)
         elif self.stopping_at is None:
@@ -340,7 +351,9 @@ class Supervisor:
         with self._cursor() as cur:
             alive, cancel_ids = queries.heartbeat(cur, worker=self._worker())
         if not alive:
-            logger.error("worker row %s vanished (declared lost); registering again", self.worker_id)
+            logger.error(
+                "worker row %s vanished (declared lost); registering again", self.worker_id
+            )
             self.worker_id = None
             self._lost_connection(RuntimeError("worker row vanished"))
             return
@@ -350,19 +363,30 @@ class Supervisor:
     def _note_cancellations(self, ids: set[int]) -> None:
         now = time.monotonic()
         for child in self.children:
-            if child.job and child.job.assignment.job_id in ids and child.job.cancel_seen_at is None:
+            if (
+                child.job
+                and child.job.assignment.job_id in ids
+                and child.job.cancel_seen_at is None
+            ):
                 child.job.cancel_seen_at = now
         for job in [j for j in self.buffer if j.assignment.job_id in ids]:
             self.buffer.remove(job)
-            self._record(job, Report(job_id=job.assignment.job_id, kind="cancelled", error=_error(
-                "jobqueue.exceptions.JobCancelled", "cancelled before it started"
-            )))
+            self._record(
+                job,
+                Report(
+                    job_id=job.assignment.job_id,
+                    kind="cancelled",
+                    error=_error("jobqueue.exceptions.JobCancelled", "cancelled before it started"),
+                ),
+            )
 
     def _rescue(self) -> None:
         with self._cursor() as cur:
             rescued = queries.rescue(cur, lease=self.conf.LEASE)
             if any(status == "queued" for _, status, _ in rescued):
-                queries.notify_queues(cur, [queue for _, status, queue in rescued if status == "queued"])
+                queries.notify_queues(
+                    cur, [queue for _, status, queue in rescued if status == "queued"]
+                )
         for job_id, status, _ in rescued:
             logger.warning("rescued job %s from a lost worker: now %s", job_id, status)
         self.next_rescue = time.monotonic() + max(self.conf.HEARTBEAT_INTERVAL, self.conf.LEASE / 4)
@@ -395,11 +419,13 @@ class Supervisor:
                 cur, worker=self._worker(), demand=demand, queues=self.options.queues
             )
         for job_id, task, args, kwargs, attempts, max_attempts, timeout, _, _, queue in rows:
-            self.buffer.append(InHand(
-                assignment=Assignment(job_id, task, args, kwargs, attempts, timeout),
-                max_attempts=max_attempts,
-                queue=queue,
-            ))
+            self.buffer.append(
+                InHand(
+                    assignment=Assignment(job_id, task, args, kwargs, attempts, timeout),
+                    max_attempts=max_attempts,
+                    queue=queue,
+                )
+            )
         self.claimed += len(rows)
         self.claim_wanted = len(rows) == demand  # a full batch: more are likely ready
         self.drained = not rows
@@ -426,7 +452,9 @@ class Supervisor:
             try:
                 with self._cursor() as cur:
                     if self.outcomes:
-                        queries.ack(cur, worker=self.worker_id, outcomes=[o.as_row() for o in self.outcomes])
+                        queries.ack(
+                            cur, worker=self.worker_id, outcomes=[o.as_row() for o in self.outcomes]
+                        )
                     queries.give_back(cur, worker=self.worker_id, ids=unfinished)
                     queries.unregister_worker(cur, worker=self.worker_id)
             except psycopg.OperationalError as e:

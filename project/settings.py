@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "jobqueue",
+    "project",  # development commands (ensure_demo_user)
 ]
 
 MIDDLEWARE = [
@@ -100,6 +101,32 @@ JOBQUEUE = {
         if env_bool("JOBQUEUE_EXPOSE_DEMO", DEBUG)
         else []
     ),
+}
+
+# The REST API (jobqueue.api): token or session auth, nothing anonymous,
+# newest-first pages, a per-user submission rate (JOBQUEUE_API_SUBMIT_RATE).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["jobqueue.api.errors.LimitedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobqueue.api.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "jobs-submit": os.environ.get("JOBQUEUE_API_SUBMIT_RATE", "120/min"),
+    },
+}
+# Largest request body the API accepts; larger ones get 413.
+JOBQUEUE_API_MAX_BODY_BYTES = int(os.environ.get("JOBQUEUE_API_MAX_BODY_BYTES", 256 * 1024))
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "jobqueue API",
+    "DESCRIPTION": "Submit jobs to a durable PostgreSQL job queue, follow them, cancel them.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,342 @@
+"""The Django admin for jobs and workers: read-only history, guarded actions, queue health.
+
+Every change goes through the same atomic statements the API uses
+(``JobQuerySet.retry()``/``cancel()``, ``purge.purge_ids()``), so an admin
+click can never race a worker into a double run. The job list is built to
+stay fast on a table of millions of rows: no full COUNT, filter choices from
+recent rows only, and a date drill-down that never scans the table.
+"""
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from jobqueue import health
+from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter
+from jobqueue.models import FINISHED, Job, JobStatus, Worker
+from jobqueue.purge import purge_ids
+
+
+class QueueFilter(RecentValuesFilter):
+    title = "queue"
+    parameter_name = "queue"
+
+
+class TaskFilter(RecentValuesFilter):
+    title = "task"
+    parameter_name = "task"
+
+
+def pretty_json(value: Any) -> SafeString:
+    return format_html('<pre class="jq-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes} min {secs} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "task",
+        "status_badge",
+        "progress_bar",
+        "queue",
+        "priority",
+        "attempts_used",
+        "created_at",
+        "duration",
+        "worker",
+    ]
+    list_display_links = ["id", "task"]
+    list_filter = ["status", QueueFilter, TaskFilter]
+    list_select_related = ["worker"]
+    date_hierarchy = "created_at"
+    search_fields = ["task"]  # the real search is get_search_results()
+    search_help_text = "A job id, part of a task path, or text from an error."
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    actions = ["retry_jobs", "cancel_jobs", "purge_jobs"]
+    fieldsets = [
+        (None, {"fields": ["task", "status_badge", "queue", "priority", "owner", "worker"]}),
+        ("Progress", {"fields": ["progress_bar", "progress_message", "cancel_requested"]}),
+        ("Arguments", {"fields": ["args_json", "kwargs_json"]}),
+        ("Outcome", {"fields": ["result_json", "attempts_used", "error_history"]}),
+        ("Timeline", {"fields": ["timeline"]}),
+    ]
+    readonly_fields = [
+        "status_badge",
+        "progress_bar",
+        "args_json",
+        "kwargs_json",
+        "result_json",
+        "attempts_used",
+        "error_history",
+        "timeline",
+    ]
+
+    class Media:
+        css = {"all": ["jobqueue/admin.css"]}
+
+    # --- permissions: read-only rows; each change is its own permission ---
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False  # finished jobs go through purge, which never deletes unfinished ones
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobqueue.retry_job")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobqueue.cancel_job")
+
+    def has_purge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobqueue.purge_jobs")
+
+    # --- list columns ---
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: Job) -> SafeString:
+        cancel = " (cancel requested)" if job.cancel_requested and not job.is_finished else ""
+        return format_html(
+            '<span class="jq-status jq-{}">{}{}</span>',
+            job.status,
+            job.get_status_display(),
+            cancel,
+        )
+
+    @admin.display(description="progress")
+    def progress_bar(self, job: Job) -> SafeString:
+        percent = job.progress_percent
+        if percent is None:
+            percent = 100.0 if job.status == JobStatus.SUCCEEDED else 0.0
+        percent = max(0.0, min(100.0, percent))
+        return format_html(
+            '<span class="jq-progress" title="{}"><span class="jq-progress-fill jq-{}" '
+            'style="width: {}%"></span></span> <span class="jq-progress-label">{}%</span>',
+            job.progress_message,
+            job.status,
+            f"{percent:.0f}",
+            f"{percent:.0f}",
+        )
+
+    @admin.display(description="attempts")
+    def attempts_used(self, job: Job) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description="duration")
+    def duration(self, job: Job) -> str:
+        return seconds(job.elapsed_seconds)
+
+    # --- detail fields ---
+
+    @admin.display(description="args")
+    def args_json(self, job: Job) -> SafeString:
+        return pretty_json(job.args)
+
+    @admin.display(description="kwargs")
+    def kwargs_json(self, job: Job) -> SafeString:
+        return pretty_json(job.kwargs)
+
+    @admin.display(description="result")
+    def result_json(self, job: Job) -> SafeString:
+        return pretty_json(job.result)
+
+    @admin.display(description="errors, attempt by attempt")
+    def error_history(self, job: Job) -> SafeString | str:
+        if not job.errors:
+            return "none"
+        return format_html_join(
+            "",
+            '<div class="jq-error"><strong>attempt {}</strong> at {}: <code>{}</code>: {}'
+            '<pre class="jq-traceback">{}</pre></div>',
+            (
+                (
+                    error.get("attempt", "?"),
+                    error.get("at", "?"),
+                    error.get("type", ""),
+                    error.get("message", ""),
+                    error.get("traceback", "") or "(no traceback)",
+                )
+                for error in job.errors
+            ),
+        )
+
+    @admin.display(description="timeline")
+    def timeline(self, job: Job) -> SafeString:
+        events = [
+            ("created", job.created_at),
+            ("scheduled", job.scheduled_at),
+            ("started", job.started_at),
+            ("last progress", job.progress_updated_at),
+            ("last heartbeat", job.heartbeat_at),
+            ("finished", job.finished_at),
+        ]
+        return format_html(
+            '<table class="jq-timeline">{}</table>',
+            format_html_join(
+                "", "<tr><th>{}</th><td>{}</td></tr>", ((n, at) for n, at in events if at)
+            ),
+        )
+
+    # --- search: an id exactly, else task path or error text ---
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        term = search_term.strip().lstrip("#")
+        if not term:
+            return queryset, False
+        if term.isdigit():
+            return queryset.filter(id=int(term)), False
+        errors_text = Cast("errors", TextField())
+        return queryset.annotate(errors_text=errors_text).filter(
+            Q(task__icontains=term) | Q(errors_text__icontains=term)
+        ), False
+
+    # --- actions ---
+
+    @admin.action(permissions=["retry"], description="Retry selected failed or cancelled jobs")
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        changed = queryset.retry()  # type: ignore[attr-defined]
+        self.message_user(
+            request, f"Re-queued {len(changed)} jobs (only failed or cancelled ones)."
+        )
+
+    @admin.action(permissions=["cancel"], description="Cancel selected queued or running jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        changed = queryset.cancel()  # type: ignore[attr-defined]
+        self.message_user(
+            request, f"Cancelled {len(changed)} jobs (running ones stop at their next check)."
+        )
+
+    @admin.action(permissions=["purge"], description="Purge selected finished jobs")
+    def purge_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        ids = list(queryset.filter(status__in=FINISHED).values_list("id", flat=True))
+        deleted = purge_ids(ids)
+        self.message_user(request, f"Purged {deleted} finished jobs (others are kept).")
+
+    # --- detail page buttons and the health page ---
+
+    def get_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path("health/", wrap(self.health_view), name="jobqueue_job_health"),
+            path("<int:pk>/retry/", wrap(self.retry_view), name="jobqueue_job_retry"),
+            path("<int:pk>/cancel/", wrap(self.cancel_view), name="jobqueue_job_cancel"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        job = (
+            Job.objects.filter(pk=object_id).only("status").first() if object_id.isdigit() else None
+        )
+        extra = {
+            "can_retry": bool(job)
+            and job.status in (JobStatus.FAILED, JobStatus.CANCELLED)  # type: ignore[union-attr]
+            and self.has_retry_permission(request),
+            "can_cancel": bool(job)
+            and job.status in (JobStatus.QUEUED, JobStatus.RUNNING)  # type: ignore[union-attr]
+            and self.has_cancel_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._change_one(request, pk, "retry", self.has_retry_permission(request))
+
+    def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._change_one(request, pk, "cancel", self.has_cancel_permission(request))
+
+    def _change_one(self, request: HttpRequest, pk: int, verb: str, allowed: bool) -> HttpResponse:
+        """Retry or cancel one job from its detail page, under the action's own permission."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not allowed:
+            raise PermissionDenied
+        job = get_object_or_404(Job.objects.only("id"), pk=pk)
+        if getattr(Job.objects.filter(pk=job.pk), verb)():
+            done = {"retry": "re-queued", "cancel": "cancelled"}[verb]
+            self.message_user(request, f"Job {pk} {done}.")
+        else:
+            self.message_user(
+                request,
+                f"Job {pk} was not changed: its status does not allow it.",
+                messages.WARNING,
+            )
+        return HttpResponseRedirect(reverse("admin:jobqueue_job_change", args=[pk]))
+
+    def health_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue and worker health",
+            "opts": self.model._meta,
+            "queues": health.queue_rows(),
+            "chart": health.throughput_chart(health.throughput()),
+            "workers": health.worker_rows(),
+            "now": timezone.now(),
+        }
+        return TemplateResponse(request, "admin/jobqueue/health.html", context)
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = [
+        "hostname",
+        "pid",
+        "queues",
+        "concurrency",
+        "started_at",
+        "last_heartbeat",
+        "in_hand",
+        "lost",
+    ]
+    list_filter = [("lost_at", admin.EmptyFieldListFilter)]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
+        running = Count("jobs", filter=Q(jobs__status=JobStatus.RUNNING))
+        return super().get_queryset(request).annotate(in_hand=running)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
+        return False
+
+    @admin.display(description="jobs in hand", ordering="in_hand")
+    def in_hand(self, worker: Worker) -> int:
+        return worker.in_hand  # type: ignore[attr-defined]
+
+    @admin.display(description="lost", boolean=True)
+    def lost(self, worker: Worker) -> bool:
+        return health.is_lost(worker)

@@ -1,0 +1,83 @@
+"""Error bodies, and the request size limit: every 4xx says what to change."""
+
+from io import BytesIO
+from typing import Any
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+# Largest request body the API parses, in bytes (JOBQUEUE_API_MAX_BODY_BYTES).
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
+
+def max_body_bytes() -> int:
+    return int(getattr(settings, "JOBQUEUE_API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+
+
+class PayloadTooLarge(APIException):
+    """The request body is over the size limit."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is over the limit of {limit} bytes: send smaller arguments "
+            "(large inputs belong in storage the task reads, passed by reference)."
+        )
+
+
+class Conflict(APIException):
+    """The job is not in a state that allows the action."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class LimitedJSONParser(JSONParser):
+    """JSONParser that refuses bodies over the limit, also when no Content-Length was sent."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = max_body_bytes()
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(limit)
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise PayloadTooLarge(limit)
+        return super().parse(BytesIO(body), media_type, parser_context)
+
+
+def _flatten(errors: Any, prefix: str = "") -> list[str]:
+    if isinstance(errors, dict):
+        return [
+            line
+            for key, value in errors.items()
+            for line in _flatten(value, "" if key == "non_field_errors" else f"{prefix}{key}: ")
+        ]
+    if isinstance(errors, list):
+        return [line for item in errors for line in _flatten(item, prefix)]
+    return [f"{prefix}{errors}"]
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, with every body reshaped to ``{"detail": ..., "errors": {...}}``.
+
+    ``detail`` is one sentence a person can act on; ``errors`` keeps DRF's
+    per-field lists for programs.
+    """
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(data, dict) and set(data) == {"detail"}:
+        response.data = {"detail": str(data["detail"])}
+    else:
+        errors = data if isinstance(data, dict) else {"non_field_errors": data}
+        response.data = {"detail": "; ".join(_flatten(errors)), "errors": errors}
+    return response

@@ -1,0 +1,307 @@
+"""The API's JSON: jobs as clients read them, submissions as clients send them."""
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.tasks import Task
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobqueue.api.tasks import ArgumentError, ExposedTask, exposed_tasks, get_exposed
+from jobqueue.backend import QUEUE_NAME_PATTERN
+from jobqueue.models import Job, JobStatus
+
+MAX_ATTEMPTS = 1000
+# Longest delay a submission may ask for, and longest timeout it may set.
+MAX_DELAY_SECONDS = 366 * 24 * 3600
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+class ProgressSerializer(serializers.Serializer):
+    """How far the running task says it is."""
+
+    percent = serializers.FloatField(allow_null=True, source="progress_percent")
+    message = serializers.CharField(source="progress_message")
+    updated_at = serializers.DateTimeField(allow_null=True, source="progress_updated_at")
+
+
+class JobErrorSerializer(serializers.Serializer):
+    """One failed attempt; ``traceback`` is shown to staff only."""
+
+    attempt = serializers.IntegerField(required=False)
+    type = serializers.CharField()
+    message = serializers.CharField()
+    traceback = serializers.CharField(required=False)
+    at = serializers.CharField(required=False, help_text="When the attempt failed (ISO 8601).")
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job as clients see it.
+
+    ``position_in_queue`` is the number of ready jobs of the same queue ahead
+    of it in claim order; ``estimated_wait_seconds`` is that number times the
+    queue's mean run time over the last hour, divided by the concurrency of
+    the live workers serving the queue (at least the time until it is due).
+    Both are null unless the job is queued, and the estimate is null while no
+    live worker serves the queue or no job of the queue finished lately.
+    """
+
+    progress = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    errors = serializers.SerializerMethodField()
+    elapsed_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    position_in_queue = serializers.SerializerMethodField()
+    estimated_wait_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "task",
+            "queue",
+            "priority",
+            "status",
+            "progress",
+            "args",
+            "kwargs",
+            "result",
+            "error",
+            "errors",
+            "attempts",
+            "max_attempts",
+            "cancel_requested",
+            "created_at",
+            "scheduled_at",
+            "started_at",
+            "finished_at",
+            "elapsed_seconds",
+            "position_in_queue",
+            "estimated_wait_seconds",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "args": {"help_text": "Positional arguments (a JSON array)."},
+            "kwargs": {"help_text": "Keyword arguments (a JSON object)."},
+            "result": {"help_text": "The task's JSON return value once it succeeded."},
+        }
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, job: Job) -> dict[str, Any]:
+        return ProgressSerializer(job).data
+
+    def _shown(self, error: dict[str, Any]) -> dict[str, Any]:
+        request = self.context.get("request")
+        if request is not None and request.user.is_staff:
+            return error
+        return {k: v for k, v in error.items() if k != "traceback"}
+
+    @extend_schema_field(JobErrorSerializer(allow_null=True))
+    def get_error(self, job: Job) -> dict[str, Any] | None:
+        """The error that ended the job, or the last attempt's while it waits to retry."""
+        if job.status == JobStatus.SUCCEEDED or job.error is None:
+            return None
+        return self._shown(job.error)
+
+    @extend_schema_field(JobErrorSerializer(many=True))
+    def get_errors(self, job: Job) -> list[dict[str, Any]]:
+        return [self._shown(e) for e in job.errors]
+
+    def _position(self, job: Job) -> tuple | None:
+        return self.context.get("positions", {}).get(job.pk)
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_position_in_queue(self, job: Job) -> int | None:
+        position = self._position(job)
+        return None if position is None else position[0]
+
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_estimated_wait_seconds(self, job: Job) -> float | None:
+        position = self._position(job)
+        if position is None:
+            return None
+        ahead, mean, capacity, until_due = position
+        if not capacity:
+            return None
+        if ahead == 0:
+            return round(float(until_due), 3)
+        if mean is None:
+            return None
+        return round(max(float(until_due), ahead * float(mean) / capacity), 3)
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    """A submission; every check runs before anything is stored."""
+
+    task = serializers.CharField(
+        max_length=255, help_text="Name of an exposed task (see GET /api/tasks/)."
+    )
+    args = serializers.ListField(child=serializers.JSONField(), required=False, default=list)
+    kwargs = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    queue = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="Queue name (letters, digits, '_', '.', ':', '-'); the task's own by default.",
+    )
+    priority = serializers.IntegerField(
+        required=False, min_value=TASK_MIN_PRIORITY, max_value=TASK_MAX_PRIORITY
+    )
+    scheduled_at = serializers.DateTimeField(
+        required=False, help_text="Run no earlier than this time (not with delay_seconds)."
+    )
+    delay_seconds = serializers.FloatField(
+        required=False,
+        min_value=0,
+        max_value=MAX_DELAY_SECONDS,
+        help_text="Run no earlier than this many seconds from now (not with scheduled_at).",
+    )
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ATTEMPTS)
+    timeout_seconds = serializers.FloatField(
+        required=False, min_value=0.001, max_value=MAX_TIMEOUT_SECONDS
+    )
+    idempotency_key = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="Submitting the same key again returns the original job (also the "
+        "Idempotency-Key header).",
+    )
+
+    def validate_task(self, name: str) -> ExposedTask:
+        exposed = get_exposed(name)
+        if exposed is None:
+            valid = ", ".join(exposed_tasks()) or "none: the project exposes no tasks"
+            raise serializers.ValidationError(
+                f"{name!r} is not a task exposed to the API. Valid names: {valid}."
+            )
+        return exposed
+
+    def validate_queue(self, queue: str) -> str:
+        if not QUEUE_NAME_PATTERN.match(queue):
+            raise serializers.ValidationError(
+                "Queue names are 1-100 letters, digits, '_', '.', ':' or '-', "
+                "starting with a letter or digit."
+            )
+        return queue
+
+    def validate_delay_seconds(self, value: float) -> float:
+        return _finite(value)
+
+    def validate_timeout_seconds(self, value: float) -> float:
+        return _finite(value)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if "scheduled_at" in data and "delay_seconds" in data:
+            raise serializers.ValidationError("Give scheduled_at or delay_seconds, not both.")
+        try:
+            data["task"].check_arguments(data["args"], data["kwargs"])
+        except ArgumentError as e:
+            raise serializers.ValidationError({"args": [str(e)]}) from e
+        return data
+
+    def build_task(self) -> Task:
+        """The exposed task with this submission's options applied."""
+        data = self.validated_data
+        exposed: ExposedTask = data["task"]
+        run_after = data.get("scheduled_at")
+        if "delay_seconds" in data:
+            run_after = timezone.now() + timedelta(seconds=data["delay_seconds"])
+        return exposed.task.using(
+            queue_name=data.get("queue"),
+            priority=data.get("priority"),
+            run_after=run_after,
+            max_attempts=data.get("max_attempts"),
+            timeout=data.get("timeout_seconds"),
+        )
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise serializers.ValidationError("Must be a finite number.")
+    return value
+
+
+class TaskParameterSerializer(serializers.Serializer):
+    """One parameter of an exposed task."""
+
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=["positional", "positional_or_keyword", "keyword", "var_positional", "var_keyword"]
+    )
+    required = serializers.BooleanField()
+    default = serializers.JSONField(allow_null=True)
+    type = serializers.CharField(allow_null=True, help_text="JSON type, or null for any value.")
+
+
+class ExposedTaskSerializer(serializers.Serializer):
+    """A task that may be submitted, with the arguments it takes."""
+
+    name = serializers.CharField()
+    description = serializers.CharField()
+    queue = serializers.CharField(source="task.queue_name")
+    priority = serializers.IntegerField(source="task.priority")
+    parameters = TaskParameterSerializer(many=True)
+
+
+class WindowSerializer(serializers.Serializer):
+    """Jobs of a queue that finished within a recent window."""
+
+    finished = serializers.IntegerField()
+    throughput_per_minute = serializers.FloatField()
+    mean_duration_seconds = serializers.FloatField(allow_null=True)
+
+
+class StatusCountsSerializer(serializers.Serializer):
+    """Jobs per status: queued and running now, finished ones over the last 60 minutes."""
+
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class QueueSerializer(serializers.Serializer):
+    """The health of one queue."""
+
+    queue = serializers.CharField()
+    counts = StatusCountsSerializer()
+    ready = serializers.IntegerField(help_text="Queued jobs that are due now.")
+    oldest_queued_age_seconds = serializers.FloatField(
+        allow_null=True, help_text="How long the oldest due job has waited."
+    )
+    running = serializers.IntegerField()
+    last_5_minutes = WindowSerializer()
+    last_60_minutes = WindowSerializer()
+
+
+class WorkerSerializer(serializers.Serializer):
+    """A runworker supervisor."""
+
+    id = serializers.IntegerField()
+    host = serializers.CharField(source="hostname")
+    pid = serializers.IntegerField()
+    queues = serializers.ListField(child=serializers.CharField(), help_text="[] is all queues.")
+    concurrency = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    last_heartbeat = serializers.DateTimeField()
+    lost_at = serializers.DateTimeField(allow_null=True)
+    state = serializers.ChoiceField(choices=["live", "lost"])
+    jobs_in_hand = serializers.ListField(child=serializers.IntegerField())
+
+
+class HealthSerializer(serializers.Serializer):
+    """Whether the database answers, and how many workers are live."""
+
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    database = serializers.DictField()
+    workers = serializers.DictField(child=serializers.IntegerField(), required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx and 5xx body: ``detail`` says what to change; ``errors`` per field."""
+
+    detail = serializers.CharField()
+    errors = serializers.DictField(required=False)

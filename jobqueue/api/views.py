@@ -1,0 +1,400 @@
+"""The API's views: thin hooks around serializers, the backend and the named queries."""
+
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobqueue import queries
+from jobqueue.api import serializers as s
+from jobqueue.api.errors import Conflict, LimitedJSONParser
+from jobqueue.api.events import job_events
+from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
+from jobqueue.api.tasks import exposed_tasks
+from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
+from jobqueue.models import Job, JobStatus, Worker
+
+# Longest ?wait= a request may hold, in seconds.
+MAX_WAIT_SECONDS = 30
+# While the listener is down, a waiting request re-reads its job this often.
+FALLBACK_POLL_SECONDS = 1.0
+# Lost workers stay listed this long after they stopped heart-beating.
+LOST_WORKER_WINDOW = timedelta(hours=1)
+# Largest id PostgreSQL's bigint holds; longer ids are malformed (404), not a 500.
+MAX_ID = 2**63 - 1
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="Bad input; detail says what to change."),
+    401: OpenApiResponse(s.ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(s.ErrorSerializer, description="Not allowed."),
+    404: OpenApiResponse(s.ErrorSerializer, description="No such job visible to the caller."),
+    409: OpenApiResponse(s.ErrorSerializer, description="The job's state does not allow it."),
+    413: OpenApiResponse(s.ErrorSerializer, description="The request body is too large."),
+    429: OpenApiResponse(s.ErrorSerializer, description="Too many submissions; see Retry-After."),
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: ERRORS[code] for code in codes}
+
+
+class JobPagination(CursorPagination):
+    """Newest first, by id: no COUNT over a user's history, stable under inserts."""
+
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+WAIT_PARAM = OpenApiParameter(
+    "wait",
+    OpenApiTypes.INT,
+    description=f"Hold the request up to this many seconds (at most {MAX_WAIT_SECONDS}) "
+    "until the job's status or progress changes.",
+)
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    description="Same as the idempotency_key field.",
+)
+LIST_FILTERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),
+    OpenApiParameter("queue", OpenApiTypes.STR),
+    OpenApiParameter("task", OpenApiTypes.STR),
+]
+JOB_ACTION_RESPONSES = {
+    200: OpenApiResponse(s.JobSerializer, description="Done."),
+    202: OpenApiResponse(s.JobSerializer, description="Requested; the running job stops soon."),
+    **errors(401, 403, 404, 409),
+}
+
+
+class JobViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Submit jobs, follow them, cancel and retry them. Jobs are never deleted here."""
+
+    serializer_class = s.JobSerializer
+    permission_classes = [IsAuthenticated, IsOwnerOrPermittedStaff]
+    pagination_class = JobPagination
+    parser_classes = [LimitedJSONParser]
+    throttle_classes = [SubmitRateThrottle]
+    throttle_scope = SUBMIT_SCOPE
+    lookup_value_regex = r"[^/]+"
+
+    def get_queryset(self) -> QuerySet[Job]:
+        jobs = Job.objects.all()
+        user = self.request.user
+        if self.action == "list" or not sees_all_jobs(user):
+            jobs = jobs.owned_by(user)
+        return jobs
+
+    def get_object(self) -> Job:
+        """The job, or 404 for ids that are malformed, unknown or not the caller's."""
+        raw = str(self.kwargs[self.lookup_field])
+        if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
+            raise Http404
+        return super().get_object()
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context.setdefault("positions", {})
+        return context
+
+    def _serialize(self, jobs: Iterable[Job], many: bool = False) -> Any:
+        """Serialize with the queue positions of the queued ones, in one query."""
+        jobs = list(jobs)
+        queued = [j.pk for j in jobs if j.status == JobStatus.QUEUED]
+        with connections[Job.objects.db].cursor() as cursor:
+            positions = queries.queue_positions(cursor, queued)
+        context = {**self.get_serializer_context(), "positions": positions}
+        if many:
+            return s.JobSerializer(jobs, many=True, context=context).data
+        return s.JobSerializer(jobs[0], context=context).data
+
+    def filter_queryset(self, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        params = self.request.query_params
+        if self.action != "list":
+            return queryset
+        status_filter = params.get("status")
+        if status_filter is not None:
+            if status_filter not in JobStatus.values:
+                raise ValidationError(
+                    {"status": [f"Must be one of {', '.join(JobStatus.values)}."]}
+                )
+            queryset = queryset.filter(status=status_filter)
+        for field in ("queue", "task"):
+            if (value := params.get(field)) is not None:
+                queryset = queryset.filter(**{field: value})
+        return queryset
+
+    @extend_schema(parameters=LIST_FILTERS, responses={200: s.JobSerializer, **errors(400, 401)})
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self._serialize(page or [], many=True))
+
+    @extend_schema(
+        parameters=[WAIT_PARAM], responses={200: s.JobSerializer, **errors(400, 401, 404)}
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        wait = self._wait_seconds()
+        job = self.get_object()
+        if wait > 0 and not job.is_finished:
+            job = self._wait_for_change(job, wait)
+        return Response(self._serialize([job]))
+
+    def _wait_seconds(self) -> float:
+        raw = self.request.query_params.get("wait")
+        if raw is None:
+            return 0.0
+        try:
+            wait = float(raw)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= MAX_WAIT_SECONDS:
+            raise ValidationError(
+                {"wait": [f"Must be a number of seconds from 0 to {MAX_WAIT_SECONDS}."]}
+            )
+        return wait
+
+    def _wait_for_change(self, job: Job, wait: float) -> Job:
+        """Hold until the job's status or progress differs from ``job``'s, or ``wait`` passes."""
+        seen = _fingerprint(job)
+        deadline = time.monotonic() + wait
+        with job_events.watch(job.pk) as changed:
+            while True:
+                job.refresh_from_db()
+                if _fingerprint(job) != seen:
+                    return job
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return job
+                if not job_events.listening:
+                    remaining = min(remaining, FALLBACK_POLL_SECONDS)
+                changed.wait(remaining)
+                changed.clear()
+
+    @extend_schema(
+        request=s.JobSubmitSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            202: OpenApiResponse(s.JobSerializer, description="Queued."),
+            200: OpenApiResponse(
+                s.JobSerializer, description="The job first submitted with this key."
+            ),
+            **errors(400, 401, 413, 429),
+        },
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationError("The body must be a JSON object with at least a 'task' field.")
+        data = dict(request.data)
+        header_key = request.headers.get("Idempotency-Key")
+        if header_key is not None:
+            if data.get("idempotency_key", header_key) != header_key:
+                raise ValidationError(
+                    {"idempotency_key": ["Differs from the Idempotency-Key header; send one."]}
+                )
+            data["idempotency_key"] = header_key
+        submit = s.JobSubmitSerializer(data=data)
+        submit.is_valid(raise_exception=True)
+        key = submit.validated_data.get("idempotency_key")
+        if key is not None and (earlier := self._earlier(key)) is not None:
+            return Response(self._serialize([earlier]), status=status.HTTP_200_OK)
+        task = submit.build_task()
+        backend = task.get_backend()
+        try:
+            with transaction.atomic(using=backend.database):
+                job = backend.enqueue_job(
+                    task,
+                    submit.validated_data["args"],
+                    submit.validated_data["kwargs"],
+                    owner=request.user,
+                    idempotency_key=key,
+                )
+        except IntegrityError:
+            # A concurrent submit with the same key committed first: answer with its job.
+            if key is None or (earlier := self._earlier(key)) is None:
+                raise
+            return Response(self._serialize([earlier]), status=status.HTTP_200_OK)
+        location = request.build_absolute_uri(reverse("job-detail", args=[job.pk]))
+        return Response(
+            self._serialize([job]), status=status.HTTP_202_ACCEPTED, headers={"Location": location}
+        )
+
+    def _earlier(self, key: str) -> Job | None:
+        return Job.objects.owned_by(self.request.user).filter(idempotency_key=key).first()
+
+    @extend_schema(request=None, responses=JOB_ACTION_RESPONSES)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Cancel a queued job at once; ask a running one to stop (202). 409 once finished."""
+        job = self.get_object()
+        with connections[Job.objects.db].cursor() as cursor:
+            changed = queries.cancel(cursor, [job.pk])
+        job.refresh_from_db()
+        if not changed:
+            raise Conflict(
+                f"The job is {job.status}; only queued or running jobs can be cancelled."
+            )
+        code = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
+        return Response(self._serialize([job]), status=code)
+
+    @extend_schema(request=None, responses=JOB_ACTION_RESPONSES, summary="Cancel (never deletes)")
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.cancel(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={200: s.JobSerializer, **errors(401, 403, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Put a failed or cancelled job back in the queue with a fresh attempt budget."""
+        job = self.get_object()
+        with connections[Job.objects.db].cursor() as cursor:
+            changed = queries.retry(cursor, [job.pk])
+        job.refresh_from_db()
+        if not changed:
+            raise Conflict(
+                f"The job is {job.status}; only failed or cancelled jobs can be retried."
+            )
+        return Response(self._serialize([job]))
+
+
+def _fingerprint(job: Job) -> tuple:
+    return (
+        job.status,
+        job.attempts,
+        job.cancel_requested,
+        job.progress_percent,
+        job.progress_message,
+        job.progress_updated_at,
+    )
+
+
+class TaskViewSet(viewsets.ViewSet):
+    """The tasks that may be submitted, and the arguments each takes."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: s.ExposedTaskSerializer(many=True), **errors(401)})
+    def list(self, request: Request) -> Response:
+        return Response(s.ExposedTaskSerializer(exposed_tasks().values(), many=True).data)
+
+
+class QueueViewSet(viewsets.ViewSet):
+    """Per queue: the backlog, what runs, and throughput and run time lately (one query)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: s.QueueSerializer(many=True), **errors(401)})
+    def list(self, request: Request) -> Response:
+        with connections[Job.objects.db].cursor() as cursor:
+            rows = queries.queue_stats(cursor)
+        return Response(s.QueueSerializer([_queue_figures(r) for r in rows], many=True).data)
+
+
+def _queue_figures(row: tuple) -> dict[str, Any]:
+    (queue, queued, ready, oldest, running, succeeded, failed, cancelled) = row[:8]
+    finished_5m, mean_5m, finished_60m, mean_60m = row[8:]
+
+    def window(finished: int, mean: Any, minutes: int) -> dict[str, Any]:
+        return {
+            "finished": finished,
+            "throughput_per_minute": round(finished / minutes, 3),
+            "mean_duration_seconds": None if mean is None else round(float(mean), 3),
+        }
+
+    return {
+        "queue": queue,
+        "counts": {
+            "queued": queued,
+            "running": running,
+            "succeeded": succeeded,
+            "failed": failed,
+            "cancelled": cancelled,
+        },
+        "ready": ready,
+        "oldest_queued_age_seconds": None if oldest is None else round(float(oldest), 3),
+        "running": running,
+        "last_5_minutes": window(finished_5m, mean_5m, 5),
+        "last_60_minutes": window(finished_60m, mean_60m, 60),
+    }
+
+
+class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Live workers and those lost in the last hour, with the jobs they hold (staff only)."""
+
+    serializer_class = s.WorkerSerializer
+    permission_classes = [IsAdminUser]
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Worker]:
+        cutoff = timezone.now() - LOST_WORKER_WINDOW
+        return Worker.objects.filter(Q(lost_at__isnull=True) | Q(lost_at__gte=cutoff)).annotate(
+            jobs_in_hand=ArrayAgg(
+                "jobs__id",
+                filter=Q(jobs__status=JobStatus.RUNNING),
+                default=[],
+                order_by="jobs__id",
+            )
+        )
+
+    @extend_schema(responses={200: s.WorkerSerializer(many=True), **errors(401, 403)})
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        workers = list(self.get_queryset())
+        for worker in workers:
+            worker.state = "lost" if worker.lost_at else "live"  # type: ignore[attr-defined]
+        return Response(s.WorkerSerializer(workers, many=True).data)
+
+
+class HealthView(APIView):
+    """200 when the database answers, 503 when it does not; open to load balancers."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(
+        responses={
+            200: s.HealthSerializer,
+            503: OpenApiResponse(s.HealthSerializer, description="The database is unreachable."),
+        }
+    )
+    def get(self, request: Request) -> Response:
+        started = time.monotonic()
+        try:
+            workers = Worker.objects.aggregate(
+                live=Count("id", filter=Q(lost_at__isnull=True)),
+                lost=Count("id", filter=Q(lost_at__isnull=False)),
+            )
+        except DatabaseError as e:
+            body = {"status": "unavailable", "database": {"ok": False, "error": type(e).__name__}}
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        latency = round((time.monotonic() - started) * 1000, 2)
+        return Response(
+            {
+                "status": "ok",
+                "database": {"ok": True, "latency_ms": latency},
+                "workers": workers,
+            }
+        )

@@ -39,6 +39,7 @@ FALLBACK_POLL_SECONDS = 1.0
 LOST_WORKER_WINDOW = timedelta(hours=1)
 # Largest id PostgreSQL's bigint holds; longer ids are malformed (404), not a 500.
 MAX_ID = 2**63 - 1
+NOT_FOUND = "No such job among those you may see: job ids are the numbers POST /api/jobs/ returns."
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="Bad input; detail says what to change."),
@@ -115,8 +116,11 @@ class JobViewSet(
         """The job, or 404 for ids that are malformed, unknown or not the caller's."""
         raw = str(self.kwargs[self.lookup_field])
         if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
-            raise Http404
-        return super().get_object()
+            raise Http404(NOT_FOUND)
+        try:
+            return super().get_object()
+        except Http404:
+            raise Http404(NOT_FOUND) from None
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()

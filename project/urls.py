@@ -3,7 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from jobqueue.views import job_page
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("jobqueue.api.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("jobs/<int:pk>/", job_page, name="job-page"),
 ]

@@ -1,0 +1,238 @@
+"""Headless Chromium against a real server and a real worker: what staff and owners see.
+
+Screenshots go to test-output/screenshots/ (kept as CI artefacts).
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.utils import timezone
+
+from jobqueue.models import Job, JobStatus
+from tests.conftest import ROOT, WORKER_ENV, database_url, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"
+    ),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(transactional_db: None, tmp_path: Path) -> Iterator[str]:
+    """`manage.py runserver` (threaded, serves static files) on the test database."""
+    port = free_port()
+    env = {**os.environ, **WORKER_ENV, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1"}
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return urllib.request.urlopen(f"{url}/accounts/login/", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, 60, "the server answers")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    # Playwright's sync API runs an event loop in this thread; the test's ORM calls are sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def login(browser, server: str) -> Callable:
+    """A page logged in as a new user; staff users log in through the admin's form."""
+
+    def make(username: str, *perms: str, superuser: bool = False, staff: bool = True):
+        user = User.objects.create_user(username, password="pw-12345", is_staff=staff)
+        user.is_superuser = superuser
+        user.save()
+        user.user_permissions.set(
+            Permission.objects.filter(content_type__app_label="jobqueue", codename__in=perms)
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.set_default_timeout(20_000)
+        page.goto(f"{server}/admin/login/" if staff else f"{server}/accounts/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", "pw-12345")
+        page.click("[type=submit]")
+        page.wait_for_load_state()
+        return page, user
+
+    return make
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def lost_job() -> Job:
+    """A demo.echo job that failed when its worker died: retrying it will succeed."""
+    now = timezone.now()
+    return Job.objects.create(
+        task="demo.echo",
+        kwargs={"report": "monthly"},
+        status=JobStatus.FAILED,
+        attempts=1,
+        max_attempts=1,
+        started_at=now - timedelta(seconds=40),
+        finished_at=now,
+        errors=[
+            {
+                "attempt": 1,
+                "type": "jobqueue.exceptions.WorkerLost",
+                "message": "worker 7 stopped heart-beating (lease 30 s)",
+                "traceback": "",
+                "at": now.isoformat(),
+            }
+        ],
+    )
+
+
+def test_staff_filter_retry_until_success_and_purge(login, server, start_worker) -> None:
+    failing = [
+        Job.objects.create(task="demo.fail", kwargs={"message": f"bad {i}"}, max_attempts=1)
+        for i in range(2)
+    ]
+    start_worker("--concurrency", "2")
+    wait_until(
+        lambda: Job.objects.filter(status=JobStatus.FAILED).count() == 2,
+        60,
+        "the demo.fail jobs failed",
+    )
+    job = lost_job()
+    page, _ = login("boss", superuser=True)
+
+    page.goto(f"{server}/admin/jobqueue/job/")
+    page.click("#changelist-filter a:text-is('Failed')")
+    page.wait_for_url(re.compile(r"status__exact=failed"))
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 3
+    shot(page, "admin-list-failed")
+
+    page.click(f"#result_list a[href*='/{job.pk}/change/']")
+    assert "stopped heart-beating" in page.inner_text("body")
+    shot(page, "admin-job-detail-failed")
+    page.click("#jq-retry")
+    assert f"Job {job.pk} re-queued." in page.inner_text(".messagelist")
+
+    def succeeded_on_page() -> bool:
+        page.reload()
+        return "Succeeded" in page.inner_text("fieldset")
+
+    wait_until(succeeded_on_page, 60, "the retried job shows as succeeded")
+    assert "&quot;report&quot;" in page.content() or '"report": "monthly"' in page.inner_text(
+        "body"
+    )
+    shot(page, "admin-job-detail-succeeded")
+
+    page.goto(f"{server}/admin/jobqueue/job/?status__exact=failed")
+    for failed in failing:
+        page.check(f"input.action-select[value='{failed.pk}']")
+    page.select_option("select[name=action]", "purge_jobs")
+    page.click("button[name=index]")
+    assert "Purged 2 finished jobs" in page.inner_text(".messagelist")
+    shot(page, "admin-after-purge")
+    assert not Job.objects.filter(pk__in=[f.pk for f in failing]).exists()
+
+    page.goto(f"{server}/admin/jobqueue/job/health/")
+    assert page.locator("svg.jq-chart rect.jq-bar-ok").count() >= 1
+    assert "live" in page.inner_text("#jq-workers")
+    shot(page, "admin-queue-health")
+
+
+def test_staff_without_retry_permission_see_no_retry(login, server) -> None:
+    job = lost_job()
+    page, _ = login("viewer", "view_job", "cancel_job")
+
+    page.goto(f"{server}/admin/jobqueue/job/")
+    options = page.locator("select[name=action] option").all_inner_texts()
+    assert any("Cancel" in o for o in options)
+    assert not any("Retry" in o for o in options)
+    page.goto(f"{server}/admin/jobqueue/job/{job.pk}/change/")
+    assert page.locator("#jq-retry").count() == 0
+    shot(page, "admin-job-detail-no-retry-permission")
+
+
+def test_live_job_page_shows_progress_moving_then_the_result(login, server, start_worker) -> None:
+    page, user = login("owner", staff=False)
+    job = Job.objects.create(
+        task="demo.progress", kwargs={"steps": 5, "step_seconds": 1}, owner=user
+    )
+    start_worker()
+
+    page.goto(f"{server}/jobs/{job.pk}/")
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while page.get_attribute("#jq-job", "data-state") != "succeeded":
+        assert time.monotonic() < deadline, f"job never finished on the page; saw {seen}"
+        percent = page.inner_text("[data-field=percent]")
+        if not seen or seen[-1] != percent:
+            seen.append(percent)
+            if len(seen) == 3:
+                shot(page, "live-job-page-running")
+        time.sleep(0.1)
+
+    assert len({p for p in seen if p not in ("0%", "100%")}) >= 2, seen
+    assert '"steps": 5' in page.inner_text("[data-field=result]")
+    assert page.inner_text("[data-field=percent]") == "100%"
+    assert not page.is_visible("[data-field=cancel]")
+    shot(page, "live-job-page-done")
+
+
+def test_live_job_page_cancel_button_stops_the_job(login, server, start_worker) -> None:
+    page, user = login("owner2", staff=False)
+    job = Job.objects.create(task="demo.sleep", kwargs={"seconds": 30}, owner=user)
+    start_worker()
+    page.goto(f"{server}/jobs/{job.pk}/")
+    page.wait_for_function("document.querySelector('#jq-job').dataset.state === 'running'")
+
+    page.click("[data-field=cancel]")
+
+    page.wait_for_function("document.querySelector('#jq-job').dataset.state === 'cancelled'")
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED

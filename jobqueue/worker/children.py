@@ -5,7 +5,8 @@ import multiprocessing
 import os
 import signal
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -23,27 +24,45 @@ class InHand:
     assignment: Assignment
     max_attempts: int
     queue: str
-    dispatched_at: float = 0.0  # monotonic time the child got it
+    began_at: float = 0.0  # monotonic time the child began running it
     cancel_seen_at: float | None = None  # monotonic time its cancel request was first seen
 
 
 @dataclass(slots=True, kw_only=True)
 class Child:
+    """A child and the jobs sent to it, in the order it runs them: the first is running.
+
+    Short jobs are sent a few at a time so that a child never waits while the
+    supervisor is busy with the database; long jobs one at a time.
+    """
+
     process: BaseProcess
     pipe: Connection
-    job: InHand | None = None
+    jobs: deque[InHand] = field(default_factory=deque)
     # Why the supervisor killed it, so the job's error says so: "timeout" or "cancel".
     kill_reason: str | None = None
 
     @property
-    def idle(self) -> bool:
-        return self.job is None and self.kill_reason is None
+    def job(self) -> InHand | None:
+        """The job the child is running now."""
+        return self.jobs[0] if self.jobs else None
+
+    def has_room(self, depth: int) -> bool:
+        return self.kill_reason is None and len(self.jobs) < depth
 
     def assign(self, job: InHand) -> None:
         a = job.assignment
-        job.dispatched_at = time.monotonic()
-        self.job = job
+        if not self.jobs:
+            job.began_at = time.monotonic()
+        self.jobs.append(job)
         self.pipe.send((a.job_id, a.task, a.args, a.kwargs, a.attempts, a.timeout))
+
+    def finish_first(self) -> InHand:
+        """The running job is done: the next one sent, if any, begins now."""
+        job = self.jobs.popleft()
+        if self.jobs:
+            self.jobs[0].began_at = time.monotonic()
+        return job
 
     def read(self) -> Report | None:
         """The child's report, or None when the child has died (its pipe is closed)."""

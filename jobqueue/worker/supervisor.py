@@ -38,6 +38,15 @@ logger = logging.getLogger("jobqueue.worker")
 # worker sits idle.
 BUFFER_SECONDS = 0.05
 MAX_BUFFER_PER_CHILD = 100
+# Outcomes are written in batches: when this many are waiting, when the
+# oldest has waited ACK_DELAY seconds, or at once when nothing else is running.
+# An outcome is never visible before it is committed; batching only delays it.
+ACK_BATCH = 64
+ACK_DELAY = 0.01
+# Jobs sent ahead to one child: enough short jobs to cover a database round
+# trip of the supervisor, and one at a time for jobs of PIPELINE_SECONDS or more.
+PIPELINE_SECONDS = 0.005
+MAX_PIPELINE = 16
 RECONNECT_MAX_DELAY = 30.0
 
 
@@ -69,6 +78,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.buffer: deque[InHand] = deque()  # claimed, waiting for an idle child
         self.outcomes: list[Outcome] = []  # decided, waiting to be written
+        self.outcomes_since = 0.0  # monotonic time the oldest waiting outcome was decided
         self.processed = 0
         self.claimed = 0
         self.mean_duration = 1.0  # seconds; assume long jobs until shown otherwise
@@ -100,6 +110,7 @@ class Supervisor:
         try:
             while not self._finished():
                 self._wait()
+                self._dispatch()
                 self._db_step()
                 self._dispatch()
                 self._enforce_deadlines()
@@ -108,7 +119,7 @@ class Supervisor:
         return 0
 
     def _finished(self) -> bool:
-        busy = any(c.job for c in self.children) or self.buffer
+        busy = any(c.jobs for c in self.children) or self.buffer
         if self.stopping_at is None and self.options.burst and self.drained and not busy:
             self._request_stop("burst: queue drained")
         if (
@@ -142,7 +153,7 @@ class Supervisor:
             "worker %s stopping (%s): finishing %d running jobs within %.0f s",
             self.name,
             why,
-            sum(1 for c in self.children if c.job),
+            sum(len(c.jobs) for c in self.children),
             self.options.shutdown_timeout,
         )
         self.stopping_at = time.monotonic() + self.options.shutdown_timeout
@@ -151,7 +162,7 @@ class Supervisor:
     def _wait(self) -> None:
         now = time.monotonic()
         timeout = max(0.0, self._next_timer() - now)
-        if self.outcomes or (self.claim_wanted and self._demand() and self.db):
+        if self._ack_due(now) or (self.claim_wanted and self._demand() and self.db):
             timeout = 0.0
         for key, _ in self.selector.select(timeout):
             if key.data == "signal":
@@ -167,6 +178,8 @@ class Supervisor:
 
     def _next_timer(self) -> float:
         timers = [self.next_heartbeat, self.next_rescue]
+        if self.outcomes:
+            timers.append(self.outcomes_since + ACK_DELAY)
         timers.append(self.next_poll if self.db else self.reconnect_at)
         if self.stopping_at is not None:
             timers.append(self.stopping_at)
@@ -179,7 +192,7 @@ class Supervisor:
         grace = self.conf.CANCEL_GRACE
         deadline = float("inf")
         if job.assignment.timeout:
-            deadline = job.dispatched_at + job.assignment.timeout + grace
+            deadline = job.began_at + job.assignment.timeout + grace
         if job.cancel_seen_at is not None:
             deadline = min(deadline, job.cancel_seen_at + grace)
         return deadline
@@ -195,11 +208,10 @@ class Supervisor:
         if report is None:
             self._on_child_death(child)
             return
-        job = child.job
-        child.job = None
-        if job is None or report.job_id != job.assignment.job_id:
-            logger.error("child reported job %s it was not given", report.job_id)
+        if child.job is None or report.job_id != child.job.assignment.job_id:
+            logger.error("child reported job %s it was not running", report.job_id)
             return
+        job = child.finish_first()
         self.mean_duration = 0.8 * self.mean_duration + 0.2 * report.duration
         self._record(job, report)
 
@@ -208,7 +220,10 @@ class Supervisor:
         child.pipe.close()
         self.children.remove(child)
         note = child.death_note()
-        job = child.job
+        job = child.finish_first() if child.jobs else None
+        for waiting in reversed(child.jobs):  # sent but never begun: another child runs them
+            waiting.began_at = 0.0
+            self.buffer.appendleft(waiting)
         if job is not None:
             if child.kill_reason == "cancel":
                 report = Report(
@@ -254,19 +269,25 @@ class Supervisor:
             ),
             worker=self.name,
         )
+        if not self.outcomes:
+            self.outcomes_since = time.monotonic()
         self.outcomes.append(outcome)
         self.processed += 1
 
     def _dispatch(self) -> None:
-        for child in self.children:
-            if not self.buffer:
+        """Send buffered jobs to the children with the fewest in hand."""
+        depth = max(1, min(MAX_PIPELINE, int(PIPELINE_SECONDS / max(self.mean_duration, 1e-6))))
+        while self.buffer:
+            open_children = [c for c in self.children if c.has_room(depth)]
+            if not open_children:
                 return
-            if child.idle:
-                job = self.buffer.popleft()
-                try:
-                    child.assign(job)
-                except OSError:
-                    self.buffer.appendleft(job)  # the child died; its death is handled on read
+            child = min(open_children, key=lambda c: len(c.jobs))
+            job = self.buffer.popleft()
+            try:
+                child.assign(job)
+            except OSError:
+                self.buffer.appendleft(job)  # the child died; its death is handled on read
+                return
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
@@ -287,7 +308,8 @@ class Supervisor:
             if not self._connect():
                 return
         try:
-            self._flush_outcomes()
+            if self._ack_due(now):
+                self._flush_outcomes()
             if now >= self.next_heartbeat:
                 self._heartbeat()
             if now >= self.next_rescue:
@@ -339,6 +361,16 @@ class Supervisor:
     def _cursor(self) -> psycopg.Cursor:
         assert self.db is not None
         return self.db.cursor()
+
+    def _ack_due(self, now: float) -> bool:
+        if not self.outcomes:
+            return False
+        return (
+            len(self.outcomes) >= ACK_BATCH
+            or now - self.outcomes_since >= ACK_DELAY
+            or self.stopping_at is not None
+            or not any(c.jobs for c in self.children)
+        )
 
     def _flush_outcomes(self) -> None:
         if not self.outcomes:
@@ -398,12 +430,18 @@ class Supervisor:
                 self.claim_wanted = True
 
     def _demand(self) -> int:
-        """How many jobs to claim now: free children, plus a buffer sized for short jobs."""
+        """How many jobs to claim now: free children, plus a buffer sized for short jobs.
+
+        The buffer is refilled only once it is half empty, so that short jobs
+        are claimed in large batches rather than one statement per job.
+        """
         if self.stopping_at is not None:
             return 0
         n = self.options.concurrency
         target = min(MAX_BUFFER_PER_CHILD * n, int(BUFFER_SECONDS / max(self.mean_duration, 1e-4)))
-        in_hand = sum(1 for c in self.children if c.job) + len(self.buffer)
+        in_hand = sum(len(c.jobs) for c in self.children) + len(self.buffer)
+        if self.buffer and len(self.buffer) > target // 2:
+            return 0
         demand = n + target - in_hand
         if self.options.max_jobs is not None:
             demand = min(demand, self.options.max_jobs - self.claimed)
@@ -438,11 +476,11 @@ class Supervisor:
     def _shutdown(self) -> None:
         """Kill what did not finish in time, give back every job not done, deregister."""
         for child in self.children:
-            if child.job is not None:
+            if child.jobs:
                 child.kill("shutdown")
             else:
                 child.stop()
-        unfinished = [c.job.assignment.job_id for c in self.children if c.job]
+        unfinished = [j.assignment.job_id for c in self.children for j in c.jobs]
         unfinished += [j.assignment.job_id for j in self.buffer]
         for child in self.children:
             child.process.join(timeout=5)

@@ -39,11 +39,12 @@ class JobQueueTask(Task):
         **changes: Any,
     ) -> "JobQueueTask":
         """Django's using(), plus max_attempts and timeout."""
-        task = Task.using(self, **changes)
-        extra = {
-            k: v for k, v in (("max_attempts", max_attempts), ("timeout", timeout)) if v is not None
-        }
-        return replace(task, **extra) if extra else task
+        task: JobQueueTask = Task.using(self, **changes)  # type: ignore[assignment]
+        return replace(
+            task,
+            max_attempts=task.max_attempts if max_attempts is None else max_attempts,
+            timeout=task.timeout if timeout is None else timeout,
+        )
 
 
 class JobQueueBackend(BaseTaskBackend):
@@ -170,7 +171,7 @@ class JobQueueBackend(BaseTaskBackend):
         """The Django view of a job row."""
         if task is None:
             task = load_task(job.task)
-        result = TaskResult(
+        result: TaskResult = TaskResult(
             task=task,
             id=str(job.pk),
             status=JobStatus(job.status).as_task_status(),

@@ -16,7 +16,7 @@ from django.utils.json import normalize_json
 from jobqueue.backend import JobQueueBackend, load_task
 from jobqueue.exceptions import JobCancelled, JobTimeout
 from jobqueue.progress import ProgressReporter, set_reporter
-from jobqueue.worker.outcome import Report
+from jobqueue.worker.outcome import Report, ReportKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ class Executor:
 
 
 def _failure(job: Assignment, error: BaseException, started: float) -> Report:
-    kind = "cancelled" if isinstance(error, JobCancelled) else "failed"
+    kind: ReportKind = "cancelled" if isinstance(error, JobCancelled) else "failed"
     cls = type(error)
     return Report(
         job_id=job.job_id,

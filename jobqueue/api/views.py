@@ -154,7 +154,14 @@ class JobViewSet(
                 queryset = queryset.filter(**{field: value})
         return queryset
 
-    @extend_schema(parameters=LIST_FILTERS, responses={200: s.JobSerializer, **errors(400, 401)})
+    @extend_schema(
+        parameters=LIST_FILTERS,
+        responses={
+            200: s.JobSerializer,
+            **errors(400, 401),
+            404: OpenApiResponse(s.ErrorSerializer, description="Invalid cursor."),
+        },
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(self._serialize(page or [], many=True))

@@ -1,0 +1,288 @@
+"""jobqueue under test: our own venv, project.settings, `demo.echo` as the no-op task.
+
+Run as ``.venv/bin/python bench/drivers/jobqueue_driver.py WORKLOAD --dsn ...``
+from the repository root. Workers are real ``manage.py runworker`` processes.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+import common  # noqa: E402
+
+FINISHED = "('succeeded', 'failed', 'cancelled')"
+COUNT_FINISHED = f"SELECT count(*) FROM jobqueue_job WHERE status IN {FINISHED}"
+LAST_FINISH = "SELECT extract(epoch FROM max(finished_at)) FROM jobqueue_job"
+SIZES = """
+SELECT pg_total_relation_size('jobqueue_job'), pg_relation_size('jobqueue_job'),
+       pg_indexes_size('jobqueue_job')
+"""
+
+
+def django_setup(dsn: str) -> None:
+    os.environ["DATABASE_URL"] = dsn
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def worker_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), "runworker", "-v", "0", *args]
+
+
+def worker_env(dsn: str) -> dict[str, str]:
+    return {"DATABASE_URL": dsn, "DJANGO_SETTINGS_MODULE": "project.settings"}
+
+
+def reset(dsn: str) -> None:
+    with common.connect(dsn) as conn:
+        conn.execute("TRUNCATE jobqueue_job, jobqueue_worker RESTART IDENTITY CASCADE")
+
+
+def bulk_enqueue(n: int) -> str:
+    """Enqueue n no-op jobs through the fastest public call; returns which one."""
+    from django.db import transaction
+    from django.tasks import task_backends
+
+    import demo
+
+    backend = task_backends["default"]
+    calls = [((), {})] * n
+    if hasattr(backend, "enqueue_many"):
+        with transaction.atomic():
+            backend.enqueue_many(demo.echo, calls)
+        return "JobQueueBackend.enqueue_many (COPY)"
+    from jobqueue.models import Job  # fallback before the bulk API existed
+
+    template = backend.enqueue_job(demo.echo, [], {})
+    fields = {f.attname: getattr(template, f.attname) for f in Job._meta.concrete_fields}
+    fields.pop("id")
+    Job.objects.bulk_create([Job(**fields) for _ in range(n - 1)], batch_size=5000)
+    return "Job.objects.bulk_create (fallback: no enqueue_many)"
+
+
+def insert_queued(dsn: str, n: int) -> None:
+    """n queued jobs in one INSERT ... SELECT generate_series, copied from one real enqueue."""
+    import demo
+
+    template = demo.echo.enqueue()
+    with common.connect(dsn) as conn:
+        cols = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'jobqueue_job' AND column_name <> 'id' "
+                "ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+        col_list = ", ".join(cols)
+        conn.execute(
+            f"INSERT INTO jobqueue_job ({col_list}) SELECT {col_list} "
+            "FROM jobqueue_job, generate_series(1, %s) WHERE id = %s",
+            (n - 1, int(template.id)),
+        )
+        conn.execute("ANALYZE jobqueue_job")
+
+
+# ---------------------------------------------------------------- workloads
+def setup(args: Any) -> dict[str, Any]:
+    django_setup(args.dsn)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    import django
+    import psycopg
+
+    return {"versions": {"django": django.__version__, "psycopg": psycopg.__version__}}
+
+
+def bulk(args: Any) -> dict[str, Any]:
+    django_setup(args.dsn)
+    reset(args.dsn)
+    api = []
+    seconds = common.timed(lambda: api.append(bulk_enqueue(args.n)))
+    return {**common.rate(args.n, seconds), "api": api[0]}
+
+
+def single(args: Any) -> dict[str, Any]:
+    django_setup(args.dsn)
+    reset(args.dsn)
+    import demo
+
+    def run() -> None:
+        for _ in range(args.n):
+            demo.echo.enqueue()  # autocommit: one transaction per call
+
+    return common.rate(args.n, common.timed(run))
+
+
+def drain(args: Any) -> dict[str, Any]:
+    django_setup(args.dsn)
+    reset(args.dsn)
+    bulk_enqueue(args.n)
+    result = common.drain(
+        args.dsn,
+        n=args.n,
+        worker_commands=[worker_command("--concurrency", str(args.concurrency), "--burst")],
+        count_sql=COUNT_FINISHED,
+        last_finish_sql=LAST_FINISH,
+        env=worker_env(args.dsn),
+    )
+    failed = common.scalar(
+        args.dsn, "SELECT count(*) FROM jobqueue_job WHERE status <> 'succeeded'"
+    )
+    return {**result, "not_succeeded": failed}
+
+
+def latency(args: Any) -> dict[str, Any]:
+    django_setup(args.dsn)
+    reset(args.dsn)
+    import demo
+
+    return common.latency(
+        args.dsn,
+        n=args.n,
+        interval_ms=args.interval_ms,
+        worker_commands=[worker_command("--concurrency", str(args.concurrency))],
+        enqueue_one=demo.echo.enqueue,
+        count_sql=COUNT_FINISHED,
+        delays_sql="SELECT extract(epoch FROM started_at - created_at) * 1000 FROM jobqueue_job "
+        "WHERE started_at IS NOT NULL",
+        env=worker_env(args.dsn),
+    )
+
+
+def depth(args: Any) -> dict[str, Any]:
+    """Drain args.n jobs with args.n queued, then args.n of args.queued queued: the rate ratio."""
+    django_setup(args.dsn)
+    rates = {}
+    for queued in (args.n, args.queued):
+        reset(args.dsn)
+        insert_queued(args.dsn, queued)
+        result = common.drain(
+            args.dsn,
+            n=args.n,
+            worker_commands=[
+                worker_command("--concurrency", str(args.concurrency), "--max-jobs", str(args.n))
+            ],
+            count_sql="SELECT count(*) FROM jobqueue_job WHERE status = 'succeeded'",
+            last_finish_sql=LAST_FINISH,
+            env=worker_env(args.dsn),
+        )
+        rates[queued] = result["value"]
+    return {
+        "value": rates[args.queued] / rates[args.n],
+        "unit": "ratio",
+        "rate_small": rates[args.n],
+        "rate_large": rates[args.queued],
+        "queued_small": args.n,
+        "queued_large": args.queued,
+    }
+
+
+def bloat(args: Any) -> dict[str, Any]:
+    """Run args.n jobs through claim and ack in waves, purging after each; sizes in MB.
+
+    The jobs go through the worker's own claim and ack statements (queries.py)
+    in batches the size a busy supervisor claims, without forking children:
+    the table sees the same row churn in a fraction of the time.
+    """
+    django_setup(args.dsn)
+    reset(args.dsn)
+    waves = 10 if args.n >= 100_000 else 2
+    wave = args.n // waves
+    sizes_mb = []
+    ran = 0
+    with common.connect(args.dsn) as conn:
+        empty = _sizes(conn)
+        for _ in range(waves):
+            insert_queued(args.dsn, wave)
+            ran += _churn(conn)
+            peak = _sizes(conn)
+            purge = _purge(args.dsn)
+            sizes_mb.append(_sizes(conn)["total"])
+        after_purge = _sizes(conn)
+        conn.execute("VACUUM jobqueue_job")
+        after_vacuum = _sizes(conn)
+    return {
+        "value": after_vacuum["total"],
+        "unit": "MB",
+        "jobs_run": ran,
+        "empty": empty,
+        "after_last_run": peak,
+        "after_purge": after_purge,
+        "after_vacuum": after_vacuum,
+        "total_after_each_wave_mb": sizes_mb,
+        "purge": purge,
+    }
+
+
+def _churn(conn: Any, demand: int = 200) -> int:
+    """Claim and acknowledge every queued job, ``demand`` at a time, as one supervisor would."""
+    from jobqueue import queries
+    from jobqueue.worker.outcome import Outcome
+
+    with conn.cursor() as cur:
+        worker = queries.register_worker(
+            cur, hostname="bench", pid=os.getpid(), queues=(), concurrency=2
+        )
+        ran = 0
+        while rows := queries.claim(cur, worker=worker, demand=demand, queues=()):
+            outcomes = [
+                Outcome(job_id=r[0], status="succeeded", result_json="{}").as_row() for r in rows
+            ]
+            queries.ack(cur, worker=worker, outcomes=outcomes)
+            ran += len(rows)
+        queries.unregister_worker(cur, worker=worker)
+    return ran
+
+
+def _purge(dsn: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "purge_jobs", "--older-than", "0s"],
+        env={**os.environ, "DATABASE_URL": dsn},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode == 0:
+        return "manage.py purge_jobs --older-than 0s"
+    with common.connect(dsn) as conn:  # fallback while purge_jobs is not there
+        while conn.execute(
+            "DELETE FROM jobqueue_job WHERE id IN (SELECT id FROM jobqueue_job "
+            f"WHERE status IN {FINISHED} LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+        ).rowcount:
+            pass
+    return f"SQL batches of 1000 (purge_jobs failed: {proc.stderr.strip()[-200:]})"
+
+
+def _sizes(conn: Any) -> dict[str, float]:
+    total, heap, indexes = conn.execute(SIZES).fetchone()
+    mb = 1024 * 1024
+    return {
+        "total": round(total / mb, 2),
+        "heap": round(heap / mb, 2),
+        "indexes": round(indexes / mb, 2),
+    }
+
+
+if __name__ == "__main__":
+    common.run_main(
+        {
+            "setup": setup,
+            "bulk": bulk,
+            "single": single,
+            "drain": drain,
+            "latency": latency,
+            "depth": depth,
+            "bloat": bloat,
+        }
+    )

@@ -1,0 +1,99 @@
+"""The systems under test: jobqueue and each peer, with how each is installed and run.
+
+Every peer is installed from PyPI into its own virtual environment and
+driven by its own script in bench/drivers/, so that no peer's dependencies
+meet ours. ``config`` says, for the report, how each is set up: each as its
+documentation recommends for production, with total concurrency 2 for the drain.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+DRIVERS = BENCH / "drivers"
+VENVS = BENCH / ".venvs"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class System:
+    name: str
+    driver: str  # file in bench/drivers/
+    packages: tuple[str, ...] = ()  # pip requirements; () for jobqueue (our own .venv)
+    versions_of: tuple[str, ...] = ()  # distributions whose versions the report shows
+    config: str = ""
+
+    @property
+    def is_ours(self) -> bool:
+        return not self.packages
+
+    @property
+    def venv(self) -> Path:
+        return ROOT / ".venv" if self.is_ours else VENVS / self.name
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def database(self) -> str:
+        return "bench_" + self.name.replace("-", "_")
+
+
+JOBQUEUE = System(
+    name="jobqueue",
+    driver="jobqueue_driver.py",
+    versions_of=("django", "psycopg"),
+    config="`manage.py runworker --concurrency 2 --burst` (one supervisor, 2 forked children); "
+    "bulk: `JobQueueBackend.enqueue_many` (COPY); single: `demo.echo.enqueue()`",
+)
+
+PEERS = [
+    System(
+        name="procrastinate",
+        driver="procrastinate_driver.py",
+        packages=("procrastinate", "psycopg[binary]"),
+        versions_of=("procrastinate", "psycopg"),
+        config="2 x `procrastinate worker --concurrency 1 --one-shot` (its docs: no in-process "
+        "concurrency for sync tasks, scale with processes), LISTEN/NOTIFY on, sync no-op task; "
+        "bulk: `task.batch_defer`; single: `task.defer`",
+    ),
+    System(
+        name="django-tasks-db",
+        driver="django_tasks_db_driver.py",
+        packages=("django-tasks-db", "django>=6.0", "psycopg[binary]"),
+        versions_of=("django-tasks-db", "django"),
+        config="2 x `manage.py db_worker --batch --no-reload` (it runs one task at a time per "
+        "process), default 1 s poll; bulk: no bulk API, so `enqueue()` in a loop inside one "
+        "`transaction.atomic()`; single: `task.enqueue()`",
+    ),
+    System(
+        name="pgqueuer",
+        driver="pgqueuer_driver.py",
+        packages=("pgqueuer", "asyncpg", "psycopg[binary]"),
+        versions_of=("pgqueuer", "asyncpg"),
+        config="one `QueueManager` process on asyncpg, async no-op entrypoint with "
+        "`concurrency_limit=2`, `mode=drain`, default batch size; bulk: `Queries.enqueue` with "
+        "lists; single: `Queries.enqueue` per job",
+    ),
+    System(
+        name="oban",
+        driver="oban_driver.py",
+        packages=("oban", "psycopg[binary]"),
+        versions_of=("oban", "psycopg"),
+        config="one `Oban` process, `queues={'default': 2}`, sync no-op `@job`; "
+        "bulk: `Oban.enqueue_many`; single: `job.enqueue()`",
+    ),
+    System(
+        name="django-ox",
+        driver="django_ox_driver.py",
+        packages=("django-ox", "django>=6.0", "psycopg[binary]"),
+        versions_of=("django-ox", "django"),
+        config="`manage.py ox_worker --processes 2 --concurrency 1 --batch` (its docs: "
+        "`--processes N --concurrency 1` for CPU-bound work); bulk: "
+        "`django_ox.bulk.enqueue_many`; single: `task.enqueue()`",
+    ),
+]
+
+SYSTEMS = [JOBQUEUE, *PEERS]
+BY_NAME = {s.name: s for s in SYSTEMS}

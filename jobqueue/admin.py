@@ -27,6 +27,9 @@ from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter
 from jobqueue.models import FINISHED, Job, JobStatus, Worker
 from jobqueue.purge import purge_ids
 
+RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
+CANCELLABLE = {JobStatus.QUEUED, JobStatus.RUNNING}
+
 
 class QueueFilter(RecentValuesFilter):
     title = "queue"
@@ -257,16 +260,14 @@ class JobAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict | None = None,
     ) -> HttpResponse:
-        job = (
-            Job.objects.filter(pk=object_id).only("status").first() if object_id.isdigit() else None
+        status = (
+            Job.objects.filter(pk=object_id).values_list("status", flat=True).first()
+            if object_id.isdigit()
+            else None
         )
         extra = {
-            "can_retry": bool(job)
-            and job.status in (JobStatus.FAILED, JobStatus.CANCELLED)  # type: ignore[union-attr]
-            and self.has_retry_permission(request),
-            "can_cancel": bool(job)
-            and job.status in (JobStatus.QUEUED, JobStatus.RUNNING)  # type: ignore[union-attr]
-            and self.has_cancel_permission(request),
+            "can_retry": status in RETRYABLE and self.has_retry_permission(request),
+            "can_cancel": status in CANCELLABLE and self.has_cancel_permission(request),
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 

@@ -10,12 +10,12 @@ import calendar
 import json
 from datetime import date
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 from django.http import HttpRequest
 from django.utils import formats, timezone
 from django.utils.text import capfirst
@@ -33,7 +33,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset = cast(QuerySet, self.object_list)
         if not queryset.query.where:
             estimate = table_estimate(queryset.model._meta.db_table)
             if estimate > COUNT_CAP:
@@ -66,7 +66,7 @@ class RecentValuesFilter(admin.SimpleListFilter):
     """Choices are the values of the newest jobs (a DISTINCT over all rows would scan them)."""
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        field = self.parameter_name
+        field = str(self.parameter_name)
         newest = Job.objects.order_by("-id").values("id")[:RECENT_SAMPLE]
         values = set(
             Job.objects.filter(id__in=newest).order_by().values_list(field, flat=True).distinct()
@@ -77,7 +77,7 @@ class RecentValuesFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
-            return queryset.filter(**{self.parameter_name: self.value()})
+            return queryset.filter(**{str(self.parameter_name): self.value()})
         return queryset
 
 
@@ -94,7 +94,8 @@ def calendar_drilldown(cl: Any) -> dict[str, Any]:
         return cl.get_query_string(filters, [f"{field}__"])
 
     today = timezone.localdate()
-    context: dict[str, Any] = {"show": True, "field_name": Job._meta.get_field(field).verbose_name}
+    verbose_name = cast(Field, Job._meta.get_field(field)).verbose_name
+    context: dict[str, Any] = {"show": True, "field_name": verbose_name}
     if year and month and day:
         chosen = date(int(year), int(month), int(day))
         back = {"link": link({f"{field}__year": year, f"{field}__month": month})}

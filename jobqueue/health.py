@@ -128,7 +128,7 @@ def is_lost(worker: Worker) -> bool:
 def worker_rows(limit: int = 200) -> list[Worker]:
     """Live workers first, then the most recently lost, each with its running job count."""
     running = Count("jobs", filter=Q(jobs__status=JobStatus.RUNNING))
-    workers = list(
+    workers: list[Worker] = list(
         Worker.objects.annotate(in_hand=running).order_by("lost_at", "-last_heartbeat")[:limit]
     )
     for worker in workers:

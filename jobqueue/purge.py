@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -48,7 +49,7 @@ class PurgePlan:
             older_than = timedelta(days=get_settings().RETENTION_DAYS)
         return cls(before=timezone.now() - older_than, **kwargs)  # type: ignore[arg-type]
 
-    def params(self) -> dict[str, object]:
+    def params(self) -> dict[str, Any]:
         return {"before": self.before, "statuses": list(self.statuses), "queue": self.queue}
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast, Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -325,8 +325,16 @@ class WorkerAdmin(admin.ModelAdmin):
     list_filter = [("lost_at", admin.EmptyFieldListFilter)]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
-        running = Count("jobs", filter=Q(jobs__status=JobStatus.RUNNING))
-        return super().get_queryset(request).annotate(in_hand=running)
+        # A correlated count over running jobs only; a join would read every job of a worker.
+        running = (
+            Job.objects.running()
+            .filter(worker=OuterRef("pk"))
+            .order_by()
+            .values("worker")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(in_hand=Coalesce(Subquery(running), 0))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -125,12 +125,17 @@ def is_lost(worker: Worker) -> bool:
     return worker.lost_at is not None or worker.last_heartbeat < stale
 
 
+def running_per_worker() -> dict[int, int]:
+    """Jobs in hand per worker id, read through the partial index over running jobs."""
+    rows = Job.objects.running().values("worker").annotate(n=Count("id")).values_list("worker", "n")
+    return {worker: n for worker, n in rows if worker is not None}
+
+
 def worker_rows(limit: int = 200) -> list[Worker]:
     """Live workers first, then the most recently lost, each with its running job count."""
-    running = Count("jobs", filter=Q(jobs__status=JobStatus.RUNNING))
-    workers: list[Worker] = list(
-        Worker.objects.annotate(in_hand=running).order_by("lost_at", "-last_heartbeat")[:limit]
-    )
+    workers = list(Worker.objects.order_by("lost_at", "-last_heartbeat")[:limit])
+    in_hand = running_per_worker()
     for worker in workers:
+        worker.in_hand = in_hand.get(worker.pk, 0)  # type: ignore[attr-defined]
         worker.is_lost = is_lost(worker)  # type: ignore[attr-defined]
     return workers

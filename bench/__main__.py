@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             for w in workloads:
                 if w.ours_only and not res.system.is_ours:
                     continue
+                if w.max_runs is not None and run >= w.max_runs:
+                    continue
                 runner.run_workload(res, w, smoke=opts.smoke, log=log)
 
     table = report.rows(all_results, smoke=opts.smoke)

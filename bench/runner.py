@@ -49,7 +49,7 @@ def prepare(system: System, *, prefix: str, log: Any) -> SystemResults:
 
 
 def run_workload(results: SystemResults, workload: Workload, *, smoke: bool, log: Any) -> None:
-    args = workload.smoke_args if smoke else workload.args
+    args = workload.sizes(smoke=smoke, peer=not results.system.is_ours)
     started = time.monotonic()
     outcome = call_driver(results.system, workload.name, results.dsn, args, workload.timeout)
     outcome["wall_seconds"] = round(time.monotonic() - started, 1)

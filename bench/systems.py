@@ -72,9 +72,10 @@ PEERS = [
         driver="pgqueuer_driver.py",
         packages=("pgqueuer", "asyncpg", "psycopg[binary]"),
         versions_of=("pgqueuer", "asyncpg"),
-        config="one `QueueManager` process on asyncpg, async no-op entrypoint with "
-        "`concurrency_limit=2`, `mode=drain`, default batch size; bulk: `Queries.enqueue` with "
-        "lists; single: `Queries.enqueue` per job",
+        config="one `QueueManager` process on asyncpg, async no-op entrypoint, `mode=drain`, "
+        "`max_concurrent_tasks=2` with `batch_size=1` (it requires max >= 2 x batch; its "
+        "per-entrypoint `concurrency_limit=2` instead drained at ~18 jobs/s here); bulk: "
+        "`Queries.enqueue` with lists; single: `Queries.enqueue` per job",
     ),
     System(
         name="oban",
@@ -89,8 +90,9 @@ PEERS = [
         driver="django_ox_driver.py",
         packages=("django-ox", "django>=6.0", "psycopg[binary]"),
         versions_of=("django-ox", "django"),
-        config="`manage.py ox_worker --processes 2 --concurrency 1 --batch` (its docs: "
-        "`--processes N --concurrency 1` for CPU-bound work); bulk: "
+        config="2 x `manage.py ox_worker --concurrency 1 --batch` (its docs: "
+        "`--processes N --concurrency 1` for CPU-bound work; `--processes` refuses `--batch`, "
+        "so two processes are started directly); bulk: "
         "`django_ox.bulk.enqueue_many`; single: `task.enqueue()`",
     ),
 ]

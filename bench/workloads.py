@@ -17,10 +17,21 @@ class Workload:
     args: dict[str, int]  # the driver's size arguments (full run)
     smoke_args: dict[str, int]
     ours_only: bool = False
+    # Full-run sizes for peers where they differ: slow peers would not fit the time budget.
+    peer_args: dict[str, int] | None = None
+    max_runs: int | None = None  # fewer runs where a result does not vary (sizes)
     timeout: float = 900.0  # seconds before the harness gives up on one run
 
+    def sizes(self, *, smoke: bool, peer: bool) -> dict[str, int]:
+        if smoke:
+            return self.smoke_args
+        return self.peer_args if peer and self.peer_args else self.args
+
     def label(self, *, smoke: bool) -> str:
-        return self.title.format(**(self.smoke_args if smoke else self.args))
+        label = self.title.format(**self.sizes(smoke=smoke, peer=False))
+        if not smoke and self.peer_args and self.peer_args != self.args:
+            label += " (peers: " + self.title.format(**self.peer_args).split(" ", 1)[1] + ")"
+        return label
 
 
 WORKLOADS = [
@@ -49,6 +60,7 @@ WORKLOADS = [
         higher_is_better=True,
         args={"n": 20_000, "concurrency": 2},
         smoke_args={"n": 500, "concurrency": 2},
+        peer_args={"n": 5_000, "concurrency": 2},
     ),
     Workload(
         name="latency",
@@ -76,6 +88,7 @@ WORKLOADS = [
         args={"n": 1_000_000},
         smoke_args={"n": 2_000},
         ours_only=True,
+        max_runs=1,
     ),
 ]
 

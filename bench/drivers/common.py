@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 # A drain that has not finished after this many seconds is reported as timed out.
-DRAIN_TIMEOUT = float(os.environ.get("BENCH_DRAIN_TIMEOUT", "300"))
+DRAIN_TIMEOUT = float(os.environ.get("BENCH_DRAIN_TIMEOUT", "600"))
 # Seconds an idle worker gets to start and LISTEN before the latency workload enqueues.
 WORKER_WARMUP = float(os.environ.get("BENCH_WORKER_WARMUP", "3"))
 
@@ -91,7 +91,7 @@ def start_workers(commands: Sequence[Sequence[str]], env: dict[str, str] | None 
     procs = []
     for cmd in commands:
         # stderr to a file, not a pipe: a chatty worker would block on a full pipe.
-        log = tempfile.TemporaryFile()
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
             list(cmd), env=full_env, stdout=log, stderr=log, start_new_session=True
         )

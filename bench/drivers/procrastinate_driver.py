@@ -13,8 +13,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-import procrastinate  # noqa: E402
+import common
+import procrastinate
 
 MODULE = "procrastinate_driver"
 COUNT_DONE = (
@@ -127,7 +127,7 @@ def latency(args: Any) -> dict[str, Any]:
             n=args.n,
             interval_ms=args.interval_ms,
             worker_commands=worker_commands(args.concurrency, wait=True),
-            enqueue_one=lambda: mod.noop.defer(),
+            enqueue_one=mod.noop.defer,
             count_sql=COUNT_DONE,
             delays_sql=DELAYS,
             env=env(args.dsn),
@@ -143,5 +143,5 @@ if __name__ == "__main__":
             "single": single,
             "drain": drain,
             "latency": latency,
-        }  # fmt: skip
+        }
     )

@@ -138,7 +138,7 @@ class Client:
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a job; returns it (the original one when ``idempotency_key`` was seen)."""
-        body = {"task": task, "args": args or [], "kwargs": kwargs or {}}
+        body: dict[str, Any] = {"task": task, "args": args or [], "kwargs": kwargs or {}}
         options = {
             "queue": queue,
             "priority": priority,

@@ -2,7 +2,7 @@
 
 import math
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.tasks import Task
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobqueue.api.tasks import ArgumentError, ExposedTask, exposed_tasks, get_exposed
-from jobqueue.backend import QUEUE_NAME_PATTERN
+from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueTask
 from jobqueue.models import Job, JobStatus
 
 MAX_ATTEMPTS = 1000
@@ -208,7 +208,7 @@ class JobSubmitSerializer(serializers.Serializer):
         run_after = data.get("scheduled_at")
         if "delay_seconds" in data:
             run_after = timezone.now() + timedelta(seconds=data["delay_seconds"])
-        return exposed.task.using(
+        return cast(JobQueueTask, exposed.task).using(
             queue_name=data.get("queue"),
             priority=data.get("priority"),
             run_after=run_after,

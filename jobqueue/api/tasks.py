@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task
 
-from jobqueue.backend import load_task
+from jobqueue.backend import JobQueueBackend, load_task
 from jobqueue.conf import get_settings
 
 # JSON type names for the annotations that arguments are checked against.
@@ -139,6 +140,11 @@ def json_value_fits(value: Any, hint: Any) -> bool:
 
 def _expose(name: str) -> ExposedTask:
     task = load_task(name)
+    if not isinstance(task.get_backend(), JobQueueBackend):
+        raise ImproperlyConfigured(
+            f"API task {name!r} uses the {task.backend!r} tasks backend; "
+            "only tasks on jobqueue's JobQueueBackend can be submitted through the API"
+        )
     func: Callable[..., Any] = task.func
     signature = inspect.signature(func)
     if task.takes_context:

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import DatabaseError, IntegrityError, connections, transaction
@@ -29,6 +29,7 @@ from jobqueue.api.events import job_events
 from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
+from jobqueue.backend import JobQueueBackend
 from jobqueue.models import Job, JobStatus, Worker
 
 # Longest ?wait= a request may hold, in seconds.
@@ -235,7 +236,7 @@ class JobViewSet(
         if key is not None and (earlier := self._earlier(key)) is not None:
             return Response(self._serialize([earlier]), status=status.HTTP_200_OK)
         task = submit.build_task()
-        backend = task.get_backend()
+        backend = cast(JobQueueBackend, task.get_backend())  # exposed tasks are checked to use it
         try:
             with transaction.atomic(using=backend.database):
                 job = backend.enqueue_job(

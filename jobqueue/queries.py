@@ -424,7 +424,8 @@ SELECT me.id,
        (SELECT count(*) FROM jobqueue_job AS j
         WHERE j.status = 'queued' AND j.queue = me.queue AND j.scheduled_at <= now()
           AND (j.priority > me.priority
-               OR (j.priority = me.priority AND (j.scheduled_at, j.id) < (me.scheduled_at, me.id)))),
+               OR (j.priority = me.priority
+                   AND (j.scheduled_at, j.id) < (me.scheduled_at, me.id)))),
        (SELECT avg(extract(epoch FROM f.finished_at - f.started_at)) FROM jobqueue_job AS f
         WHERE f.status IN ('succeeded', 'failed', 'cancelled')
           AND f.finished_at >= now() - interval '60 minutes' AND f.queue = me.queue),

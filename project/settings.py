@@ -123,7 +123,7 @@ REST_FRAMEWORK = {
     },
 }
 # Largest request body the API accepts; larger ones get 413.
-JOBQUEUE_API_MAX_BODY_BYTES = int(os.environ.get("JOBQUEUE_API_MAX_BODY_BYTES", 256 * 1024))
+JOBQUEUE_API_MAX_BODY_BYTES = int(os.environ.get("JOBQUEUE_API_MAX_BODY_BYTES", str(256 * 1024)))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "jobqueue API",

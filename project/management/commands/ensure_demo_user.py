@@ -1,4 +1,4 @@
-"""manage.py ensure_demo_user: an `admin` superuser (password `admin`) for trying jobqueue locally."""
+"""manage.py ensure_demo_user: an `admin` superuser (password `admin`) to try jobqueue with."""
 
 from typing import Any
 

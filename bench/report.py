@@ -65,6 +65,10 @@ def _row(label: str, workload: str, key: str, all_results: list[SystemResults],
         if ok < len(runs):
             text += f" ({ok}/{len(runs)} runs)"
         cells[name] = {"value": value, "text": text, "runs": ok}
+    if workload == "api" and "value" in cells.get(all_results[0].system.name, {}):
+        runs = all_results[0].runs.get("api", [])
+        p50, p99 = median_of(runs, "p50"), median_of(runs, "p99")
+        cells[all_results[0].system.name]["text"] += f" (p50 {p50:.1f} ms, p99 {p99:.1f} ms)"
     if workload == "drain" and key == "rss_total_mb":
         ours = next((r for r in all_results if r.system.is_ours), None)
         if ours and "value" in cells.get(ours.system.name, {}):

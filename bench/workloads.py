@@ -6,6 +6,7 @@ speed against table depth, table bloat) that the issue asks of us only.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,5 +92,20 @@ WORKLOADS = [
         max_runs=1,
     ),
 ]
+
+# The API engineer's load test, when it is there: GET /api/jobs/{id}/ under gunicorn with wrk.
+if (Path(__file__).resolve().parent / "api_load.py").exists():
+    WORKLOADS.append(
+        Workload(
+            name="api",
+            title="API GET /api/jobs/{{id}}/, gunicorn, wrk {seconds} s",
+            unit="req/s",
+            higher_is_better=True,
+            args={"seconds": 10},
+            smoke_args={"seconds": 2},
+            ours_only=True,
+            timeout=300,
+        )
+    )
 
 BY_NAME = {w.name: w for w in WORKLOADS}

@@ -31,13 +31,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "workload",
-        choices=["setup", "bulk", "single", "drain", "latency", "depth", "bloat", "worker"],
+        choices=["setup", "bulk", "single", "drain", "latency", "depth", "bloat", "api", "worker"],
     )
     parser.add_argument("--dsn", required=True)
     parser.add_argument("-n", type=int, default=0, help="jobs")
     parser.add_argument("--queued", type=int, default=0, help="depth: jobs queued behind")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--interval-ms", type=float, default=50.0)
+    parser.add_argument("--seconds", type=int, default=10, help="api: seconds of load per route")
     return parser.parse_args(argv)
 
 

@@ -274,6 +274,28 @@ def _sizes(conn: Any) -> dict[str, float]:
     }
 
 
+def api(args: Any) -> dict[str, Any]:
+    """The API engineer's bench/api_load.py (gunicorn + wrk), its job-status route parsed."""
+    import re
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "api_load.py"), "--seconds", str(args.seconds)],
+        env={**os.environ, "DATABASE_URL": args.dsn, "DJANGO_SETTINGS_MODULE": "project.settings"},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+    )
+    match = re.search(
+        r"GET /api/jobs/\d+/: ([\d.]+) req/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms", proc.stdout
+    )
+    if proc.returncode != 0 or not match:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"api_load.py exit {proc.returncode}: {tail[0][:200]}")
+    rps, p50, p99 = map(float, match.groups())
+    return {"value": rps, "unit": "req/s", "p50": p50, "p99": p99, "output": proc.stdout[-500:]}
+
+
 if __name__ == "__main__":
     common.run_main(
         {
@@ -284,5 +306,6 @@ if __name__ == "__main__":
             "latency": latency,
             "depth": depth,
             "bloat": bloat,
+            "api": api,
         }
     )

@@ -1,0 +1,41 @@
+"""The benchmark suite's CI version runs and reports a number for every workload.
+
+`python -m bench --smoke` runs against the server of the test database, in
+databases of its own (bench_smoke_*), so that the suite cannot rot unnoticed.
+"""
+
+import os
+import subprocess
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from bench.workloads import WORKLOADS
+from tests.conftest import ROOT, database_url
+
+
+@pytest.mark.django_db
+def test_bench_smoke_reports_every_workload() -> None:
+    server = urlunsplit(urlsplit(database_url())._replace(path="/postgres"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--prefix", "bench_smoke_test_"],
+        cwd=ROOT,
+        env={**os.environ, "BENCH_PG_URL": server},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    for workload in WORKLOADS:
+        label = workload.label(smoke=True)
+        if workload.name == "latency":
+            label = label.replace("latency", "latency p99 (ms),")
+        matching = [r for r in rows if r.startswith(f"| {label}")]
+        assert matching, f"no row for {workload.name} in:\n" + "\n".join(rows)
+        value = matching[0].split("|")[2].strip()
+        assert value[:1].isdigit(), f"{workload.name}: {value!r}"
+    memory = [r for r in rows if r.startswith("| memory")]
+    assert memory and memory[0].split("|")[2].strip()[:1].isdigit()

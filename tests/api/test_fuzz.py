@@ -47,9 +47,14 @@ schema = schemathesis.openapi.from_dict(served_schema())
 def test_api_conforms_to_its_schema(case, api_server, fuzz_token):
     if isinstance((case.query or {}).get("wait"), int | float):
         case.query["wait"] = min(case.query["wait"], 1)  # keep held requests short
-    case.call_and_validate(
+    response = case.call(
         base_url=api_server.base_url,
         headers={"Authorization": f"Token {fuzz_token}"},
-        checks=CHECKS,
         timeout=40,
     )
+    if response.status_code == 414:
+        # gunicorn refuses request lines over 4094 bytes before Django sees them:
+        # a front-end limit, not part of the application's schema.
+        assert "Request Line is too large" in response.text
+        return
+    case.validate_response(response, checks=CHECKS)

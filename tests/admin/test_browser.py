@@ -156,6 +156,7 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
     shot(page, "admin-list-failed")
 
     page.click(f"#result_list a[href*='/{job.pk}/change/']")
+    page.wait_for_url(re.compile(rf"/{job.pk}/change/"))
     assert "stopped heart-beating" in page.inner_text("body")
     shot(page, "admin-job-detail-failed")
     page.click("#jq-retry")

@@ -83,8 +83,8 @@ def call_driver(
 
 
 def _short(outcome: dict[str, Any]) -> str:
-    if "p50" in outcome:
-        return f"p50 {outcome['p50']:.1f} p95 {outcome['p95']:.1f} p99 {outcome['p99']:.1f} ms"
     if "value" in outcome:
         return f"{outcome['value']:,.2f} {outcome.get('unit', '')}"
+    if "p50" in outcome:
+        return " ".join(f"{p} {outcome[p]:.1f}" for p in ("p50", "p95", "p99") if p in outcome)
     return json.dumps(outcome)[:120]

@@ -206,20 +206,24 @@ class JobQueueBackend(BaseTaskBackend):
         return []
 
 
+# A \u0000 escape not itself escaped: PostgreSQL's jsonb cannot store NUL characters.
+NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def json_arguments(value: Any) -> Any:
     """Arguments as JSON, or an InvalidTask that says which value is not JSON."""
-    try:
-        return normalize_json(json.loads(json.dumps(value)))
-    except (TypeError, ValueError) as e:
-        raise InvalidTask(f"task arguments must be JSON-serializable: {e}") from e
+    return normalize_json(json.loads(json_text(value)))
 
 
 def json_text(value: Any) -> str:
     """``value`` as JSON text, or an InvalidTask that says which value is not JSON."""
     try:
-        return json.dumps(value)
+        text = json.dumps(value)
     except (TypeError, ValueError) as e:
         raise InvalidTask(f"task arguments must be JSON-serializable: {e}") from e
+    if NUL_ESCAPE.search(text):
+        raise InvalidTask("task arguments must not contain NUL characters (\\u0000)")
+    return text
 
 
 def load_task(path: str) -> Task:

@@ -83,7 +83,12 @@ def test_invalid_options_are_refused_before_anything_is_stored(change, message):
 def test_arguments_that_are_not_json_are_refused():
     with pytest.raises(InvalidTask, match="JSON"):
         demo.echo.enqueue(when=object())
+    with pytest.raises(InvalidTask, match="NUL"):  # jsonb cannot store it
+        demo.echo.enqueue(text="a\x00b")
+    with pytest.raises(InvalidTask, match="NUL"):
+        default_task_backend.enqueue_many(demo.echo, [((), {"text": "\x00"})])
     assert not Job.objects.exists()
+    assert demo.echo.enqueue(text="a literal \\u0000 is fine").kwargs["text"].endswith("fine")
 
 
 def test_get_result_maps_every_status():

@@ -9,6 +9,7 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
+from django.tasks.exceptions import InvalidTask
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -152,6 +153,8 @@ class JobViewSet(
             queryset = queryset.filter(status=status_filter)
         for field in ("queue", "task"):
             if (value := params.get(field)) is not None:
+                if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse, do not 500
+                    raise ValidationError({field: ["Null characters are not allowed."]})
                 queryset = queryset.filter(**{field: value})
         return queryset
 
@@ -246,6 +249,8 @@ class JobViewSet(
                     owner=request.user,
                     idempotency_key=key,
                 )
+        except InvalidTask as e:  # what only the backend checks, e.g. NUL characters in arguments
+            raise ValidationError({"args": [str(e)]}) from e
         except IntegrityError:
             # A concurrent submit with the same key committed first: answer with its job.
             if key is None or (earlier := self._earlier(key)) is None:

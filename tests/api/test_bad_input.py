@@ -16,6 +16,7 @@ SUBMIT_CASES = [
     ("malformed json", b'{"task": "demo.echo",', {}, 400, "JSON parse error"),
     ("not an object", b'["demo.echo"]', {}, 400, "JSON object"),
     ("no task", b"{}", {}, 400, "task: This field is required"),
+    ("nul in kwargs", {"task": "demo.echo", "kwargs": {"a": "x\u0000"}}, {}, 400, "NUL"),
     ("unknown task", {"task": "demo.nope"}, {}, 400, "Valid names: demo.echo"),
     (
         "os.system",
@@ -99,6 +100,8 @@ def test_bad_submission_is_refused_and_writes_nothing(api, make_user, case):
         ("/api/jobs/123456/", 404, "No such job"),
         ("/api/jobs/?status=done", 400, "status: Must be one of queued"),
         ("/api/jobs/?cursor=zzz", 404, "Invalid cursor"),
+        ("/api/jobs/?queue=a%00b", 400, "queue: Null characters are not allowed"),
+        ("/api/jobs/?task=demo.echo%00", 400, "task: Null characters are not allowed"),
     ],
 )
 def test_bad_lookups(api, make_user, path, status, words):

@@ -278,6 +278,7 @@ def api(args: Any) -> dict[str, Any]:
     """The API engineer's bench/api_load.py (gunicorn + wrk), its job-status route parsed."""
     import re
 
+    reset(args.dsn)  # a deep queue left by the depth workload would skew position_in_queue
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "api_load.py"), "--seconds", str(args.seconds)],
         env={**os.environ, "DATABASE_URL": args.dsn, "DJANGO_SETTINGS_MODULE": "project.settings"},

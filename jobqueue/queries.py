@@ -32,7 +32,9 @@ WITH picked AS (
 UPDATE jobqueue_job AS j
 SET status = 'running', attempts = j.attempts + 1, started_at = now(),
     heartbeat_at = now(), worker_id = %(worker)s, cancel_requested = false
-FROM picked WHERE j.id = picked.id
+-- An id array, not a join: the planner then always looks rows up by primary
+-- key instead of hashing the whole table when it is mid-sized.
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.task, j.args, j.kwargs, j.attempts, j.max_attempts, j.timeout_seconds,
           j.priority, j.scheduled_at, j.queue
 """

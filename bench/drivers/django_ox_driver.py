@@ -12,39 +12,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common
 import django_peer
-
-APP = "django_ox"
-BACKEND = "django_ox.backend.OxBackend"
-TABLE = "django_ox_oxtask"
-COUNT_DONE = f"SELECT count(*) FROM {TABLE} WHERE status IN ('SUCCESSFUL', 'FAILED', 'LOST')"
-LAST_FINISH = f"SELECT extract(epoch FROM max(finished_at)) FROM {TABLE}"
-DELAYS = f"SELECT extract(epoch FROM started_at - enqueued_at) * 1000 FROM {TABLE} " + (
-    "WHERE started_at IS NOT NULL"
-)
-
-
-def start(args: Any) -> Any:
-    django_peer.configure(args.dsn, APP, BACKEND)
-    if args.workload != "setup":
-        with common.connect(args.dsn) as conn:
-            conn.execute(f"TRUNCATE {TABLE} CASCADE")
-    return django_peer.noop_task()
-
-
-def workers(args: Any, *, batch: bool) -> list[list[str]]:
-    # Separate processes rather than --processes N, which refuses --batch.
-    cmd = ["ox_worker", "--concurrency", "1"] + (["--batch"] if batch else [])
-    return [django_peer.worker_command(args.dsn, APP, BACKEND, *cmd)] * args.concurrency
-
-
-def setup(args: Any) -> dict[str, Any]:
-    start(args)
-    django_peer.migrate()
-    import django
-
-    return {"versions": {"django": django.__version__}}
 
 
 def bulk_enqueue(noop: Any, n: int) -> None:
@@ -53,48 +21,16 @@ def bulk_enqueue(noop: Any, n: int) -> None:
     enqueue_many(noop, [((), {})] * n)
 
 
-def bulk(args: Any) -> dict[str, Any]:
-    noop = start(args)
-    seconds = common.timed(lambda: bulk_enqueue(noop, args.n))
-    return {**common.rate(args.n, seconds), "api": "django_ox.bulk.enqueue_many"}
-
-
-def single(args: Any) -> dict[str, Any]:
-    noop = start(args)
-
-    def run() -> None:
-        for _ in range(args.n):
-            noop.enqueue()
-
-    return common.rate(args.n, common.timed(run))
-
-
-def drain(args: Any) -> dict[str, Any]:
-    noop = start(args)
-    bulk_enqueue(noop, args.n)
-    return common.drain(
-        args.dsn,
-        n=args.n,
-        worker_commands=workers(args, batch=True),
-        count_sql=COUNT_DONE,
-        last_finish_sql=LAST_FINISH,
-    )
-
-
-def latency(args: Any) -> dict[str, Any]:
-    noop = start(args)
-    return common.latency(
-        args.dsn,
-        n=args.n,
-        interval_ms=args.interval_ms,
-        worker_commands=workers(args, batch=False),
-        enqueue_one=noop.enqueue,
-        count_sql=COUNT_DONE,
-        delays_sql=DELAYS,
-    )
-
+PEER = django_peer.DjangoPeer(
+    app="django_ox",
+    backend="django_ox.backend.OxBackend",
+    table="django_ox_oxtask",
+    done_statuses=("SUCCESSFUL", "FAILED", "LOST"),
+    # Separate processes rather than --processes N, which refuses --batch.
+    worker=lambda batch: ["ox_worker", "--concurrency", "1"] + (["--batch"] if batch else []),
+    bulk_enqueue=bulk_enqueue,
+    bulk_api="django_ox.bulk.enqueue_many",
+)
 
 if __name__ == "__main__":
-    common.run_main(
-        {"setup": setup, "bulk": bulk, "single": single, "drain": drain, "latency": latency}
-    )
+    PEER.run_main()

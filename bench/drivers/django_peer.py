@@ -67,3 +67,111 @@ if __name__ == "__main__":  # django_peer.py DSN APP BACKEND COMMAND [ARGS...]
     from django.core.management import call_command
 
     call_command(*argv)
+
+
+class DjangoPeer:
+    """One django.tasks peer: its app, backend, result table, worker command and bulk call.
+
+    Both Django peers run the same workloads; only these facts differ.
+    """
+
+    def __init__(
+        self,
+        *,
+        app: str,
+        backend: str,
+        table: str,
+        done_statuses: tuple[str, ...],
+        worker: Any,
+        bulk_enqueue: Any,
+        bulk_api: str,
+    ) -> None:
+        self.app, self.backend, self.table = app, backend, table
+        self.worker = worker  # (batch: bool) -> the worker's management command and options
+        self.bulk_enqueue = bulk_enqueue  # (task, n) -> None
+        self.bulk_api = bulk_api
+        statuses = ", ".join(f"'{s}'" for s in done_statuses)
+        self.count_done = f"SELECT count(*) FROM {table} WHERE status IN ({statuses})"
+        self.last_finish = f"SELECT extract(epoch FROM max(finished_at)) FROM {table}"
+        self.delays = (
+            f"SELECT extract(epoch FROM started_at - enqueued_at) * 1000 FROM {table} "
+            "WHERE started_at IS NOT NULL"
+        )
+
+    def start(self, args: Any) -> Any:
+        import common
+
+        configure(args.dsn, self.app, self.backend)
+        if args.workload != "setup":
+            with common.connect(args.dsn) as conn:
+                conn.execute(f"TRUNCATE {self.table} CASCADE")
+        return noop_task()
+
+    def workers(self, args: Any, *, batch: bool) -> list[list[str]]:
+        command = worker_command(args.dsn, self.app, self.backend, *self.worker(batch))
+        return [command] * args.concurrency
+
+    def setup(self, args: Any) -> dict[str, Any]:
+        self.start(args)
+        migrate()
+        import django
+
+        return {"versions": {"django": django.__version__}}
+
+    def bulk(self, args: Any) -> dict[str, Any]:
+        import common
+
+        noop = self.start(args)
+        seconds = common.timed(lambda: self.bulk_enqueue(noop, args.n))
+        return {**common.rate(args.n, seconds), "api": self.bulk_api}
+
+    def single(self, args: Any) -> dict[str, Any]:
+        import common
+
+        noop = self.start(args)
+
+        def run() -> None:
+            for _ in range(args.n):
+                noop.enqueue()
+
+        return common.rate(args.n, common.timed(run))
+
+    def drain(self, args: Any) -> dict[str, Any]:
+        import common
+
+        noop = self.start(args)
+        self.bulk_enqueue(noop, args.n)
+        return common.drain(
+            args.dsn,
+            n=args.n,
+            worker_commands=self.workers(args, batch=True),
+            count_sql=self.count_done,
+            last_finish_sql=self.last_finish,
+        )
+
+    def latency(self, args: Any) -> dict[str, Any]:
+        import common
+
+        noop = self.start(args)
+        return common.latency(
+            args.dsn,
+            n=args.n,
+            interval_ms=args.interval_ms,
+            worker_commands=self.workers(args, batch=False),
+            enqueue_one=noop.enqueue,
+            count_sql=self.count_done,
+            delays_sql=self.delays,
+        )
+
+    def run_main(self) -> None:
+        import common
+
+        common.run_main(
+            {
+                "setup": self.setup,
+                "bulk": self.bulk,
+                "single": self.single,
+                "drain": self.drain,
+                "latency": self.latency,
+            }
+        )

@@ -9,11 +9,11 @@ import ctypes
 import os
 import signal
 import sys
-from multiprocessing.connection import Connection
 
 from django.db import close_old_connections
 
 from jobqueue.db import LazyConnection
+from jobqueue.worker.channel import Channel, ChannelClosed
 from jobqueue.worker.executor import Assignment, Executor
 
 STOP = None  # the message that tells a child to exit
@@ -36,25 +36,27 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def child_main(
-    pipe: Connection, inherited: list[Connection], worker_name: str, parent_pid: int
+    channel: Channel, inherited: list[Channel], worker_name: str, parent_pid: int
 ) -> None:
     """Entry point of a child process (multiprocessing target)."""
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
-    for other in inherited:  # the other children's pipes: only the supervisor may hold them
+    for other in inherited:  # the other children's channels: only the supervisor may hold them
         other.close()
     executor = Executor(progress_connection=LazyConnection(), worker_name=worker_name)
     while True:
         try:
-            message = pipe.recv()
-        except EOFError:
+            message = channel.receive()
+        except ChannelClosed:
             return
         if message is STOP:
             return
-        job = Assignment(*message)
-        close_old_connections()
-        report = executor.execute(job)
-        close_old_connections()
-        pipe.send(report)
+        # A batch of jobs, run in order; each is reported as soon as it is done,
+        # so the supervisor always knows which job is running now.
+        for fields in message:
+            close_old_connections()
+            report = executor.execute(Assignment(*fields))
+            close_old_connections()
+            channel.send(report.as_message())

@@ -6,10 +6,11 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from jobqueue.worker.channel import Channel, ChannelClosed
 from jobqueue.worker.child import STOP, child_main
 from jobqueue.worker.executor import Assignment
 from jobqueue.worker.outcome import Report
@@ -37,7 +38,7 @@ class Child:
     """
 
     process: BaseProcess
-    pipe: Connection
+    channel: Channel
     jobs: deque[InHand] = field(default_factory=deque)
     # Why the supervisor killed it, so the job's error says so: "timeout" or "cancel".
     kill_reason: str | None = None
@@ -50,12 +51,15 @@ class Child:
     def has_room(self, depth: int) -> bool:
         return self.kill_reason is None and len(self.jobs) < depth
 
-    def assign(self, job: InHand) -> None:
-        a = job.assignment
+    def assign(self, jobs: Sequence[InHand]) -> None:
+        """Send ``jobs`` in one message; the child runs them in this order.
+
+        Raises OSError, with nothing assigned, when the child has gone.
+        """
+        self.channel.send([job.assignment.as_message() for job in jobs])
         if not self.jobs:
-            job.began_at = time.monotonic()
-        self.jobs.append(job)
-        self.pipe.send((a.job_id, a.task, a.args, a.kwargs, a.attempts, a.timeout))
+            jobs[0].began_at = time.monotonic()
+        self.jobs.extend(jobs)
 
     def finish_first(self) -> InHand:
         """The running job is done: the next one sent, if any, begins now."""
@@ -64,11 +68,11 @@ class Child:
             self.jobs[0].began_at = time.monotonic()
         return job
 
-    def read(self) -> Report | None:
-        """The child's report, or None when the child has died (its pipe is closed)."""
+    def read(self) -> list[Report] | None:
+        """The reports the child has sent, or None when it has died (its socket is closed)."""
         try:
-            return self.pipe.recv()
-        except (EOFError, OSError):
+            return [Report.from_message(m) for m in self.channel.receive_ready()]
+        except ChannelClosed:
             return None
 
     def kill(self, reason: str) -> None:
@@ -79,7 +83,7 @@ class Child:
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
-            self.pipe.send(STOP)
+            self.channel.send(STOP)
 
     def death_note(self) -> str:
         """How the child ended, in words, once it has."""
@@ -93,14 +97,14 @@ class Child:
 
 
 def start_child(others: list[Child], worker_name: str) -> Child:
-    """Fork a hot child; it closes the pipes of its siblings, which are the supervisor's."""
-    parent_end, child_end = _fork.Pipe(duplex=True)
+    """Fork a hot child; it closes the channels of its siblings, which are the supervisor's."""
+    parent_end, child_end = Channel.pair()
     process = _fork.Process(
         target=child_main,
-        args=(child_end, [c.pipe for c in others] + [parent_end], worker_name, os.getpid()),
+        args=(child_end, [c.channel for c in others] + [parent_end], worker_name, os.getpid()),
         name="jobqueue-child",
         daemon=True,
     )
     process.start()
     child_end.close()
-    return Child(process=process, pipe=parent_end)
+    return Child(process=process, channel=parent_end)

@@ -30,6 +30,10 @@ class Assignment:
     attempts: int
     timeout: float | None
 
+    def as_message(self) -> tuple[Any, ...]:
+        """The fields as a plain tuple, which pickles far faster than the dataclass."""
+        return (self.job_id, self.task, self.args, self.kwargs, self.attempts, self.timeout)
+
 
 def _raise_timeout(signum: int, frame: FrameType | None) -> None:
     raise JobTimeout("the job ran past its timeout")

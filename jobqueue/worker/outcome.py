@@ -18,6 +18,17 @@ class Report:
     error: dict[str, str] | None = None  # {"type", "message", "traceback"}
     duration: float = 0.0  # seconds the task ran
 
+    def as_message(self) -> tuple[Any, ...]:
+        """The fields as a plain tuple, which pickles far faster than the dataclass."""
+        return (self.job_id, self.kind, self.result_json, self.error, self.duration)
+
+    @classmethod
+    def from_message(cls, message: tuple[Any, ...]) -> "Report":
+        job_id, kind, result_json, error, duration = message
+        return cls(
+            job_id=job_id, kind=kind, result_json=result_json, error=error, duration=duration
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:

@@ -43,10 +43,11 @@ MAX_BUFFER_PER_CHILD = 100
 # An outcome is never visible before it is committed; batching only delays it.
 ACK_BATCH = 64
 ACK_DELAY = 0.01
-# Jobs sent ahead to one child: enough short jobs to cover a database round
-# trip of the supervisor, and one at a time for jobs of PIPELINE_SECONDS or more.
-PIPELINE_SECONDS = 0.005
-MAX_PIPELINE = 16
+# Jobs sent ahead to one child, in one message: enough short jobs to cover a
+# database round trip of the supervisor on a busy machine, and one at a time
+# for jobs of PIPELINE_SECONDS or more.
+PIPELINE_SECONDS = 0.02
+MAX_PIPELINE = 64
 RECONNECT_MAX_DELAY = 30.0
 
 
@@ -201,23 +202,24 @@ class Supervisor:
     def _add_child(self) -> None:
         child = start_child(self.children, self.name)
         self.children.append(child)
-        self.selector.register(child.pipe, selectors.EVENT_READ, child)
+        self.selector.register(child.channel, selectors.EVENT_READ, child)
 
     def _on_child_readable(self, child: Child) -> None:
-        report = child.read()
-        if report is None:
+        reports = child.read()
+        if reports is None:
             self._on_child_death(child)
             return
-        if child.job is None or report.job_id != child.job.assignment.job_id:
-            logger.error("child reported job %s it was not running", report.job_id)
-            return
-        job = child.finish_first()
-        self.mean_duration = 0.8 * self.mean_duration + 0.2 * report.duration
-        self._record(job, report)
+        for report in reports:
+            if child.job is None or report.job_id != child.job.assignment.job_id:
+                logger.error("child reported job %s it was not running", report.job_id)
+                continue
+            job = child.finish_first()
+            self.mean_duration = 0.8 * self.mean_duration + 0.2 * report.duration
+            self._record(job, report)
 
     def _on_child_death(self, child: Child) -> None:
-        self.selector.unregister(child.pipe)
-        child.pipe.close()
+        self.selector.unregister(child.channel)
+        child.channel.close()
         self.children.remove(child)
         note = child.death_note()
         job = child.finish_first() if child.jobs else None
@@ -264,8 +266,10 @@ class Supervisor:
             attempts=a.attempts,
             max_attempts=job.max_attempts,
             now=datetime.now(UTC),
-            retry_delay=retry_delay(
-                a.attempts, base=self.conf.BACKOFF_BASE, cap=self.conf.BACKOFF_MAX
+            retry_delay=(
+                retry_delay(a.attempts, base=self.conf.BACKOFF_BASE, cap=self.conf.BACKOFF_MAX)
+                if report.kind == "failed"
+                else 0.0
             ),
             worker=self.name,
         )
@@ -275,19 +279,23 @@ class Supervisor:
         self.processed += 1
 
     def _dispatch(self) -> None:
-        """Send buffered jobs to the children with the fewest in hand."""
+        """Share buffered jobs among the children with the fewest in hand, one message each."""
+        if not self.buffer:
+            return
         depth = max(1, min(MAX_PIPELINE, int(PIPELINE_SECONDS / max(self.mean_duration, 1e-6))))
-        while self.buffer:
-            open_children = [c for c in self.children if c.has_room(depth)]
-            if not open_children:
-                return
-            child = min(open_children, key=lambda c: len(c.jobs))
-            job = self.buffer.popleft()
+        batches: dict[int, list[InHand]] = {}
+        load = {i: len(c.jobs) for i, c in enumerate(self.children) if c.has_room(depth)}
+        while self.buffer and load:
+            i = min(load, key=load.__getitem__)
+            batches.setdefault(i, []).append(self.buffer.popleft())
+            load[i] += 1
+            if load[i] >= depth:
+                del load[i]
+        for i, jobs in batches.items():
             try:
-                child.assign(job)
-            except OSError:
-                self.buffer.appendleft(job)  # the child died; its death is handled on read
-                return
+                self.children[i].assign(jobs)
+            except OSError:  # the child died; its death is handled when its socket reads EOF
+                self.buffer.extendleft(reversed(jobs))
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
@@ -308,14 +316,14 @@ class Supervisor:
             if not self._connect():
                 return
         try:
-            if self._ack_due(now):
-                self._flush_outcomes()
             if now >= self.next_heartbeat:
                 self._heartbeat()
             if now >= self.next_rescue:
                 self._rescue()
-            if self.claim_wanted or now >= self.next_poll:
-                self._claim()
+            ack = self._ack_due(now)
+            claim = self.claim_wanted or now >= self.next_poll
+            if ack or claim:
+                self._ack_and_claim(ack=ack, claim=claim)
             self._read_notifications()  # also those that arrived during the statements above
         except psycopg.OperationalError as e:
             self._lost_connection(e)
@@ -372,12 +380,32 @@ class Supervisor:
             or not any(c.jobs for c in self.children)
         )
 
-    def _flush_outcomes(self) -> None:
-        if not self.outcomes:
+    def _ack_and_claim(self, *, ack: bool, claim: bool) -> None:
+        """Write the waiting outcomes and claim more jobs, in one round trip.
+
+        Both statements travel in one pipeline and commit together at its end;
+        outcomes are dropped from memory, and claimed jobs handed out, only
+        once that commit has succeeded.
+        """
+        assert self.db is not None
+        outcomes = len(self.outcomes) if ack else 0
+        demand = self._demand() if claim else 0
+        if claim:
+            self.next_poll = time.monotonic() + self.conf.POLL_INTERVAL
+        if not outcomes and not demand:
             return
-        with self._cursor() as cur:
-            queries.ack(cur, worker=self._worker(), outcomes=[o.as_row() for o in self.outcomes])
-        self.outcomes.clear()
+        rows: list[tuple] = []
+        with self.db.pipeline(), self.db.cursor() as cur:
+            if outcomes:
+                written = [o.as_row() for o in self.outcomes[:outcomes]]
+                queries.ack(cur, worker=self._worker(), outcomes=written)
+            if demand:
+                rows = queries.claim(
+                    cur, worker=self._worker(), demand=demand, queues=self.options.queues
+                )
+        del self.outcomes[:outcomes]
+        if demand:
+            self._take(rows, demand)
 
     def _heartbeat(self) -> None:
         with self._cursor() as cur:
@@ -447,15 +475,8 @@ class Supervisor:
             demand = min(demand, self.options.max_jobs - self.claimed)
         return max(0, demand)
 
-    def _claim(self) -> None:
-        demand = self._demand()
-        self.next_poll = time.monotonic() + self.conf.POLL_INTERVAL
-        if demand == 0:
-            return
-        with self._cursor() as cur:
-            rows = queries.claim(
-                cur, worker=self._worker(), demand=demand, queues=self.options.queues
-            )
+    def _take(self, rows: list[tuple], demand: int) -> None:
+        """Buffer freshly claimed jobs for the children."""
         for job_id, task, args, kwargs, attempts, max_attempts, timeout, _, _, queue in rows:
             self.buffer.append(
                 InHand(

@@ -6,7 +6,7 @@ from django.core.checks import Error, register
 from django.utils.module_loading import import_string
 
 
-@register()
+@register("jobqueue")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from django.tasks import Task
 

@@ -35,8 +35,10 @@ SET status = 'running', attempts = j.attempts + 1, started_at = now(),
 -- An id array, not a join: the planner then always looks rows up by primary
 -- key instead of hashing the whole table when it is mid-sized.
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING j.id, j.task, j.args, j.kwargs, j.attempts, j.max_attempts, j.timeout_seconds,
-          j.priority, j.scheduled_at, j.queue
+-- Arguments as JSON text: the child that runs the job parses them, and the
+-- supervisor knows their size without parsing them.
+RETURNING j.id, j.task, j.args::text, j.kwargs::text, j.attempts, j.max_attempts,
+          j.timeout_seconds, j.priority, j.scheduled_at, j.queue
 """
 CLAIM_ANY_QUEUE = CLAIM.format(queue_filter="")
 CLAIM_QUEUES = CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")

@@ -39,6 +39,18 @@ def test_three_workers_run_every_job_exactly_once(start_worker, execution_log):
     assert len({row[1] for row in execution_log()}) >= 3
 
 
+def test_short_jobs_with_large_arguments_and_results_do_not_stall_the_worker(start_worker):
+    """Short jobs are sent to children in batches; large ones must not fill a child's socket
+    while it is busy (the supervisor would block on it while the child blocks on its report)."""
+    big = "x" * 150_000
+    results = [demo.echo.enqueue(i=i, payload=big) for i in range(40)]
+    results += [demo.echo.enqueue(i=i) for i in range(400)]
+    worker = start_worker("--concurrency", "2", "--burst")
+    assert worker.wait(timeout=120) == 0, worker.output()
+    assert statuses()[JobStatus.SUCCEEDED] == len(results)
+    assert job(results[0].id).result == {"i": 0, "payload": big}
+
+
 def test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere(start_worker, execution_log):
     result = tasks.record_then_sleep.enqueue(seconds=2)
     doomed = start_worker("--concurrency", "1")

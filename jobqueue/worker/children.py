@@ -48,8 +48,19 @@ class Child:
         """The job the child is running now."""
         return self.jobs[0] if self.jobs else None
 
-    def has_room(self, depth: int) -> bool:
-        return self.kill_reason is None and len(self.jobs) < depth
+    def room(self, *, depth: int, max_bytes: int) -> tuple[int, int | None]:
+        """How many more jobs, and how many bytes of them, may be sent to this child now.
+
+        An idle child takes any job: it is waiting on its socket. A busy one
+        takes jobs only while those it has not begun stay under ``max_bytes``,
+        so that a send never waits for the child to finish a job.
+        """
+        if self.kill_reason is not None:
+            return 0, 0
+        if not self.jobs:
+            return depth, None  # no byte limit: it reads the whole message at once
+        waiting = sum(job.assignment.size for job in list(self.jobs)[1:])
+        return depth - len(self.jobs), max(0, max_bytes - waiting)
 
     def assign(self, jobs: Sequence[InHand]) -> None:
         """Send ``jobs`` in one message; the child runs them in this order.

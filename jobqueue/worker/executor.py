@@ -25,14 +25,21 @@ class Assignment:
 
     job_id: int
     task: str
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args_json: str  # JSON text, parsed by the child that runs the job
+    kwargs_json: str
     attempts: int
     timeout: float | None
 
     def as_message(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, which pickles far faster than the dataclass."""
-        return (self.job_id, self.task, self.args, self.kwargs, self.attempts, self.timeout)
+        return (
+            self.job_id, self.task, self.args_json, self.kwargs_json, self.attempts, self.timeout
+        )  # fmt: skip
+
+    @property
+    def size(self) -> int:
+        """Roughly the bytes this assignment takes on the wire."""
+        return len(self.task) + len(self.args_json) + len(self.kwargs_json)
 
 
 def _raise_timeout(signum: int, frame: FrameType | None) -> None:
@@ -52,18 +59,19 @@ class Executor:
         started = time.monotonic()
         try:
             task = self._task(job.task)
+            args, kwargs = json.loads(job.args_json), json.loads(job.kwargs_json)
         except Exception as e:
             return _failure(job, e, started)
-        task_result = self._task_result(job, task)
+        task_result = self._task_result(job, task, args, kwargs)
         task_started.send(JobQueueBackend, task_result=task_result)
         set_reporter(ProgressReporter(job_id=job.job_id, connection=self.progress_connection))
         if job.timeout:
             signal.setitimer(signal.ITIMER_REAL, job.timeout)
         try:
             if task.takes_context:
-                value = task.call(TaskContext(task_result=task_result), *job.args, **job.kwargs)
+                value = task.call(TaskContext(task_result=task_result), *args, **kwargs)
             else:
-                value = task.call(*job.args, **job.kwargs)
+                value = task.call(*args, **kwargs)
             signal.setitimer(signal.ITIMER_REAL, 0)
             result_json = json.dumps(normalize_json(value))
         except KeyboardInterrupt:
@@ -91,7 +99,9 @@ class Executor:
             self.tasks[path] = load_task(path)
         return self.tasks[path]
 
-    def _task_result(self, job: Assignment, task: Task) -> TaskResult:
+    def _task_result(
+        self, job: Assignment, task: Task, args: list[Any], kwargs: dict[str, Any]
+    ) -> TaskResult:
         now = timezone.now()
         return TaskResult(
             task=task,
@@ -101,8 +111,8 @@ class Executor:
             started_at=now,
             finished_at=None,
             last_attempted_at=now,
-            args=job.args,
-            kwargs=job.kwargs,
+            args=args,
+            kwargs=kwargs,
             backend=task.backend,
             errors=[],
             worker_ids=[self.worker_name] * job.attempts,

@@ -48,6 +48,9 @@ ACK_DELAY = 0.01
 # for jobs of PIPELINE_SECONDS or more.
 PIPELINE_SECONDS = 0.02
 MAX_PIPELINE = 64
+# Bytes of arguments a busy child may hold unread on its socket: well under the
+# socket's buffer, so that sending to a child never blocks the supervisor.
+PIPELINE_BYTES = 64 * 1024
 RECONNECT_MAX_DELAY = 30.0
 
 
@@ -283,19 +286,26 @@ class Supervisor:
         if not self.buffer:
             return
         depth = max(1, min(MAX_PIPELINE, int(PIPELINE_SECONDS / max(self.mean_duration, 1e-6))))
+        room: dict[int, tuple[int, int, int | None]] = {}  # child: (in hand, jobs, bytes)
+        for i, child in enumerate(self.children):
+            jobs, free_bytes = child.room(depth=depth, max_bytes=PIPELINE_BYTES)
+            if jobs > 0:
+                room[i] = (len(child.jobs), jobs, free_bytes)
         batches: dict[int, list[InHand]] = {}
-        load = {i: len(c.jobs) for i, c in enumerate(self.children) if c.has_room(depth)}
-        while self.buffer and load:
-            i = min(load, key=load.__getitem__)
+        while self.buffer and room:
+            i = min(room, key=lambda k: room[k][0])
+            in_hand, jobs, free_bytes = room.pop(i)
+            size = self.buffer[0].assignment.size
+            if free_bytes is not None and size > free_bytes:
+                continue  # this child is full until it begins what it has
             batches.setdefault(i, []).append(self.buffer.popleft())
-            load[i] += 1
-            if load[i] >= depth:
-                del load[i]
-        for i, jobs in batches.items():
+            if jobs > 1:
+                room[i] = (in_hand + 1, jobs - 1, None if free_bytes is None else free_bytes - size)
+        for i, batch in batches.items():
             try:
-                self.children[i].assign(jobs)
+                self.children[i].assign(batch)
             except OSError:  # the child died; its death is handled when its socket reads EOF
-                self.buffer.extendleft(reversed(jobs))
+                self.buffer.extendleft(reversed(batch))
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
@@ -477,10 +487,20 @@ class Supervisor:
 
     def _take(self, rows: list[tuple], demand: int) -> None:
         """Buffer freshly claimed jobs for the children."""
-        for job_id, task, args, kwargs, attempts, max_attempts, timeout, _, _, queue in rows:
+        for (
+            job_id,
+            task,
+            args_json,
+            kwargs_json,
+            attempts,
+            max_attempts,
+            timeout,
+            *_,
+            queue,
+        ) in rows:
             self.buffer.append(
                 InHand(
-                    assignment=Assignment(job_id, task, args, kwargs, attempts, timeout),
+                    assignment=Assignment(job_id, task, args_json, kwargs_json, attempts, timeout),
                     max_attempts=max_attempts,
                     queue=queue,
                 )

@@ -36,6 +36,9 @@ def non_negative_float(value: str) -> float:
 
 class Command(BaseCommand):
     help = "Run jobs: a supervisor process claims them and N child processes execute them."
+    # Only jobqueue's own checks: the project-wide ones (URLs, admin, API schema)
+    # import the whole web stack and would add most of a second to every start.
+    requires_system_checks = ["jobqueue"]
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

@@ -341,7 +341,7 @@ def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
 # keyset (finished_at, id) resumes where the last batch stopped, so no batch
 # re-reads index entries of rows already deleted; SKIP LOCKED passes over a
 # row someone holds (an admin retrying it) instead of waiting for it, and the
-# literal status list lets the planner use the partial purge index.
+# literal status list lets the planner use the partial index jobqueue_job_finished.
 PURGE_BATCH = """
 WITH doomed AS (
     SELECT id FROM jobqueue_job

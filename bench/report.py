@@ -69,6 +69,14 @@ def _row(label: str, workload: str, key: str, all_results: list[SystemResults],
         runs = all_results[0].runs.get("api", [])
         p50, p99 = median_of(runs, "p50"), median_of(runs, "p99")
         cells[all_results[0].system.name]["text"] += f" (p50 {p50:.1f} ms, p99 {p99:.1f} ms)"
+    if workload == "bloat" and "value" in cells.get(all_results[0].system.name, {}):
+        run = next(r for r in all_results[0].runs["bloat"] if "error" not in r)
+        if "growth_pct" in run:
+            cells[all_results[0].system.name]["text"] += (
+                f" (after cycle 1: {run['after_first_cycle_mb']:.2f}, cycle 2: "
+                f"{run['after_second_cycle_mb']:.2f}; growth from cycle 2 to "
+                f"{run['cycles']}: {run['growth_pct']:+.1f}%)"
+            )
     if workload == "drain" and key == "rss_total_mb":
         ours = next((r for r in all_results if r.system.is_ours), None)
         if ours and "value" in cells.get(ours.system.name, {}):

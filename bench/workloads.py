@@ -83,7 +83,7 @@ WORKLOADS = [
     ),
     Workload(
         name="bloat",
-        title="bloat: table + indexes after {n:,} jobs run, purged, vacuumed",
+        title="bloat: table + indexes after {n:,} jobs run in cycles, each purged and vacuumed",
         unit="MB",
         higher_is_better=False,
         args={"n": 1_000_000},

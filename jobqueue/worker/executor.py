@@ -42,8 +42,46 @@ class Assignment:
         return len(self.task) + len(self.args_json) + len(self.kwargs_json)
 
 
-def _raise_timeout(signum: int, frame: FrameType | None) -> None:
-    raise JobTimeout("the job ran past its timeout")
+class JobClock:
+    """Raises JobTimeout inside the running job once its timeout has passed (SIGALRM).
+
+    Arming the interval timer is a system call that costs as much as running a
+    no-op job, so the alarm is left armed between jobs and re-armed only for a
+    deadline earlier than the armed one. An alarm that goes off before the
+    running job's deadline (a previous job's) re-arms for the rest of it; one
+    that goes off between jobs does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None  # monotonic deadline of the running job
+        self.alarm_at: float | None = None  # monotonic time the armed alarm goes off
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def start(self, timeout: float | None) -> None:
+        if not timeout:
+            self.deadline = None
+            return
+        self.deadline = time.monotonic() + timeout
+        if self.alarm_at is None or self.deadline < self.alarm_at:
+            self._arm(timeout)
+
+    def stop(self) -> None:
+        self.deadline = None
+
+    def _arm(self, seconds: float) -> None:
+        self.alarm_at = time.monotonic() + seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        self.alarm_at = None
+        if self.deadline is None:
+            return
+        remaining = self.deadline - time.monotonic()
+        if remaining > 0:
+            self._arm(remaining)
+            return
+        self.deadline = None
+        raise JobTimeout("the job ran past its timeout")
 
 
 class Executor:
@@ -53,7 +91,7 @@ class Executor:
         self.progress_connection = progress_connection
         self.worker_name = worker_name
         self.tasks: dict[str, Task] = {}
-        signal.signal(signal.SIGALRM, _raise_timeout)
+        self.clock = JobClock()
 
     def execute(self, job: Assignment) -> Report:
         started = time.monotonic()
@@ -65,19 +103,18 @@ class Executor:
         task_result = self._task_result(job, task, args, kwargs)
         task_started.send(JobQueueBackend, task_result=task_result)
         set_reporter(ProgressReporter(job_id=job.job_id, connection=self.progress_connection))
-        if job.timeout:
-            signal.setitimer(signal.ITIMER_REAL, job.timeout)
+        self.clock.start(job.timeout)
         try:
             if task.takes_context:
                 value = task.call(TaskContext(task_result=task_result), *args, **kwargs)
             else:
                 value = task.call(*args, **kwargs)
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.clock.stop()
             result_json = json.dumps(normalize_json(value))
         except KeyboardInterrupt:
             raise
         except BaseException as e:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.clock.stop()
             report = _failure(job, e, started)
             object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
             task_finished.send(JobQueueBackend, task_result=task_result)

@@ -202,7 +202,7 @@ def bloat(args: Any) -> dict[str, Any]:
     """
     django_setup(args.dsn)
     reset(args.dsn)
-    cycles = 10 if args.n >= 100_000 else 2
+    cycles = 10 if args.n >= 100_000 else 3
     per_cycle = args.n // cycles
     after_cycle = []
     ran = 0

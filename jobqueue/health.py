@@ -65,7 +65,10 @@ def queue_rows() -> list[QueueRow]:
 
 
 def throughput(minutes: int = CHART_MINUTES) -> list[Minute]:
-    """Jobs succeeded and failed per minute over the last ``minutes`` (a range of the jobqueue_job_finished index)."""
+    """Jobs succeeded and failed per minute over the last ``minutes``.
+
+    A range scan of the jobqueue_job_finished index.
+    """
     since = timezone.now() - timedelta(minutes=minutes)
     rows = (
         Job.objects.filter(status__in=FINISHED, finished_at__gte=since)

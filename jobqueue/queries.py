@@ -420,24 +420,44 @@ FROM waiting AS w FULL JOIN active AS a USING (queue) FULL JOIN recent AS r USIN
 ORDER BY queue
 """
 
-# For queued jobs: how many ready jobs of their queue are ahead of them in
-# claim order, the queue's mean run time over the last hour, and the
-# concurrency of the live workers that serve the queue.
-QUEUE_POSITIONS = """
-SELECT me.id,
-       (SELECT count(*) FROM jobqueue_job AS j
-        WHERE j.status = 'queued' AND j.queue = me.queue AND j.scheduled_at <= now()
-          AND (j.priority > me.priority
-               OR (j.priority = me.priority
-                   AND (j.scheduled_at, j.id) < (me.scheduled_at, me.id)))),
-       (SELECT avg(extract(epoch FROM f.finished_at - f.started_at)) FROM jobqueue_job AS f
-        WHERE f.status IN ('succeeded', 'failed', 'cancelled')
-          AND f.finished_at >= now() - interval '60 minutes' AND f.queue = me.queue),
-       (SELECT COALESCE(sum(w.concurrency), 0) FROM jobqueue_worker AS w
-        WHERE w.lost_at IS NULL AND (w.queues = '[]'::jsonb OR w.queues ? me.queue)),
-       extract(epoch FROM greatest(me.scheduled_at - now(), interval '0'))
+# For a job ``me``, while it is queued (NULLs otherwise): how many ready jobs
+# of its queue are ahead of it in claim order, the queue's mean run time over
+# the last hour, the concurrency of the live workers that serve the queue, and
+# the seconds until it is due. The count walks the queue's part of the line
+# index; CASE keeps the subqueries from running at all for other statuses.
+POSITION_FIGURES = """
+CASE WHEN me.status = 'queued' THEN
+    (SELECT count(*) FROM jobqueue_job AS j
+     WHERE j.status = 'queued' AND j.queue = me.queue AND j.scheduled_at <= now()
+       AND (j.priority > me.priority
+            OR (j.priority = me.priority
+                AND (j.scheduled_at, j.id) < (me.scheduled_at, me.id)))) END,
+CASE WHEN me.status = 'queued' THEN
+    (SELECT avg(extract(epoch FROM f.finished_at - f.started_at)) FROM jobqueue_job AS f
+     WHERE f.status IN ('succeeded', 'failed', 'cancelled')
+       AND f.finished_at >= now() - interval '60 minutes' AND f.queue = me.queue) END,
+CASE WHEN me.status = 'queued' THEN
+    (SELECT COALESCE(sum(w.concurrency), 0) FROM jobqueue_worker AS w
+     WHERE w.lost_at IS NULL AND (w.queues = '[]'::jsonb OR w.queues ? me.queue)) END,
+CASE WHEN me.status = 'queued' THEN
+    extract(epoch FROM greatest(me.scheduled_at - now(), interval '0')) END
+"""
+
+# The figures of the queued jobs among %(ids)s. The ids drive a primary key
+# lookup each: a deep backlog is never scanned to find them.
+QUEUE_POSITIONS = f"""
+SELECT me.id, {POSITION_FIGURES}
+FROM unnest(%(ids)s::bigint[]) AS ids(id) JOIN jobqueue_job AS me ON me.id = ids.id
+WHERE me.status = 'queued'
+"""
+
+# One job and its figures in one statement (the API's GET /api/jobs/{id}/):
+# {columns} are the job's columns, qualified with ``me.``; %(owner)s limits it
+# to one owner's jobs, or is NULL for staff who see every job.
+JOB_WITH_POSITION = f"""
+SELECT {{columns}}, {POSITION_FIGURES}
 FROM jobqueue_job AS me
-WHERE me.id = ANY(%(ids)s) AND me.status = 'queued'
+WHERE me.id = %(id)s AND (%(owner)s::bigint IS NULL OR me.owner_id = %(owner)s::bigint)
 """
 
 
@@ -453,3 +473,24 @@ def queue_positions(cursor: Any, ids: Sequence[int]) -> dict[int, tuple]:
         return {}
     cursor.execute(QUEUE_POSITIONS, {"ids": list(ids)})
     return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+def job_with_position_sql(columns: str) -> str:
+    """``JOB_WITH_POSITION`` for these job columns (``me."id", me."task", ...``)."""
+    return JOB_WITH_POSITION.replace("{columns}", columns)
+
+
+def job_with_position(
+    cursor: Any, sql: str, job_id: int, owner_id: int | None
+) -> tuple[tuple, tuple | None] | None:
+    """The job's columns and, while it is queued, its figures (as ``queue_positions``).
+
+    ``sql`` is ``job_with_position_sql(columns)``; None when there is no such
+    job (among ``owner_id``'s, unless that is None).
+    """
+    cursor.execute(sql, {"id": job_id, "owner": owner_id})
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    figures = tuple(row[-4:])
+    return tuple(row[:-4]), (figures if figures[0] is not None else None)

@@ -6,6 +6,7 @@ without the ORM on its claim/ack loop while web code shares the same SQL.
 """
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 # Channel on which inserts of queued jobs are announced (payload: queue name).
@@ -193,17 +194,20 @@ HAVING count(*) > 0
 
 # One enqueue: a plain INSERT (the ORM's compile step cost more than the round trip).
 INSERT_JOB = """
-INSERT INTO jobqueue_job (task, queue, priority, args, kwargs, max_attempts, timeout_seconds,
-                          created_at, scheduled_at, owner_id, idempotency_key,
+INSERT INTO jobqueue_job (task, queue, priority, max_attempts, timeout_seconds, created_at,
+                          scheduled_at, args, kwargs, owner_id, idempotency_key,
                           status, errors, progress_message, attempts, cancel_requested)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued', '[]', '', 0, false)
 RETURNING id
 """
 
 # Bulk enqueue: ids first (so callers get them back), then one COPY of all rows.
-ALLOCATE_IDS = (
-    "SELECT nextval(pg_get_serial_sequence('jobqueue_job', 'id')) FROM generate_series(1, %(n)s)"
-)
+# The sequence is looked up once (a scalar subquery), not once per id, and the
+# ids come back as one array rather than one row each.
+ALLOCATE_IDS = """
+SELECT array_agg(nextval((SELECT pg_get_serial_sequence('jobqueue_job', 'id'))::regclass))
+FROM generate_series(1, %(n)s)
+"""
 COPY_JOBS = """
 COPY jobqueue_job (id, args, kwargs, task, queue, priority, max_attempts, timeout_seconds,
                    created_at, scheduled_at, status, errors, progress_message, attempts,
@@ -214,24 +218,52 @@ COPY_CONSTANTS = ("queued", "[]", "", 0, False)
 
 
 def insert_job(cursor: Any, row: Sequence[Any]) -> int:
-    """Insert one queued job ``(task, queue, priority, args_json, kwargs_json, max_attempts,
-    timeout, created_at, scheduled_at, owner_id, idempotency_key)``; returns its id."""
+    """Insert one queued job ``(task, queue, priority, max_attempts, timeout, created_at,
+    scheduled_at, args_json, kwargs_json, owner_id, idempotency_key)``; returns its id."""
     cursor.execute(INSERT_JOB, row)
     return cursor.fetchone()[0]
 
 
 def allocate_job_ids(cursor: Any, n: int) -> list[int]:
     cursor.execute(ALLOCATE_IDS, {"n": n})
-    return [row[0] for row in cursor.fetchall()]
+    return cursor.fetchone()[0]
 
 
-def copy_jobs(cursor: Any, rows: Iterable[tuple]) -> None:
-    """COPY queued job rows ``(id, args_json, kwargs_json, task, queue, priority, max_attempts,
-    timeout, created_at, scheduled_at)``; ``cursor`` may be a Django cursor wrapper."""
+def copy_jobs(
+    cursor: Any, shared: Sequence[Any], batches: Iterable[Iterable[tuple[int, str, str]]]
+) -> None:
+    """COPY queued jobs that share ``(task, queue, priority, max_attempts, timeout, created_at,
+    scheduled_at)``: each batch of ``(id, args_json, kwargs_json)`` is sent as soon as it is
+    drawn, so the server stores one batch while the caller prepares the next.
+
+    Rows go as preformatted COPY text: the shared fields are formatted once, and
+    one-line JSON (json.dumps without indent) has no tab or newline to escape, only
+    backslashes to double. ``cursor`` may be a Django cursor wrapper.
+    """
+    suffix = "".join(f"\t{_copy_field(value)}" for value in (*shared, *COPY_CONSTANTS)) + "\n"
     raw = getattr(cursor, "cursor", cursor)
     with raw.copy(COPY_JOBS) as copy:
-        for row in rows:
-            copy.write_row(row + COPY_CONSTANTS)
+        for batch in batches:
+            copy.write(
+                "".join(
+                    f"{job_id}\t{args}\t{kwargs}".replace("\\", "\\\\") + suffix
+                    for job_id, args, kwargs in batch
+                )
+            )
+
+
+def _copy_field(value: Any) -> str:
+    """``value`` as one field of COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def claim(cursor: Any, *, worker: int, demand: int, queues: Sequence[str]) -> list[tuple]:

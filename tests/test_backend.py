@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import transaction
 from django.tasks import TaskResultStatus, default_task_backend
@@ -9,8 +10,10 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.utils import timezone
 
 import demo
+from jobqueue import backend
 from jobqueue.models import Job, JobStatus
 from tests import tasks
+from tests.conftest import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,6 +94,14 @@ def test_arguments_that_are_not_json_are_refused():
     assert demo.echo.enqueue(text="a literal \\u0000 is fine").kwargs["text"].endswith("fine")
 
 
+def test_nan_and_infinity_are_refused_not_left_to_jsonb():
+    with pytest.raises(InvalidTask, match="JSON"):
+        demo.echo.enqueue(x=float("nan"))
+    with pytest.raises(InvalidTask, match="JSON"):
+        default_task_backend.enqueue_many(demo.echo, [((float("inf"),), {})])
+    assert not Job.objects.exists()
+
+
 def test_get_result_maps_every_status():
     result = demo.echo.enqueue()
     job = Job.objects.get(pk=result.id)
@@ -138,6 +149,77 @@ def test_enqueue_many_copies_all_rows_in_the_callers_transaction():
         default_task_backend.enqueue_many(demo.echo, [((), {})] * 10)
         raise RuntimeError("rolled back")
     assert Job.objects.count() == 500
+
+
+# JSON that COPY's text format would misread if it were not escaped, and values
+# that JSON changes (a tuple, an integer key).
+AWKWARD_CALLS = [
+    (("tab\there", "new\nline", 'quote"', "back\\slash", "\\.", "\\N"), {"k": "\\u0000 literal"}),
+    (
+        (1, 2.5, None, True, (3, 4)),
+        {"ü": "é€ 😀", "nested": {"a": [1, {"b": "\\t"}]}, 1: "int key"},
+    ),
+    ((), {}),
+]
+
+
+def test_enqueue_many_stores_and_returns_what_enqueue_does():
+    with transaction.atomic():
+        many = default_task_backend.enqueue_many(demo.echo, AWKWARD_CALLS * 1500)
+    assert len(many) == len(AWKWARD_CALLS) * 1500
+    singles = [default_task_backend.enqueue(demo.echo, a, k) for a, k in AWKWARD_CALLS]
+    assert [(r.args, r.kwargs) for r in many[:3]] == [(r.args, r.kwargs) for r in singles]
+    assert many[1].args[4] == [3, 4] and many[1].kwargs["1"] == "int key"
+    assert len({r.id for r in many + singles}) == len(many) + len(singles)
+    for result in (*many[:3], *many[-3:], *singles):
+        job = Job.objects.get(pk=result.id)
+        assert (job.args, job.kwargs) == (result.args, result.kwargs)
+        assert demo.echo.get_result(result.id).kwargs == result.kwargs
+        assert result.status == TaskResultStatus.READY and result.enqueued_at == job.created_at
+    many[0].kwargs["k"] = "changed"
+    assert many[3].kwargs["k"] == "\\u0000 literal", "results do not share argument objects"
+
+
+def test_enqueue_many_stores_the_tasks_options(settings):
+    settings.JOBQUEUE = {**settings.JOBQUEUE, "DEFAULT_TIMEOUT": None}
+    later = timezone.now() + timedelta(minutes=5)
+    task = tasks.ignore_cancel.using(
+        queue_name="re:ports-1", priority=-7, run_after=later, max_attempts=4
+    )
+    (result,) = default_task_backend.enqueue_many(task, [((), {"seconds": 1})])
+    job = Job.objects.get(pk=result.id)
+    assert (job.task, job.queue, job.priority, job.scheduled_at, job.max_attempts) == (
+        "tests.tasks.ignore_cancel",
+        "re:ports-1",
+        -7,
+        later,
+        4,
+    )
+    assert (job.timeout_seconds, job.status, job.errors, job.attempts) == (None, "queued", [], 0)
+
+
+def test_a_bad_argument_in_a_bulk_stores_nothing_and_keeps_the_callers_transaction(monkeypatch):
+    monkeypatch.setattr(backend, "COPY_BATCH", 10)  # the bad call comes after rows were sent
+    calls = [((), {"i": i}) for i in range(25)] + [((), {"when": object()})]
+    with transaction.atomic():
+        kept = demo.echo.enqueue(a=1)
+        with pytest.raises(InvalidTask, match="JSON"):
+            default_task_backend.enqueue_many(demo.echo, calls)
+        assert Job.objects.count() == 1  # the transaction still works
+    with pytest.raises(InvalidTask, match="NUL"):
+        default_task_backend.enqueue_many(demo.echo, [*calls[:-1], (("\x00",), {})])
+    assert list(Job.objects.values_list("pk", flat=True)) == [int(kept.id)]
+
+
+def test_enqueue_many_wakes_workers_once_per_queue_when_it_commits():
+    with psycopg.connect(database_url(), autocommit=True) as listener:
+        listener.execute("LISTEN jobqueue")
+        with transaction.atomic():
+            default_task_backend.enqueue_many(demo.echo, [((), {})] * 3)
+            default_task_backend.enqueue_many(demo.echo.using(queue_name="b"), [((), {})] * 3)
+            assert not list(listener.notifies(timeout=0.2)), "not before the commit"
+        heard = [n.payload for n in listener.notifies(timeout=5, stop_after=2)]
+    assert sorted(heard) == ["b", "default"]
 
 
 def test_retry_requeues_a_failed_job_with_a_fresh_budget_and_keeps_errors():

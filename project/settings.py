@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Drops persistent connections the server closed, without a query per request.
+    "jobqueue.api.middleware.ConnectionCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the job page's static files from gunicorn (collectstatic first).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -76,7 +78,14 @@ else:
     data_dir = Path(os.environ.get("JOBQUEUE_PGDATA", BASE_DIR / ".pgdata"))
     DATABASES = {"default": database_settings(data_dir)}
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE", "60"))
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Persistent connections are checked by jobqueue.api.middleware instead, which
+# costs no query (Django's check sends SELECT 1 before every request's first query).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+# Django's own queries bind parameters on the client and are never prepared;
+# this lets the API's few hot reads (jobqueue/api/sql.py) run as prepared
+# statements on each persistent connection. None turns that off (e.g. behind
+# a PgBouncer in transaction mode older than 1.21).
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -111,10 +120,13 @@ JOBQUEUE = {
 # newest-first pages, a per-user submission rate (JOBQUEUE_API_SUBMIT_RATE).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication, with its lookup as one prepared statement.
+        "jobqueue.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, as the API promises (the docs UI at /api/docs/ has its own renderer).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["jobqueue.api.errors.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jobqueue.api.errors.api_exception_handler",

@@ -9,7 +9,8 @@ from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from jobqueue.api.tasks import ArgumentError, ExposedTask, exposed_tasks, get_exposed
 from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueTask
@@ -89,29 +90,36 @@ class JobSerializer(serializers.ModelSerializer):
             "result": {"help_text": "The task's JSON return value once it succeeded."},
         }
 
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        """The job's JSON, built directly (``job_data``); the fields above describe it.
+
+        A ModelSerializer builds its fields again for every instance it
+        serializes, which cost more than the rest of a job poll together.
+        """
+        return job_data(instance, self._position(instance), show_traceback=self._show_traceback())
+
+    # The computed fields, one at a time (the schema reads their types here);
+    # to_representation() fills them all at once through job_data().
+
+    def _show_traceback(self) -> bool:
+        request = self.context.get("request")
+        return request is not None and request.user.is_staff
+
+    def _position(self, job: Job) -> tuple | None:
+        return self.context.get("positions", {}).get(job.pk)
+
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, job: Job) -> dict[str, Any]:
-        return ProgressSerializer(job).data
-
-    def _shown(self, error: dict[str, Any]) -> dict[str, Any]:
-        request = self.context.get("request")
-        if request is not None and request.user.is_staff:
-            return error
-        return {k: v for k, v in error.items() if k != "traceback"}
+        return _progress(job)
 
     @extend_schema_field(JobErrorSerializer(allow_null=True))
     def get_error(self, job: Job) -> dict[str, Any] | None:
         """The error that ended the job, or the last attempt's while it waits to retry."""
-        if job.status == JobStatus.SUCCEEDED or job.error is None:
-            return None
-        return self._shown(job.error)
+        return _error(job, self._show_traceback())
 
     @extend_schema_field(JobErrorSerializer(many=True))
     def get_errors(self, job: Job) -> list[dict[str, Any]]:
-        return [self._shown(e) for e in job.errors]
-
-    def _position(self, job: Job) -> tuple | None:
-        return self.context.get("positions", {}).get(job.pk)
+        return [_shown(e, self._show_traceback()) for e in job.errors]
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_position_in_queue(self, job: Job) -> int | None:
@@ -121,16 +129,88 @@ class JobSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.FLOAT)
     def get_estimated_wait_seconds(self, job: Job) -> float | None:
         position = self._position(job)
-        if position is None:
-            return None
-        ahead, mean, capacity, until_due = position
-        if not capacity:
-            return None
-        if ahead == 0:
-            return round(float(until_due), 3)
-        if mean is None:
-            return None
-        return round(max(float(until_due), ahead * float(mean) / capacity), 3)
+        return None if position is None else estimated_wait(position)
+
+
+# DRF's own datetime field, which fixes the API's format: ISO 8601 in the
+# current time zone, "Z" for UTC. It holds no state.
+_DATETIME = serializers.DateTimeField()
+
+
+def _datetime(value: Any) -> str | None:
+    """``_DATETIME.to_representation(value)``, without its per-call setting lookups."""
+    if value is None:
+        return None
+    if value.tzinfo is None or api_settings.DATETIME_FORMAT.lower() != ISO_8601:
+        return _DATETIME.to_representation(value)
+    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _progress(job: Job) -> dict[str, Any]:
+    percent = job.progress_percent
+    return {
+        "percent": None if percent is None else float(percent),
+        "message": job.progress_message,
+        "updated_at": _datetime(job.progress_updated_at),
+    }
+
+
+def _shown(error: dict[str, Any], show_traceback: bool) -> dict[str, Any]:
+    if show_traceback:
+        return error
+    return {k: v for k, v in error.items() if k != "traceback"}
+
+
+def _error(job: Job, show_traceback: bool) -> dict[str, Any] | None:
+    error = job.error
+    if job.status == JobStatus.SUCCEEDED or error is None:
+        return None
+    return _shown(error, show_traceback)
+
+
+def estimated_wait(position: tuple) -> float | None:
+    """``estimated_wait_seconds`` from a job's figures (see ``queries.POSITION_FIGURES``)."""
+    ahead, mean, capacity, until_due = position
+    if not capacity:
+        return None
+    if ahead == 0:
+        return round(float(until_due), 3)
+    if mean is None:
+        return None
+    return round(max(float(until_due), ahead * float(mean) / capacity), 3)
+
+
+def job_data(job: Job, position: tuple | None, *, show_traceback: bool) -> dict[str, Any]:
+    """A job as clients see it: every field of ``JobSerializer``, in its order.
+
+    ``position`` is the job's figures while it is queued (None otherwise);
+    tracebacks are left out of the errors unless ``show_traceback``.
+    """
+    elapsed = job.elapsed_seconds
+    return {
+        "id": job.pk,
+        "task": job.task,
+        "queue": job.queue,
+        "priority": job.priority,
+        "status": str(job.status),
+        "progress": _progress(job),
+        "args": job.args,
+        "kwargs": job.kwargs,
+        "result": job.result,
+        "error": _error(job, show_traceback),
+        "errors": [_shown(e, show_traceback) for e in job.errors],
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "cancel_requested": bool(job.cancel_requested),
+        "created_at": _datetime(job.created_at),
+        "scheduled_at": _datetime(job.scheduled_at),
+        "started_at": _datetime(job.started_at),
+        "finished_at": _datetime(job.finished_at),
+        "elapsed_seconds": None if elapsed is None else float(elapsed),
+        "position_in_queue": None if position is None else position[0],
+        "estimated_wait_seconds": None if position is None else estimated_wait(position),
+    }
 
 
 class JobSubmitSerializer(serializers.Serializer):

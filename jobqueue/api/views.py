@@ -28,6 +28,7 @@ from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
 from jobqueue.api.events import job_events
 from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
+from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import JobQueueBackend
@@ -106,6 +107,8 @@ class JobViewSet(
     throttle_classes = [SubmitRateThrottle]
     throttle_scope = SUBMIT_SCOPE
     lookup_value_regex = r"[^/]+"
+    # What a token-authenticated poll read along with the token (see perform_authentication).
+    _polled: tuple[Job | None, tuple | None] | None = None
 
     def get_queryset(self) -> QuerySet[Job]:
         jobs = Job.objects.all()
@@ -116,9 +119,7 @@ class JobViewSet(
 
     def get_object(self) -> Job:
         """The job, or 404 for ids that are malformed, unknown or not the caller's."""
-        raw = str(self.kwargs[self.lookup_field])
-        if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
-            raise Http404(NOT_FOUND)
+        self._job_id()
         try:
             return super().get_object()
         except Http404:
@@ -174,11 +175,48 @@ class JobViewSet(
         parameters=[WAIT_PARAM], responses={200: s.JobSerializer, **errors(400, 401, 404)}
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The job with its figures: one prepared statement, with the token's lookup if any."""
         wait = self._wait_seconds()
-        job = self.get_object()
+        job, position = self._polled or self._read_visible(self._job_id())
+        if job is None or not (job.owner_id == request.user.pk or sees_all_jobs(request.user)):
+            raise Http404(NOT_FOUND)
+        self.check_object_permissions(request, job)
         if wait > 0 and not job.is_finished:
-            job = self._wait_for_change(job, wait)
-        return Response(self._serialize([job]))
+            job, position = self._wait_for_change(job, wait)
+        return Response(s.job_data(job, position, show_traceback=request.user.is_staff))
+
+    def perform_authentication(self, request: Request) -> None:
+        """For a poll with a token, authenticate and read the job in one statement.
+
+        Any other request, or a poll this cannot authenticate, goes through
+        the authentication classes as usual (which then answer 401 or not).
+        """
+        self._polled = None
+        job_id = self._parse_job_id() if self.action == "retrieve" else None
+        if job_id is not None:
+            self._polled = poll_reader.read(request, job_id)
+        super().perform_authentication(request)
+
+    def _parse_job_id(self) -> int | None:
+        raw = str(self.kwargs[self.lookup_field])
+        if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
+            return None
+        return int(raw)
+
+    def _job_id(self) -> int:
+        """The id in the URL, or 404 when it cannot be one."""
+        job_id = self._parse_job_id()
+        if job_id is None:
+            raise Http404(NOT_FOUND)
+        return job_id
+
+    def _read_visible(self, job_id: int) -> JobAndPosition:
+        """The job and its figures, if the caller may see it (as ``get_queryset``), else 404."""
+        user = self.request.user
+        found = job_reader.read(job_id, None if sees_all_jobs(user) else user.pk)
+        if found is None:
+            raise Http404(NOT_FOUND)
+        return found
 
     def _wait_seconds(self) -> float:
         raw = self.request.query_params.get("wait")
@@ -194,18 +232,18 @@ class JobViewSet(
             )
         return wait
 
-    def _wait_for_change(self, job: Job, wait: float) -> Job:
+    def _wait_for_change(self, job: Job, wait: float) -> tuple[Job, tuple | None]:
         """Hold until the job's status or progress differs from ``job``'s, or ``wait`` passes."""
         seen = _fingerprint(job)
         deadline = time.monotonic() + wait
         with job_events.watch(job.pk) as changed:
             while True:
-                job.refresh_from_db()
+                job, position = self._read_visible(job.pk)
                 if _fingerprint(job) != seen:
-                    return job
+                    return job, position
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return job
+                    return job, position
                 if not job_events.listening:
                     remaining = min(remaining, FALLBACK_POLL_SECONDS)
                 changed.wait(remaining)

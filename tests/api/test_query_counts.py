@@ -65,6 +65,8 @@ def test_query_counts_do_not_grow_with_the_table(make_user, capsys):
         assert small["GET /api/workers/"] == len(queries)
     # BEGIN and COMMIT around the insert are counted as queries too.
     assert max(small.values()) <= 6
+    # A poll reads the token, its user, the job and its queue figures in one statement.
+    assert small["GET /api/jobs/{queued}/"] == small["GET /api/jobs/{finished}/"] == 1
     with capsys.disabled():
         print("\nqueries per request (token auth included):")
         for route, n in small.items():

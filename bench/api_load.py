@@ -2,8 +2,10 @@
 
     DATABASE_URL=postgres://... python bench/api_load.py [--seconds 10] [--finished 1000000]
 
-Serves the project with gunicorn (gthread) on a free 127.0.0.1 port against
-DATABASE_URL (migrated first), creates a user, a token and a queued job,
+Serves the project with gunicorn on a free 127.0.0.1 port against
+DATABASE_URL (migrated first), with the production settings that the README
+documents (project/gunicorn.conf.py: gthread, one worker per core, 16
+threads; --workers/--threads override them), creates a user, a token and a queued job,
 optionally adds N finished jobs (an hour-old history, to show that
 /api/queues/ does not scan it), then runs wrk for a bounded time per route
 and prints requests/s and p50/p99 latency. 127.0.0.1 only; needs `wrk`.
@@ -64,16 +66,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+def start_gunicorn(workers: int | None, threads: int | None) -> tuple[subprocess.Popen, str]:
+    """gunicorn as production runs it: ``--config project/gunicorn.conf.py``."""
     port = free_port()
+    env = {
+        **os.environ,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench",
+        "LOG_LEVEL": "ERROR",
+    }
+    if workers is not None:
+        env["GUNICORN_WORKERS"] = str(workers)
+    if threads is not None:
+        env["GUNICORN_THREADS"] = str(threads)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", "project.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
-            "--workers", str(workers), "--threads", str(threads), "--log-level", "warning",
+            "--config", "project/gunicorn.conf.py", "--log-level", "warning",
         ],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench", "LOG_LEVEL": "ERROR"},
+        env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -113,8 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, help="default: project/gunicorn.conf.py's")
+    parser.add_argument("--threads", type=int, help="default: project/gunicorn.conf.py's")
     parser.add_argument("--finished", type=int, default=0, help="finished jobs to add first")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -123,8 +136,8 @@ def main() -> None:
     proc, base = start_gunicorn(args.workers, args.threads)
     try:
         print(
-            f"gunicorn gthread {args.workers}x{args.threads}, wrk -c{args.connections} "
-            f"-d{args.seconds}s"
+            f"gunicorn --config project/gunicorn.conf.py (workers {args.workers or 'default'}, "
+            f"threads {args.threads or 'default'}), wrk -c{args.connections} -d{args.seconds}s"
         )
         for route in (f"/api/jobs/{job_id}/", "/api/queues/"):
             run_wrk(base + route, token, 1, args.connections)  # warm up: imports, connections

@@ -24,10 +24,19 @@ SELECT pg_total_relation_size('jobqueue_job'), pg_relation_size('jobqueue_job'),
 """
 
 
+# Production settings, as the peers run: DEBUG off (with DEBUG on Django logs every query).
+PRODUCTION = {
+    "DJANGO_SETTINGS_MODULE": "project.settings",
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "bench",
+    "LOG_LEVEL": "WARNING",
+}
+
+
 def django_setup(dsn: str) -> None:
     os.environ["DATABASE_URL"] = dsn
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    for key, value in PRODUCTION.items():
+        os.environ.setdefault(key, value)
     import django
 
     django.setup()
@@ -38,7 +47,7 @@ def worker_command(*args: str) -> list[str]:
 
 
 def worker_env(dsn: str) -> dict[str, str]:
-    return {"DATABASE_URL": dsn, "DJANGO_SETTINGS_MODULE": "project.settings"}
+    return {**PRODUCTION, "DATABASE_URL": dsn}
 
 
 def reset(dsn: str) -> None:

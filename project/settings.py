@@ -127,6 +127,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only, as the API promises (the docs UI at /api/docs/ has its own renderer).
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "jobqueue.api.negotiation.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": ["jobqueue.api.errors.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jobqueue.api.errors.api_exception_handler",

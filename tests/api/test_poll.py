@@ -8,10 +8,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
 from jobqueue import db
 from jobqueue.api.middleware import close_if_server_closed
+from jobqueue.api.negotiation import ContentNegotiation
 from jobqueue.api.serializers import JobSerializer
 from jobqueue.models import Job, JobStatus, Worker
 
@@ -39,7 +43,7 @@ def test_a_token_poll_is_one_query_and_a_session_poll_answers_the_same(make_user
 
 def test_poll_authentication_answers_as_drf_token_auth(api, make_user):
     user, token = make_user()
-    other, other_token = make_user()
+    _, other_token = make_user()
     job = api.call("POST", "/api/jobs/", {"task": "demo.echo"}, token=token).body
     path = f"/api/jobs/{job['id']}/"
     unknown = api.call("GET", path, token="0" * 40)
@@ -104,8 +108,8 @@ def test_lean_representation_equals_the_serializer_fields(make_user, staff):
     request.user = user
     positions = {jobs[0].pk: (3, 2.5, 2, 0.0)}
     context = {"request": request, "positions": positions}
-    for job in jobs:
-        job = Job.objects.get(pk=job.pk)
+    for created in jobs:
+        job = Job.objects.get(pk=created.pk)
         lean = dict(JobSerializer(job, context=context).data)
         drf = _drf_representation(job, context)
         if job.status == JobStatus.RUNNING:  # elapsed until now: read twice, a moment apart
@@ -131,3 +135,22 @@ def test_a_connection_the_server_closed_is_replaced_before_the_request():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+ACCEPTS = [None, "*/*", "application/json", " */* ", "text/html", "application/json; indent=4"]
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+@pytest.mark.parametrize("query", ["", "?format=json", "?format=api"])
+def test_negotiation_shortcut_answers_as_drf(accept, query):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    request = Request(APIRequestFactory().get(f"/api/jobs/1/{query}", **headers))
+
+    def answer(negotiation):
+        try:
+            renderer, media_type = negotiation.select_renderer(request, [JSONRenderer()])
+        except Exception as e:
+            return type(e).__name__
+        return type(renderer).__name__, media_type
+
+    assert answer(ContentNegotiation()) == answer(DefaultContentNegotiation())

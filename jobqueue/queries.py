@@ -453,10 +453,13 @@ ORDER BY queue
 """
 
 # For a job ``me``, while it is queued (NULLs otherwise): how many ready jobs
-# of its queue are ahead of it in claim order, the queue's mean run time over
-# the last hour, the concurrency of the live workers that serve the queue, and
-# the seconds until it is due. The count walks the queue's part of the line
-# index; CASE keeps the subqueries from running at all for other statuses.
+# of its queue are ahead of it in claim order, the mean run time of the last
+# 100 jobs of its queue that finished within the hour, the concurrency of the
+# live workers that serve the queue, and the seconds until it is due. The
+# count walks the queue's part of the line index; the mean reads the newest
+# finished jobs backwards and stops at 100, where a mean over the whole hour
+# read every job finished in it (60 ms per poll with 300,000 of them). CASE
+# keeps the subqueries from running at all for other statuses.
 POSITION_FIGURES = """
 CASE WHEN me.status = 'queued' THEN
     (SELECT count(*) FROM jobqueue_job AS j
@@ -465,9 +468,11 @@ CASE WHEN me.status = 'queued' THEN
             OR (j.priority = me.priority
                 AND (j.scheduled_at, j.id) < (me.scheduled_at, me.id)))) END,
 CASE WHEN me.status = 'queued' THEN
-    (SELECT avg(extract(epoch FROM f.finished_at - f.started_at)) FROM jobqueue_job AS f
-     WHERE f.status IN ('succeeded', 'failed', 'cancelled')
-       AND f.finished_at >= now() - interval '60 minutes' AND f.queue = me.queue) END,
+    (SELECT avg(recent.seconds) FROM (
+        SELECT extract(epoch FROM f.finished_at - f.started_at) AS seconds FROM jobqueue_job AS f
+        WHERE f.status IN ('succeeded', 'failed', 'cancelled')
+          AND f.finished_at >= now() - interval '60 minutes' AND f.queue = me.queue
+        ORDER BY f.finished_at DESC LIMIT 100) AS recent) END,
 CASE WHEN me.status = 'queued' THEN
     (SELECT COALESCE(sum(w.concurrency), 0) FROM jobqueue_worker AS w
      WHERE w.lost_at IS NULL AND (w.queues = '[]'::jsonb OR w.queues ? me.queue)) END,

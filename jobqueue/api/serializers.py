@@ -45,8 +45,9 @@ class JobSerializer(serializers.ModelSerializer):
 
     ``position_in_queue`` is the number of ready jobs of the same queue ahead
     of it in claim order; ``estimated_wait_seconds`` is that number times the
-    queue's mean run time over the last hour, divided by the concurrency of
-    the live workers serving the queue (at least the time until it is due).
+    mean run time of the queue's last 100 jobs finished within the hour,
+    divided by the concurrency of the live workers serving the queue (at
+    least the time until it is due).
     Both are null unless the job is queued, and the estimate is null while no
     live worker serves the queue or no job of the queue finished lately.
     """

@@ -39,15 +39,21 @@ class PreparedCursor(psycopg.Cursor):
 
 @contextmanager
 def prepared_cursor(alias: str) -> Iterator[Any]:
-    """A Django cursor wrapper (logging, error wrapping) around a ``PreparedCursor``."""
+    """A Django cursor wrapper (logging, error wrapping) around a ``PreparedCursor``.
+
+    The psycopg cursor is kept with its connection and reused: a new cursor
+    looks up the loader of every result column again on each execution.
+    """
     connection = connections[alias]
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    with connection.wrap_database_errors:
-        raw = PreparedCursor(connection.connection)
-    cursor = connection._prepare_cursor(raw)  # type: ignore[attr-defined]
-    with cursor:
-        yield cursor
+    raw = connection.connection
+    kept = getattr(connection, "_jobqueue_prepared_cursor", None)
+    if kept is None or kept.connection is not raw or kept.closed:
+        with connection.wrap_database_errors:
+            kept = PreparedCursor(raw)
+        connection._jobqueue_prepared_cursor = kept  # type: ignore[attr-defined]
+    yield connection._prepare_cursor(kept)  # type: ignore[attr-defined]
 
 
 def quoted_column(alias: str, field: Any) -> str:

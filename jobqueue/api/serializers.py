@@ -138,22 +138,25 @@ class JobSerializer(serializers.ModelSerializer):
 _DATETIME = serializers.DateTimeField()
 
 
-def _datetime(value: Any) -> str | None:
-    """``_DATETIME.to_representation(value)``, without its per-call setting lookups."""
+def _datetime(value: Any, tz: Any = None) -> str | None:
+    """``_DATETIME.to_representation(value)``, without its per-call setting lookups.
+
+    ``tz`` is the current time zone, if the caller has it already.
+    """
     if value is None:
         return None
     if value.tzinfo is None or api_settings.DATETIME_FORMAT.lower() != ISO_8601:
         return _DATETIME.to_representation(value)
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    text = value.astimezone(tz or timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _progress(job: Job) -> dict[str, Any]:
+def _progress(job: Job, tz: Any = None) -> dict[str, Any]:
     percent = job.progress_percent
     return {
         "percent": None if percent is None else float(percent),
         "message": job.progress_message,
-        "updated_at": _datetime(job.progress_updated_at),
+        "updated_at": _datetime(job.progress_updated_at, tz),
     }
 
 
@@ -189,13 +192,14 @@ def job_data(job: Job, position: tuple | None, *, show_traceback: bool) -> dict[
     tracebacks are left out of the errors unless ``show_traceback``.
     """
     elapsed = job.elapsed_seconds
+    tz = timezone.get_current_timezone()
     return {
         "id": job.pk,
         "task": job.task,
         "queue": job.queue,
         "priority": job.priority,
         "status": str(job.status),
-        "progress": _progress(job),
+        "progress": _progress(job, tz),
         "args": job.args,
         "kwargs": job.kwargs,
         "result": job.result,
@@ -204,10 +208,10 @@ def job_data(job: Job, position: tuple | None, *, show_traceback: bool) -> dict[
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "cancel_requested": bool(job.cancel_requested),
-        "created_at": _datetime(job.created_at),
-        "scheduled_at": _datetime(job.scheduled_at),
-        "started_at": _datetime(job.started_at),
-        "finished_at": _datetime(job.finished_at),
+        "created_at": _datetime(job.created_at, tz),
+        "scheduled_at": _datetime(job.scheduled_at, tz),
+        "started_at": _datetime(job.started_at, tz),
+        "finished_at": _datetime(job.finished_at, tz),
         "elapsed_seconds": None if elapsed is None else float(elapsed),
         "position_in_queue": None if position is None else position[0],
         "estimated_wait_seconds": None if position is None else estimated_wait(position),

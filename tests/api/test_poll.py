@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework import serializers
@@ -154,3 +155,10 @@ def test_negotiation_shortcut_answers_as_drf(accept, query):
         return type(renderer).__name__, media_type
 
     assert answer(ContentNegotiation()) == answer(DefaultContentNegotiation())
+
+
+@pytest.mark.django_db
+def test_messages_are_set_up_for_the_admin_but_not_the_api():
+    client = Client()
+    assert not hasattr(client.get("/api/health/").wsgi_request, "_messages")
+    assert hasattr(client.get("/admin/login/").wsgi_request, "_messages")

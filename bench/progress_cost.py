@@ -6,16 +6,17 @@
 For each argument size it creates one running job whose args hold a string
 of that size, then sends ``--updates`` progress updates with the worker's own
 PROGRESS statement (queries.py) over one autocommit connection, as a task's
-progress() calls do. It prints per update: the WAL written (a row rewrite
-that copied the payload would show as WAL growing with the size), the mean
-time, and the share of HOT updates (no index entry written). PostgreSQL
-stores values over about 2 kB out of line (TOAST) and an UPDATE that does not
-change them copies only their pointer.
+progress() calls do. It prints per update: the WAL written (an update that
+copied the payload would show as WAL growing with the size), the mean time,
+and the share of HOT updates (no index entry written). PostgreSQL stores
+values over about 2 kB out of line (TOAST), and an update that does not
+change them copies only their pointer; a HOT update's WAL record leaves out
+what the new row shares with the old. A checkpoint during a run adds full
+page images to the WAL figure: run it twice.
 """
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import time
@@ -23,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import migrated_django  # noqa: E402
 
 SIZES = (100, 1_000, 10_000, 100_000, 1_000_000)
 
@@ -67,19 +70,9 @@ def measure(conn, size: int, updates: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=2000)
-    args = parser.parse_args()
-    if "DATABASE_URL" not in os.environ:
-        parser.error("set DATABASE_URL to a scratch database")
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    django.setup()
-    from django.core.management import call_command
-
+    args = migrated_django(parser)
     from jobqueue.db import connect
 
-    call_command("migrate", verbosity=0)
     print(f"{args.updates} progress updates per size, one autocommit connection")
     print(f"{'args size':>10} | {'WAL per update':>14} | {'time per update':>15} | HOT updates")
     with connect() as conn:

@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scratch import migrated_django  # noqa: E402
+
 
 def fill(rows: int) -> None:
     from django.db import connection
@@ -103,22 +105,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=1000)
-    args = parser.parse_args()
-    if "DATABASE_URL" not in os.environ:
-        parser.error("set DATABASE_URL to a scratch database")
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    django.setup()
+    args = migrated_django(parser)
     from datetime import timedelta
 
-    from django.core.management import call_command
     from django.db import connection
 
     from jobqueue.purge import PurgePlan, purge
 
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     fill(args.rows)
     print(f"filled {args.rows} finished jobs in {time.perf_counter() - started:.1f} s")

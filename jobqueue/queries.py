@@ -78,6 +78,16 @@ SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, h
 WHERE id = ANY(%(ids)s) AND worker_id = %(worker)s AND status = 'running'
 """
 
+# After a reconnect: jobs committed as claimed by this worker whose claim's
+# answer was lost with the connection. The worker never got them, and its
+# heartbeat would keep them leased for ever, so they go back to the queue.
+GIVE_BACK_UNKNOWN = """
+UPDATE jobqueue_job
+SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL
+WHERE worker_id = %(worker)s AND status = 'running' AND NOT (id = ANY(%(known)s))
+RETURNING id
+"""
+
 REGISTER_WORKER = """
 INSERT INTO jobqueue_worker (hostname, pid, queues, concurrency, started_at, last_heartbeat)
 VALUES (%(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, now(), now())
@@ -299,6 +309,12 @@ def ack(cursor: Any, *, worker: int, outcomes: Sequence[tuple]) -> None:
 def give_back(cursor: Any, *, worker: int, ids: Sequence[int]) -> None:
     if ids:
         cursor.execute(GIVE_BACK, {"worker": worker, "ids": list(ids)})
+
+
+def give_back_unknown(cursor: Any, *, worker: int, known: Sequence[int]) -> list[int]:
+    """Give back the running jobs ``worker`` holds in the database but not in ``known``."""
+    cursor.execute(GIVE_BACK_UNKNOWN, {"worker": worker, "known": list(known)})
+    return [row[0] for row in cursor.fetchall()]
 
 
 def register_worker(

@@ -277,3 +277,28 @@ def test_runworker_rejects_bad_options(start_worker):
     assert worker.wait(timeout=30) != 0
     assert "must be at least 1" in worker.output()
     assert os.path.exists(worker.log)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_reconnect_jobs_whose_claim_answer_was_lost_go_back_to_the_queue():
+    """A claim can commit while its answer is lost with the connection: the worker never
+    got those jobs, and its heartbeat would keep them leased for ever."""
+    from jobqueue import queries
+    from jobqueue.worker.supervisor import Supervisor, WorkerOptions
+
+    lost, kept = demo.echo.enqueue(), demo.echo.enqueue()
+    supervisor = Supervisor(WorkerOptions())
+    try:
+        assert supervisor._connect()
+        with supervisor.db.cursor() as cursor:
+            rows = queries.claim(cursor, worker=supervisor.worker_id, demand=2, queues=())
+        supervisor._take([r for r in rows if r[0] == int(kept.id)], demand=1)
+        supervisor._lost_connection(RuntimeError("the claim's answer never arrived"))
+        assert supervisor._connect()
+    finally:
+        if supervisor.db is not None:
+            supervisor.db.close()
+
+    given_back = job(lost.id)
+    assert (given_back.status, given_back.attempts, given_back.worker_id) == ("queued", 0, None)
+    assert job(kept.id).status == JobStatus.RUNNING

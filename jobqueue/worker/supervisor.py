@@ -351,6 +351,8 @@ class Supervisor:
                         queues=self.options.queues,
                         concurrency=self.options.concurrency,
                     )
+                else:
+                    self._give_back_unknown(cur)
         except psycopg.OperationalError as e:
             self._lost_connection(e)
             return False
@@ -360,6 +362,15 @@ class Supervisor:
         self.claim_wanted = True
         logger.info("worker %s connected as worker #%s", self.name, self.worker_id)
         return True
+
+    def _give_back_unknown(self, cur: psycopg.Cursor) -> None:
+        """Re-queue jobs claimed for this worker whose claim was cut off with the connection."""
+        known = [j.assignment.job_id for c in self.children for j in c.jobs]
+        known += [j.assignment.job_id for j in self.buffer]
+        known += [o.job_id for o in self.outcomes]
+        ids = queries.give_back_unknown(cur, worker=self._worker(), known=known)
+        if ids:
+            logger.warning("gave back %d jobs whose claim was lost with the connection", len(ids))
 
     def _lost_connection(self, error: Exception) -> None:
         logger.warning(

@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import psycopg
 from django.db import connections, router, transaction
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import Task, TaskError, TaskResult, TaskResultStatus
@@ -18,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from jobqueue import queries
 from jobqueue.conf import get_settings
+from jobqueue.db import prepared_cursor
 from jobqueue.models import Job, JobStatus
 
 QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
@@ -140,23 +140,11 @@ class JobQueueBackend(BaseTaskBackend):
         shared = self._shared_fields(task)
         args_json, kwargs_json = json_text(list(args)), json_text(dict(kwargs))
         owner_id = None if owner is None else owner.pk
-        with self._cursor() as cursor:
+        with prepared_cursor(self.database) as cursor:
             job_id = queries.insert_job(
                 cursor, (*shared, args_json, kwargs_json, owner_id, idempotency_key)
             )
         return job_id, shared, args_json, kwargs_json
-
-    def _cursor(self) -> Any:
-        """What ``connections[...].cursor()`` gives (query log, execute wrappers, Django's
-        exceptions), over a cursor that binds parameters on the server. Django's default
-        one quotes every parameter in Python (a tenth to a fifth of an enqueue's CPU time)
-        and never lets the connection's ``prepare_threshold`` prepare the INSERT."""
-        connection = connections[self.database]
-        connection.close_if_health_check_failed()
-        connection.ensure_connection()
-        cursor = psycopg.Cursor(connection.connection)
-        with connection.wrap_database_errors:  # what connection.cursor() does after this
-            return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]
 
     def _shared_fields(self, task: Task) -> SharedFields:
         """The columns of a new queued job for ``task`` that do not depend on its arguments."""
@@ -237,7 +225,7 @@ class JobQueueBackend(BaseTaskBackend):
 
         # Arguments are turned into JSON as the COPY goes: one that is not JSON
         # aborts it, and the savepoint keeps the caller's transaction usable.
-        with transaction.atomic(using=self.database), self._cursor() as cursor:
+        with transaction.atomic(using=self.database), prepared_cursor(self.database) as cursor:
             queries.copy_jobs(cursor, shared, batches(queries.allocate_job_ids(cursor, len(calls))))
         return results
 

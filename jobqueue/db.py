@@ -2,9 +2,12 @@
 
 The worker's claim/ack loop, LISTEN/NOTIFY and progress reports each hold a
 connection of their own in autocommit mode, so none of them ever shares a
-transaction with task code.
+transaction with task code. The hot statements of web requests and enqueue
+run on Django's own connection through ``prepared_cursor``.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -35,3 +38,42 @@ class LazyConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = connect(self.alias)
         return self._conn.cursor()
+
+
+class PreparedCursor(psycopg.Cursor):
+    """A server-side binding cursor whose statements are prepared on first use.
+
+    Django's own cursors bind on the client and never prepare; this one is
+    used only for jobqueue's fixed hot statements (enqueue's INSERT and COPY,
+    the API's job poll and token lookup).
+    """
+
+    def execute(  # type: ignore[override]
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> "PreparedCursor":
+        super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+        return self
+
+
+@contextmanager
+def prepared_cursor(alias: str) -> Iterator[Any]:
+    """A Django cursor wrapper (logging, error wrapping) around a ``PreparedCursor``.
+
+    The psycopg cursor is kept with its connection and reused: a new cursor
+    looks up the loader of every result column again on each execution.
+    """
+    connection = connections[alias]
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    kept = getattr(connection, "_jobqueue_prepared_cursor", None)
+    if kept is None or kept.connection is not raw or kept.closed:
+        with connection.wrap_database_errors:
+            kept = PreparedCursor(raw)
+        connection._jobqueue_prepared_cursor = kept  # type: ignore[attr-defined]
+    yield connection._prepare_cursor(kept)  # type: ignore[attr-defined]

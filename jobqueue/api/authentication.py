@@ -16,7 +16,8 @@ from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 
-from jobqueue.api.sql import RowLoader, prepared_cursor, quoted_column, quoted_columns
+from jobqueue.api.sql import RowLoader, quoted_column, quoted_columns
+from jobqueue.db import prepared_cursor
 
 
 class TokenJoin:

@@ -14,7 +14,8 @@ from rest_framework.request import Request
 
 from jobqueue import queries
 from jobqueue.api.authentication import TokenAuthentication, token_join, token_key
-from jobqueue.api.sql import RowLoader, prepared_cursor, quoted_columns
+from jobqueue.api.sql import RowLoader, quoted_columns
+from jobqueue.db import prepared_cursor
 from jobqueue.models import Job
 
 # A job and its figures (None unless it is queued), as queries.job_with_position returns them.

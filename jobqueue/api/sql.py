@@ -9,51 +9,11 @@ wrapper, so they are logged, counted by tests and wrapped in Django's
 database errors like any other query.
 """
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg
 from django.db import connections
 from django.db.models import Model
-
-
-class PreparedCursor(psycopg.Cursor):
-    """A server-side binding cursor whose statements are prepared on first use.
-
-    Django's own cursors bind on the client and never prepare; this one is
-    used only for the fixed statements of this module's callers.
-    """
-
-    def execute(  # type: ignore[override]
-        self,
-        query: Any,
-        params: Any = None,
-        *,
-        prepare: bool | None = None,
-        binary: bool | None = None,
-    ) -> "PreparedCursor":
-        super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
-        return self
-
-
-@contextmanager
-def prepared_cursor(alias: str) -> Iterator[Any]:
-    """A Django cursor wrapper (logging, error wrapping) around a ``PreparedCursor``.
-
-    The psycopg cursor is kept with its connection and reused: a new cursor
-    looks up the loader of every result column again on each execution.
-    """
-    connection = connections[alias]
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
-    kept = getattr(connection, "_jobqueue_prepared_cursor", None)
-    if kept is None or kept.connection is not raw or kept.closed:
-        with connection.wrap_database_errors:
-            kept = PreparedCursor(raw)
-        connection._jobqueue_prepared_cursor = kept  # type: ignore[attr-defined]
-    yield connection._prepare_cursor(kept)  # type: ignore[attr-defined]
 
 
 def quoted_column(alias: str, field: Any) -> str:

@@ -69,6 +69,11 @@ def _row(label: str, workload: str, key: str, all_results: list[SystemResults],
         runs = all_results[0].runs.get("api", [])
         p50, p99 = median_of(runs, "p50"), median_of(runs, "p99")
         cells[all_results[0].system.name]["text"] += f" (p50 {p50:.1f} ms, p99 {p99:.1f} ms)"
+    if workload == "latency" and "value" in cells.get(all_results[0].system.name, {}):
+        runs = [r for r in all_results[0].runs.get("latency", []) if "after_commit" in r]
+        if runs:
+            share = statistics.median(r["after_commit"][key] for r in runs)
+            cells[all_results[0].system.name]["text"] += f" (after commit: {share:.1f})"
     if workload == "bloat" and "value" in cells.get(all_results[0].system.name, {}):
         run = next(r for r in all_results[0].runs["bloat"] if "error" not in r)
         if "growth_pct" in run:

@@ -245,7 +245,13 @@ def latency(
     delays_sql: str,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An idle worker; ``n`` single enqueues ``interval_ms`` apart; start minus enqueue, in ms."""
+    """An idle worker; ``n`` single enqueues ``interval_ms`` apart; start minus enqueue, in ms.
+
+    Starts with a CHECKPOINT, so that no system's measurement shares the disk
+    with the flushing of what the workloads before it wrote.
+    """
+    with connect(dsn) as conn:
+        conn.execute("CHECKPOINT")
     procs = start_workers(worker_commands, env)
     try:
         time.sleep(WORKER_WARMUP)

@@ -151,21 +151,39 @@ def drain(args: Any) -> dict[str, Any]:
 
 
 def latency(args: Any) -> dict[str, Any]:
+    """Enqueue to start, as for every system; also start minus the moment enqueue() returned.
+
+    enqueue() returns once its transaction has committed, so the second figure
+    is the worker's own share (NOTIFY, wake-up, claim); the difference is the
+    enqueue's INSERT and commit, that is this machine's WAL flush.
+    """
     django_setup(args.dsn)
     reset(args.dsn)
+    import time
+
     import demo
 
-    return common.latency(
+    returned: dict[int, float] = {}
+
+    def enqueue_one() -> None:
+        result = demo.echo.enqueue()
+        returned[int(result.id)] = time.time()  # the server's clock: same machine
+
+    result = common.latency(
         args.dsn,
         n=args.n,
         interval_ms=args.interval_ms,
         worker_commands=[worker_command("--concurrency", str(args.concurrency))],
-        enqueue_one=demo.echo.enqueue,
+        enqueue_one=enqueue_one,
         count_sql=COUNT_FINISHED,
         delays_sql="SELECT extract(epoch FROM started_at - created_at) * 1000 FROM jobqueue_job "
         "WHERE started_at IS NOT NULL",
         env=worker_env(args.dsn),
     )
+    with common.connect(args.dsn) as conn:
+        started = dict(conn.execute("SELECT id, extract(epoch FROM started_at) FROM jobqueue_job"))
+    after_commit = [1000 * (float(started[i]) - t) for i, t in returned.items()]
+    return {**result, "after_commit": common.percentiles(after_commit)}
 
 
 def depth(args: Any) -> dict[str, Any]:

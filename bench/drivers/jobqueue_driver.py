@@ -318,6 +318,8 @@ def api(args: Any) -> dict[str, Any]:
     import re
 
     reset(args.dsn)  # a deep queue left by the depth workload would skew position_in_queue
+    with common.connect(args.dsn) as conn:
+        conn.execute("CHECKPOINT")  # as for latency: not while the bloat run's writes are flushed
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "api_load.py"), "--seconds", str(args.seconds)],
         env={**os.environ, "DATABASE_URL": args.dsn, "DJANGO_SETTINGS_MODULE": "project.settings"},

@@ -302,3 +302,20 @@ def test_after_a_reconnect_jobs_whose_claim_answer_was_lost_go_back_to_the_queue
     given_back = job(lost.id)
     assert (given_back.status, given_back.attempts, given_back.worker_id) == ("queued", 0, None)
     assert job(kept.id).status == JobStatus.RUNNING
+
+
+def test_short_jobs_are_not_queued_behind_a_long_one(start_worker):
+    """Short jobs are sent to children several at a time; none may wait in a child's queue
+    behind a long job while the other child could run it."""
+    teach = [demo.echo.enqueue(i=i) for i in range(300)]  # the worker learns echo is short
+    long = tasks.ignore_cancel.enqueue(seconds=4)
+    after = [demo.echo.enqueue(i=i) for i in range(300)]
+    worker = start_worker("--concurrency", "2", "--burst")
+    assert worker.wait(timeout=60) == 0, worker.output()
+
+    assert statuses()[JobStatus.SUCCEEDED] == len(teach) + 1 + len(after)
+    # Outcomes are written in batches, so a short job stuck behind the long one would
+    # share its finish time; every short job should be done long before that.
+    cutoff = job(long.id).finished_at - timedelta(seconds=2)
+    late = [r.id for r in after if job(r.id).finished_at > cutoff]
+    assert not late, f"{len(late)} short jobs waited behind the long one"

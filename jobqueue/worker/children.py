@@ -48,19 +48,17 @@ class Child:
         """The job the child is running now."""
         return self.jobs[0] if self.jobs else None
 
-    def room(self, *, depth: int, max_bytes: int) -> tuple[int, int | None]:
-        """How many more jobs, and how many bytes of them, may be sent to this child now.
+    def free_bytes(self, max_bytes: int) -> int | None:
+        """Bytes of jobs this child may still be sent now; None for an idle child.
 
-        An idle child takes any job: it is waiting on its socket. A busy one
-        takes jobs only while those it has not begun stay under ``max_bytes``,
-        so that a send never waits for the child to finish a job.
+        An idle child takes any job: it is waiting on its socket and reads the
+        whole message. A busy one takes jobs only while those it has not begun
+        stay under ``max_bytes``, so that a send never waits for it to finish a job.
         """
-        if self.kill_reason is not None:
-            return 0, 0
         if not self.jobs:
-            return depth, None  # no byte limit: it reads the whole message at once
+            return None
         waiting = sum(job.assignment.size for job in list(self.jobs)[1:])
-        return depth - len(self.jobs), max(0, max_bytes - waiting)
+        return max(0, max_bytes - waiting)
 
     def assign(self, jobs: Sequence[InHand]) -> None:
         """Send ``jobs`` in one message; the child runs them in this order.

@@ -43,10 +43,12 @@ MAX_BUFFER_PER_CHILD = 100
 # An outcome is never visible before it is committed; batching only delays it.
 ACK_BATCH = 64
 ACK_DELAY = 0.01
-# Jobs sent ahead to one child, in one message: enough short jobs to cover a
-# database round trip of the supervisor on a busy machine, and one at a time
-# for jobs of PIPELINE_SECONDS or more.
+# Work sent ahead to one child, in seconds of its tasks' mean run times: enough
+# short jobs to cover a database round trip of the supervisor on a busy
+# machine. A job of a task not yet seen, or of a task that takes longer, goes
+# only to an idle child, and nothing is queued behind it.
 PIPELINE_SECONDS = 0.02
+UNSEEN_TASK_SECONDS = 1.0
 MAX_PIPELINE = 64
 # Bytes of arguments a busy child may hold unread on its socket: well under the
 # socket's buffer, so that sending to a child never blocks the supervisor.
@@ -86,6 +88,7 @@ class Supervisor:
         self.processed = 0
         self.claimed = 0
         self.mean_duration = 1.0  # seconds; assume long jobs until shown otherwise
+        self.task_durations: dict[str, float] = {}  # task path: mean seconds per job
         self.stopping_at: float | None = None  # monotonic deadline once asked to stop
         self.claim_wanted = True
         self.drained = False  # burst: the last claim found nothing ready
@@ -218,6 +221,9 @@ class Supervisor:
                 continue
             job = child.finish_first()
             self.mean_duration = 0.8 * self.mean_duration + 0.2 * report.duration
+            task = job.assignment.task
+            known = self.task_durations.get(task, report.duration)
+            self.task_durations[task] = 0.8 * known + 0.2 * report.duration
             self._record(job, report)
 
     def _on_child_death(self, child: Child) -> None:
@@ -282,30 +288,43 @@ class Supervisor:
         self.processed += 1
 
     def _dispatch(self) -> None:
-        """Share buffered jobs among the children with the fewest in hand, one message each."""
+        """Share buffered jobs among the children with the fewest in hand, one message each.
+
+        An idle child takes the next job whatever it is. A busy one takes more
+        only while all it holds is expected to take under PIPELINE_SECONDS, and
+        while the arguments waiting at it stay under PIPELINE_BYTES.
+        """
         if not self.buffer:
             return
-        depth = max(1, min(MAX_PIPELINE, int(PIPELINE_SECONDS / max(self.mean_duration, 1e-6))))
-        room: dict[int, tuple[int, int, int | None]] = {}  # child: (in hand, jobs, bytes)
+        # child index: (jobs in hand, seconds of work expected, bytes it may still take)
+        room: dict[int, tuple[int, float, int | None]] = {}
         for i, child in enumerate(self.children):
-            jobs, free_bytes = child.room(depth=depth, max_bytes=PIPELINE_BYTES)
-            if jobs > 0:
-                room[i] = (len(child.jobs), jobs, free_bytes)
+            if child.kill_reason is None and len(child.jobs) < MAX_PIPELINE:
+                expected = sum(self._expected(job) for job in child.jobs)
+                room[i] = (len(child.jobs), expected, child.free_bytes(PIPELINE_BYTES))
         batches: dict[int, list[InHand]] = {}
         while self.buffer and room:
             i = min(room, key=lambda k: room[k][0])
-            in_hand, jobs, free_bytes = room.pop(i)
-            size = self.buffer[0].assignment.size
-            if free_bytes is not None and size > free_bytes:
-                continue  # this child is full until it begins what it has
+            in_hand, expected, free_bytes = room.pop(i)
+            job = self.buffer[0]
+            cost, size = self._expected(job), job.assignment.size
+            if in_hand and (
+                expected + cost > PIPELINE_SECONDS or (free_bytes is not None and size > free_bytes)
+            ):
+                continue  # this child is full until it finishes what it has
             batches.setdefault(i, []).append(self.buffer.popleft())
-            if jobs > 1:
-                room[i] = (in_hand + 1, jobs - 1, None if free_bytes is None else free_bytes - size)
+            if in_hand + 1 < MAX_PIPELINE:
+                left = None if free_bytes is None else free_bytes - size
+                room[i] = (in_hand + 1, expected + cost, left)
         for i, batch in batches.items():
             try:
                 self.children[i].assign(batch)
             except OSError:  # the child died; its death is handled when its socket reads EOF
                 self.buffer.extendleft(reversed(batch))
+
+    def _expected(self, job: InHand) -> float:
+        """Seconds ``job`` is expected to run: its task's mean so far."""
+        return self.task_durations.get(job.assignment.task, UNSEEN_TASK_SECONDS)
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()

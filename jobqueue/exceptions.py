@@ -23,3 +23,13 @@ class ChildCrashed(JobQueueError):
 
 class InvalidJobState(JobQueueError):
     """The job is not in a state that allows the requested change."""
+
+
+class LeaseLost(JobQueueError):
+    """This attempt no longer holds its job: its lease ran out and the job was rescued,
+    re-queued or finished elsewhere. Raised by progress(); nothing it writes is recorded."""
+
+
+class UnstorableResult(JobQueueError):
+    """The task's return value cannot be stored as JSON in PostgreSQL (NaN or Infinity,
+    a NUL character, a lone surrogate, or over the size limit). The attempt fails."""

@@ -36,8 +36,8 @@ def measure(conn, size: int, updates: int) -> dict[str, float]:
     job_id = conn.execute(
         "INSERT INTO jobqueue_job (task, queue, priority, status, args, kwargs, errors, "
         "progress_message, attempts, max_attempts, cancel_requested, created_at, scheduled_at, "
-        "started_at) VALUES ('demo.echo', 'default', 0, 'running', %s, '{}', '[]', '', 1, 1, "
-        "false, now(), now(), now()) RETURNING id",
+        "started_at, lease_token) VALUES ('demo.echo', 'default', 0, 'running', %s, '{}', '[]', "
+        "'', 1, 1, false, now(), now(), now(), 1) RETURNING id",
         [json.dumps([secrets.token_hex(size // 2)])],  # random: no compression hides it
     ).fetchone()[0]
     stats = (
@@ -50,7 +50,11 @@ def measure(conn, size: int, updates: int) -> dict[str, float]:
     with conn.cursor() as cursor:
         for i in range(updates):
             queries.report_progress(
-                cursor, job_id=job_id, percent=100 * i / updates, message=f"step {i} of {updates}"
+                cursor,
+                job_id=job_id,
+                token=1,
+                percent=100 * i / updates,
+                message=f"step {i} of {updates}",
             )
     elapsed = time.perf_counter() - started
     wal = conn.execute(

@@ -81,11 +81,14 @@ class ClaimProbe(threading.Thread):
                     "now(), now())"
                 )
                 started = time.perf_counter()
-                claimed = queries.claim(cursor, worker=worker, demand=1, queues=())
+                queries.claim(cursor, worker=worker, demand=1, queues=())
+                claimed = queries.claimed(cursor)
                 self.timings[self.phase].append(time.perf_counter() - started)
-                outcomes = [(row[0], "succeeded", Jsonb(None), None, None) for row in claimed]
+                outcomes = [
+                    (row[0], row[-1], "succeeded", Jsonb(None), None, None, None) for row in claimed
+                ]
                 if outcomes:
-                    queries.ack(cursor, worker=worker, outcomes=outcomes)
+                    queries.ack(cursor, worker=worker, worker_name="bench", outcomes=outcomes)
                 time.sleep(0.002)
             queries.unregister_worker(cursor, worker=worker)
 

@@ -38,10 +38,14 @@ class JobQueueSettings:
         for name in ("HEARTBEAT_INTERVAL", "LEASE", "POLL_INTERVAL", "BACKOFF_BASE"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.LEASE <= self.HEARTBEAT_INTERVAL:
+        # A worker stops its jobs once no heartbeat has succeeded for 4/5 of the
+        # lease (self-fencing, worker/fence.py); that must span two heartbeats, or
+        # one late beat would stop every job.
+        if self.LEASE * 0.8 < 2 * self.HEARTBEAT_INTERVAL:
             raise ValueError(
-                f"LEASE ({self.LEASE}) must be longer than HEARTBEAT_INTERVAL "
-                f"({self.HEARTBEAT_INTERVAL}) or live workers would be rescued"
+                f"LEASE ({self.LEASE}) must be at least 2.5 x HEARTBEAT_INTERVAL "
+                f"({self.HEARTBEAT_INTERVAL}): a worker stops its jobs when no heartbeat "
+                "has succeeded for 4/5 of the lease"
             )
 
 

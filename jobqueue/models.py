@@ -102,6 +102,15 @@ class Job(models.Model):
     max_attempts = models.PositiveIntegerField(default=3)
     timeout_seconds = models.FloatField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # The fencing token of the attempt that holds the job: a fresh number from a
+    # sequence at every claim, NULL while nobody holds it. Every write an attempt
+    # makes (ack, give-back, progress, heartbeat) matches it, so a late writer
+    # from an attempt that lost the job (rescued, re-claimed) changes nothing.
+    lease_token = models.BigIntegerField(null=True, blank=True, editable=False)
+    # One entry per attempt that ended, whoever ended it: {"attempt", "worker_id",
+    # "worker" (host:pid), "started_at", "finished_at", "outcome"}; kept after the
+    # worker's own row is gone, so staff can see where each attempt ran.
+    runs = models.JSONField(default=list, db_default=[], blank=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now)
     scheduled_at = models.DateTimeField(default=timezone.now)

@@ -19,9 +19,34 @@ EVENTS_CHANNEL = "jobqueue_events"
 # Largest number of ids in one events payload (NOTIFY payloads stop at 8000 bytes).
 EVENTS_CHUNK = 400
 
+# How the worker's statements fence each other off (who holds what, what commits when).
+#
+# Every statement below runs in autocommit mode, one transaction each (the ack
+# and the claim share one, sent as a pipeline). A job row is the unit of
+# ownership: the worker that holds it is the one whose attempt carries the
+# row's current ``lease_token``. A claim draws a new token from a sequence;
+# rescue, give-back, an ack and retry clear it. So:
+# - Two claims cannot take the same row: each locks its picks FOR UPDATE SKIP
+#   LOCKED, and re-checks status = 'queued' under the lock (EvalPlanQual), so a
+#   row claimed and committed by another worker meanwhile is skipped, not waited on.
+# - A rescue and a claim, an ack or a heartbeat on the same row serialise on the
+#   row lock. Whichever commits second re-reads the row after the first commits,
+#   and its WHERE (status, lease_token) decides: a late ack, give-back, progress
+#   or heartbeat of an attempt whose job was rescued or re-claimed (same worker
+#   or another) matches no row and changes nothing; the worker learns from the
+#   ids returned that it lost the job.
+# - Multi-row writes lock rows in ascending id order (ids are sorted by the
+#   caller and joined in that order, or locked by an ORDER BY id FOR UPDATE), so
+#   two of them cannot deadlock on each other.
+
 # Claim up to %(demand)s ready jobs for one worker in one round trip: the CTE
 # walks the partial claim index in claim order and skips rows that another
 # worker has locked, so workers never wait for or double-claim each other.
+# Each claimed row gets a fresh lease_token: the fencing token of this attempt.
+# cancel_requested is left as it is: a queued job never carries one (every path
+# that re-queues a job with a cancel request ends it cancelled instead).
+# The claim also announces the ids on the events channel, so that a long-poll
+# on a job sees it start; in chunks, as a NOTIFY payload stops at 8000 bytes.
 CLAIM = """
 WITH picked AS (
     SELECT id FROM jobqueue_job
@@ -29,62 +54,110 @@ WITH picked AS (
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(demand)s
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobqueue_job AS j
+    SET status = 'running', attempts = j.attempts + 1, started_at = now(),
+        heartbeat_at = now(), worker_id = %(worker)s,
+        lease_token = nextval('jobqueue_job_lease_seq')
+    -- An id array, not a join: the planner then always looks rows up by primary
+    -- key instead of hashing the whole table when it is mid-sized.
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    -- Arguments as JSON text: the child that runs the job parses them, and the
+    -- supervisor knows their size without parsing them.
+    RETURNING j.id, j.task, j.args::text, j.kwargs::text, j.attempts, j.max_attempts,
+              j.timeout_seconds, j.priority, j.scheduled_at, j.queue, j.lease_token
+), announced AS (
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / {chunk} AS chunk FROM claimed) AS c
+    GROUP BY chunk
 )
-UPDATE jobqueue_job AS j
-SET status = 'running', attempts = j.attempts + 1, started_at = now(),
-    heartbeat_at = now(), worker_id = %(worker)s, cancel_requested = false
--- An id array, not a join: the planner then always looks rows up by primary
--- key instead of hashing the whole table when it is mid-sized.
-WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
--- Arguments as JSON text: the child that runs the job parses them, and the
--- supervisor knows their size without parsing them.
-RETURNING j.id, j.task, j.args::text, j.kwargs::text, j.attempts, j.max_attempts,
-          j.timeout_seconds, j.priority, j.scheduled_at, j.queue
+-- The join makes the announcement run (a CTE nobody reads is skipped) and
+-- adds nothing: the count reads every chunk's row once and is one row itself.
+SELECT claimed.* FROM claimed LEFT JOIN (SELECT count(*) FROM announced) AS a ON true
 """
-CLAIM_ANY_QUEUE = CLAIM.format(queue_filter="")
-CLAIM_QUEUES = CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")
+CLAIM_ANY_QUEUE = CLAIM.format(queue_filter="", chunk=EVENTS_CHUNK)
+CLAIM_QUEUES = CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)", chunk=EVENTS_CHUNK)
 
-# Record the outcomes of finished attempts in one statement. Guarded by
-# worker and status: a job rescued from this worker (it was cut off past its
-# lease) is another worker's now, and a late outcome must not overwrite it.
-ACK = """
+# Record the outcomes of finished attempts in one statement, fenced by the
+# attempt's token: an outcome lands only while the row is still running the
+# same attempt. A job rescued from this worker (it was cut off past its lease),
+# and perhaps claimed again since (by anyone, this worker included), has another
+# token or none, and the late outcome changes nothing. Returns the ids written.
+#
+# Cancel wins: an attempt that failed with attempts left, or failed for good,
+# on a job whose cancellation was requested, ends the job cancelled.
+# started_at becomes the moment the child began the attempt, so a job's wait in
+# a child's queue is not counted as run time.
+ACK = f"""
 WITH outcome AS (
     SELECT * FROM unnest(
-        %(ids)s::bigint[], %(statuses)s::text[], %(results)s::jsonb[],
-        %(errors)s::jsonb[], %(scheduled)s::timestamptz[]
-    ) AS o(id, status, result, error, scheduled_at)
+        %(ids)s::bigint[], %(tokens)s::bigint[], %(statuses)s::text[], %(results)s::jsonb[],
+        %(errors)s::jsonb[], %(scheduled)s::timestamptz[], %(started)s::timestamptz[]
+    ) AS o(id, token, status, result, error, scheduled_at, started_at)
 ), done AS (
     UPDATE jobqueue_job AS j
-    SET status = o.status,
+    SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed')
+                      THEN 'cancelled' ELSE o.status END,
         result = o.result,
         errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || o.error END,
         scheduled_at = COALESCE(o.scheduled_at, j.scheduled_at),
-        finished_at = CASE WHEN o.status = 'queued' THEN NULL ELSE now() END,
+        finished_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested
+                           THEN NULL ELSE now() END,
+        started_at = COALESCE(o.started_at, j.started_at),
+        runs = j.runs || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'worker_id', %(worker)s, 'worker', %(worker_name)s::text,
+            'started_at', COALESCE(o.started_at, j.started_at), 'finished_at', now(),
+            'outcome', CASE WHEN o.status = 'queued' THEN 'failed' ELSE o.status END)),
         worker_id = NULL,
-        heartbeat_at = NULL
+        heartbeat_at = NULL,
+        lease_token = NULL
     FROM outcome AS o
-    WHERE j.id = o.id AND j.worker_id = %(worker)s AND j.status = 'running'
+    WHERE j.id = o.id AND j.lease_token = o.token AND j.status = 'running'
     RETURNING j.id
+), announced AS (
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / {EVENTS_CHUNK} AS chunk FROM done) AS c
+    GROUP BY chunk
 )
-SELECT pg_notify(%(channel)s, ids) FROM (SELECT string_agg(id::text, ',') AS ids FROM done) AS d
-WHERE ids IS NOT NULL
+SELECT COALESCE((SELECT array_agg(id) FROM done), '{{}}'), (SELECT count(*) FROM announced)
 """
 
-# Give claimed jobs back untouched (shutdown, or never started): the attempt
-# they were charged at claim time is refunded and they keep their place in line.
+# Give claimed jobs back (shutdown, or never started), fenced by token: the
+# attempt charged at claim time is refunded and they keep their place in line.
+# Cancel wins: a job whose cancellation was requested ends cancelled instead.
+# Re-queued jobs wake the workers of their queue; every change is announced.
 GIVE_BACK = """
-UPDATE jobqueue_job
-SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL
-WHERE id = ANY(%(ids)s) AND worker_id = %(worker)s AND status = 'running'
+WITH given AS (
+    UPDATE jobqueue_job AS j
+    SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END,
+        attempts = CASE WHEN j.cancel_requested THEN j.attempts
+                        ELSE GREATEST(j.attempts - 1, 0) END,
+        finished_at = CASE WHEN j.cancel_requested THEN now() END,
+        errors = CASE WHEN j.cancel_requested THEN j.errors || jsonb_build_array(
+            jsonb_build_object('attempt', j.attempts, 'type', 'jobqueue.exceptions.JobCancelled',
+                               'message', 'cancelled: its worker stopped before it finished',
+                               'traceback', '', 'at', now(), 'worker', %(worker_name)s::text))
+            ELSE j.errors END,
+        worker_id = NULL, heartbeat_at = NULL, lease_token = NULL
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS g(id, token)
+    WHERE j.id = g.id AND j.lease_token = g.token AND j.status = 'running'
+    RETURNING j.id, j.status, j.queue
+)
+SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
+       (SELECT count(pg_notify(%(queue_channel)s, q))
+        FROM (SELECT DISTINCT queue AS q FROM given WHERE status = 'queued') AS s)
+FROM given HAVING count(*) > 0
 """
 
 # After a reconnect: jobs committed as claimed by this worker whose claim's
-# answer was lost with the connection. The worker never got them, and its
-# heartbeat would keep them leased for ever, so they go back to the queue.
+# answer was lost with the connection (their tokens are none the worker knows).
+# The worker never got them, and would never run or renew them, so they go back
+# to the queue at once rather than wait out their lease.
 GIVE_BACK_UNKNOWN = """
 UPDATE jobqueue_job
-SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL
-WHERE worker_id = %(worker)s AND status = 'running' AND NOT (id = ANY(%(known)s))
+SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL,
+    heartbeat_at = NULL, lease_token = NULL
+WHERE worker_id = %(worker)s AND status = 'running' AND NOT (lease_token = ANY(%(known)s))
 RETURNING id
 """
 
@@ -96,24 +169,35 @@ RETURNING id
 
 UNREGISTER_WORKER = "DELETE FROM jobqueue_worker WHERE id = %(worker)s"
 
-# The worker's heartbeat, and its running jobs' (their lease), in one
-# statement; returns the ids of its jobs whose cancellation was requested.
+# The worker's heartbeat, and the lease of the jobs it has in hand, in one
+# statement. Only the (id, token) pairs the worker holds are renewed, so a job
+# rescued and re-claimed since is not (its token changed). Those rows are also
+# re-adopted: worker_id is set again, as an admin deleting the worker row sets
+# it NULL; to NULL if the row is gone (the worker registers again, then beats).
+# Returns whether the worker row exists, the ids still held, and those of them
+# whose cancellation was requested. A job in hand but not returned was taken
+# from this worker: it stops running it.
 HEARTBEAT = """
 WITH me AS (
     UPDATE jobqueue_worker SET last_heartbeat = now(), lost_at = NULL
     WHERE id = %(worker)s RETURNING id
 ), held AS (
-    UPDATE jobqueue_job SET heartbeat_at = now()
-    WHERE worker_id = %(worker)s AND status = 'running'
-    RETURNING id, cancel_requested
+    UPDATE jobqueue_job AS j SET heartbeat_at = now(), worker_id = (SELECT id FROM me)
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS h(id, token)
+    WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+    RETURNING j.id, j.cancel_requested
 )
 SELECT (SELECT count(*) FROM me) AS alive,
+       COALESCE((SELECT array_agg(id) FROM held), '{}') AS held_ids,
        COALESCE((SELECT array_agg(id) FROM held WHERE cancel_requested), '{}') AS cancel_ids
 """
 
 # Rescue a bounded batch of running jobs whose lease ran out (their worker was
 # killed, lost power or lost its connection): re-queue those with attempts
 # left, fail the rest with a "worker lost" error, cancel those asked to stop.
+# Clearing lease_token fences the lost attempt out: if its worker comes back,
+# its ack, progress and heartbeat match nothing. By then its children have
+# stopped themselves (self-fencing stops them a margin before the lease ends).
 RESCUE = """
 WITH lost AS (
     SELECT id FROM jobqueue_job
@@ -137,12 +221,18 @@ WITH lost AS (
                               j.worker_id, %(lease)s),
             'traceback', '',
             'at', now())),
+        runs = j.runs || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'worker_id', j.worker_id, 'started_at', j.started_at,
+            'finished_at', now(), 'outcome', 'lost')),
         worker_id = NULL,
-        heartbeat_at = NULL
+        heartbeat_at = NULL,
+        lease_token = NULL
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.status, j.queue
+), announced AS (
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ',')) FROM rescued HAVING count(*) > 0
 )
-SELECT id, status, queue FROM rescued
+SELECT id, status, queue FROM rescued LEFT JOIN (SELECT count(*) FROM announced) AS a ON true
 """
 
 MARK_LOST_WORKERS = """
@@ -150,25 +240,33 @@ UPDATE jobqueue_worker SET lost_at = now()
 WHERE lost_at IS NULL AND last_heartbeat < now() - make_interval(secs => %(lease)s)
 """
 
-# Progress from task code; returns whether cancellation was requested, which
-# makes every progress call the task's cancellation check point too.
+# Progress from task code, fenced by the attempt's token: returns no row when
+# the attempt no longer holds the job (rescued, re-claimed, finished), else
+# whether cancellation was requested, which makes every progress call the
+# task's cancellation check point too.
 PROGRESS = """
 WITH updated AS (
     UPDATE jobqueue_job
     SET progress_percent = COALESCE(%(percent)s, progress_percent),
         progress_message = COALESCE(%(message)s, progress_message),
         progress_updated_at = now()
-    WHERE id = %(id)s
+    WHERE id = %(id)s AND lease_token = %(token)s AND status = 'running'
     RETURNING cancel_requested
 )
 SELECT cancel_requested, pg_notify(%(channel)s, %(id)s::text) FROM updated
 """
 
 # Cancel: a queued job is cancelled at once, a running one is asked to stop.
-# Runs under the row lock, so it is atomic against a claim or an ack.
+# Rows are locked in id order first (so two multi-row cancels, or a cancel and
+# a worker's sorted ack, cannot deadlock), then changed under the lock, so it
+# is atomic against a claim or an ack: whichever commits first, the other
+# re-reads the row. A claim that commits first makes this a request to stop;
+# a cancel that commits first leaves the claim nothing to take.
 CANCEL = """
-WITH changed AS (
-    UPDATE jobqueue_job
+WITH locked AS (
+    SELECT id FROM jobqueue_job WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+), changed AS (
+    UPDATE jobqueue_job AS j
     SET cancel_requested = true,
         status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
         finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
@@ -176,23 +274,26 @@ WITH changed AS (
             'attempt', attempts, 'type', 'jobqueue.exceptions.JobCancelled',
             'message', 'cancelled before it ran', 'traceback', '', 'at', now()))
             ELSE errors END
-    WHERE id = ANY(%(ids)s) AND status IN ('queued', 'running')
-    RETURNING id
+    FROM locked WHERE j.id = locked.id AND j.status IN ('queued', 'running')
+    RETURNING j.id
 )
 SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')) FROM changed
 HAVING count(*) > 0
 """
 
 # Retry: a failed or cancelled job goes back to the queue with a fresh
-# attempt budget; its error history stays.
+# attempt budget; its error and run history stay. Rows are locked in id order.
 RETRY = """
-WITH changed AS (
-    UPDATE jobqueue_job
+WITH locked AS (
+    SELECT id FROM jobqueue_job WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+), changed AS (
+    UPDATE jobqueue_job AS j
     SET status = 'queued', attempts = 0, scheduled_at = now(), finished_at = NULL,
         started_at = NULL, cancel_requested = false, result = NULL, worker_id = NULL,
+        lease_token = NULL,
         progress_percent = NULL, progress_message = '', progress_updated_at = NULL
-    WHERE id = ANY(%(ids)s) AND status IN ('failed', 'cancelled')
-    RETURNING id, queue
+    FROM locked WHERE j.id = locked.id AND j.status IN ('failed', 'cancelled')
+    RETURNING j.id, j.queue
 )
 SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
        (SELECT count(pg_notify(%(queue_channel)s, q))
@@ -276,44 +377,79 @@ def _copy_field(value: Any) -> str:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def claim(cursor: Any, *, worker: int, demand: int, queues: Sequence[str]) -> list[tuple]:
-    """Claim up to ``demand`` ready jobs for ``worker``; [] when none are ready."""
+def claim(cursor: Any, *, worker: int, demand: int, queues: Sequence[str]) -> None:
+    """Claim up to ``demand`` ready jobs for ``worker``; read them with ``claimed(cursor)``.
+
+    Split in two so that the claim can travel in a pipeline with an ack.
+    """
+    params = {"worker": worker, "demand": demand, "channel": EVENTS_CHANNEL}
     if queues:
-        cursor.execute(CLAIM_QUEUES, {"worker": worker, "demand": demand, "queues": list(queues)})
+        cursor.execute(CLAIM_QUEUES, {**params, "queues": list(queues)})
     else:
-        cursor.execute(CLAIM_ANY_QUEUE, {"worker": worker, "demand": demand})
+        cursor.execute(CLAIM_ANY_QUEUE, params)
+
+
+def claimed(cursor: Any) -> list[tuple]:
+    """The rows of the claim run on ``cursor``, in claim order; [] when none were ready."""
     rows = cursor.fetchall()
     rows.sort(key=lambda r: (-r[7], r[8], r[0]))  # RETURNING has no order: restore claim order
     return rows
 
 
-def ack(cursor: Any, *, worker: int, outcomes: Sequence[tuple]) -> None:
-    """Record outcomes ``(id, status, result_json, error_json, scheduled_at)`` in one statement."""
-    for start in range(0, len(outcomes), EVENTS_CHUNK):
-        chunk = outcomes[start : start + EVENTS_CHUNK]
-        ids, statuses, results, errors, scheduled = (list(col) for col in zip(*chunk, strict=True))
-        cursor.execute(
-            ACK,
-            {
-                "worker": worker,
-                "ids": ids,
-                "statuses": statuses,
-                "results": results,
-                "errors": errors,
-                "scheduled": scheduled,
-                "channel": EVENTS_CHANNEL,
-            },
-        )
+def ack(cursor: Any, *, worker: int, worker_name: str, outcomes: Sequence[tuple]) -> None:
+    """Record outcomes ``(id, token, status, result_json, error_json, scheduled_at, started_at)``
+    in one statement; read the ids written with ``acked(cursor)``.
+
+    Rows are joined in ascending id order, so the ack locks them in that order.
+    """
+    rows = sorted(outcomes)
+    ids, tokens, statuses, results, errors, scheduled, started = (
+        list(col) for col in zip(*rows, strict=True)
+    )
+    cursor.execute(
+        ACK,
+        {
+            "worker": worker,
+            "worker_name": worker_name,
+            "ids": ids,
+            "tokens": tokens,
+            "statuses": statuses,
+            "results": results,
+            "errors": errors,
+            "scheduled": scheduled,
+            "started": started,
+            "channel": EVENTS_CHANNEL,
+        },
+    )
 
 
-def give_back(cursor: Any, *, worker: int, ids: Sequence[int]) -> None:
-    if ids:
-        cursor.execute(GIVE_BACK, {"worker": worker, "ids": list(ids)})
+def acked(cursor: Any) -> set[int]:
+    """The ids whose outcome the ack run on ``cursor`` wrote (the others were fenced out)."""
+    return set(cursor.fetchone()[0])
 
 
-def give_back_unknown(cursor: Any, *, worker: int, known: Sequence[int]) -> list[int]:
-    """Give back the running jobs ``worker`` holds in the database but not in ``known``."""
-    cursor.execute(GIVE_BACK_UNKNOWN, {"worker": worker, "known": list(known)})
+def give_back(cursor: Any, *, worker_name: str, jobs: Sequence[tuple[int, int]]) -> list[int]:
+    """Give back ``(id, token)`` pairs still held; returns the ids given back (or cancelled)."""
+    if not jobs:
+        return []
+    ids, tokens = (list(col) for col in zip(*sorted(jobs), strict=True))
+    cursor.execute(
+        GIVE_BACK,
+        {
+            "ids": ids,
+            "tokens": tokens,
+            "worker_name": worker_name,
+            "channel": EVENTS_CHANNEL,
+            "queue_channel": QUEUE_CHANNEL,
+        },
+    )
+    row = cursor.fetchone()
+    return list(row[0]) if row else []
+
+
+def give_back_unknown(cursor: Any, *, worker: int, known_tokens: Sequence[int]) -> list[int]:
+    """Give back the running jobs ``worker`` holds in the database under tokens it does not know."""
+    cursor.execute(GIVE_BACK_UNKNOWN, {"worker": worker, "known": list(known_tokens)})
     return [row[0] for row in cursor.fetchall()]
 
 
@@ -338,17 +474,23 @@ def unregister_worker(cursor: Any, *, worker: int) -> None:
     cursor.execute(UNREGISTER_WORKER, {"worker": worker})
 
 
-def heartbeat(cursor: Any, *, worker: int) -> tuple[bool, list[int]]:
-    """Beat for ``worker`` and its jobs; returns (row still exists, ids asked to cancel)."""
-    cursor.execute(HEARTBEAT, {"worker": worker})
-    alive, cancel_ids = cursor.fetchone()
-    return bool(alive), list(cancel_ids)
+def heartbeat(
+    cursor: Any, *, worker: int, jobs: Sequence[tuple[int, int]]
+) -> tuple[bool, set[int], set[int]]:
+    """Beat for ``worker`` and renew its ``(id, token)`` jobs in hand.
+
+    Returns (worker row still exists, ids still held, ids of those asked to cancel).
+    """
+    ids, tokens = (list(col) for col in zip(*sorted(jobs), strict=True)) if jobs else ([], [])
+    cursor.execute(HEARTBEAT, {"worker": worker, "ids": ids, "tokens": tokens})
+    alive, held, cancel_ids = cursor.fetchone()
+    return bool(alive), set(held), set(cancel_ids)
 
 
 def rescue(cursor: Any, *, lease: float, limit: int = 500) -> list[tuple]:
     """Rescue one bounded batch of jobs whose lease expired; returns (id, status, queue) rows."""
     cursor.execute(MARK_LOST_WORKERS, {"lease": lease})
-    cursor.execute(RESCUE, {"lease": lease, "limit": limit})
+    cursor.execute(RESCUE, {"lease": lease, "limit": limit, "channel": EVENTS_CHANNEL})
     return cursor.fetchall()
 
 
@@ -359,14 +501,22 @@ def notify_queues(cursor: Any, queues: Sequence[str]) -> None:
 
 
 def report_progress(
-    cursor: Any, *, job_id: int, percent: float | None, message: str | None
-) -> bool:
-    """Store progress; returns True when cancellation of the job was requested."""
+    cursor: Any, *, job_id: int, token: int, percent: float | None, message: str | None
+) -> bool | None:
+    """Store progress; returns whether cancellation of the job was requested, or None when
+    the attempt holding ``token`` no longer holds the job (nothing was stored)."""
     cursor.execute(
-        PROGRESS, {"id": job_id, "percent": percent, "message": message, "channel": EVENTS_CHANNEL}
+        PROGRESS,
+        {
+            "id": job_id,
+            "token": token,
+            "percent": percent,
+            "message": message,
+            "channel": EVENTS_CHANNEL,
+        },
     )
     row = cursor.fetchone()
-    return bool(row and row[0])
+    return None if row is None else bool(row[0])
 
 
 def cancel(cursor: Any, ids: Sequence[int]) -> list[int]:

@@ -33,6 +33,7 @@ def failure(kind: str = "failed") -> Report:
 def test_success_records_the_result():
     outcome = decide(
         Report(job_id=7, kind="succeeded", result_json="1"),
+        token=11,
         attempts=1,
         max_attempts=3,
         now=NOW,
@@ -43,7 +44,9 @@ def test_success_records_the_result():
 
 
 def test_failure_with_attempts_left_is_requeued_after_the_delay():
-    outcome = decide(failure(), attempts=1, max_attempts=3, now=NOW, retry_delay=5, worker="w")
+    outcome = decide(
+        failure(), token=11, attempts=1, max_attempts=3, now=NOW, retry_delay=5, worker="w"
+    )
     assert outcome.status == "queued"
     assert outcome.scheduled_at == NOW + timedelta(seconds=5)
     [entry] = json.loads(outcome.error_json)
@@ -58,12 +61,20 @@ def test_failure_with_attempts_left_is_requeued_after_the_delay():
 
 
 def test_failure_of_the_last_attempt_fails_the_job():
-    outcome = decide(failure(), attempts=3, max_attempts=3, now=NOW, retry_delay=5, worker="w")
+    outcome = decide(
+        failure(), token=11, attempts=3, max_attempts=3, now=NOW, retry_delay=5, worker="w"
+    )
     assert (outcome.status, outcome.scheduled_at) == ("failed", None)
 
 
 def test_cancellation_ends_the_job_whatever_attempts_remain():
     outcome = decide(
-        failure("cancelled"), attempts=1, max_attempts=3, now=NOW, retry_delay=5, worker="w"
+        failure("cancelled"),
+        token=11,
+        attempts=1,
+        max_attempts=3,
+        now=NOW,
+        retry_delay=5,
+        worker="w",
     )
     assert outcome.status == "cancelled"

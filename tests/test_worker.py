@@ -291,8 +291,9 @@ def test_after_a_reconnect_jobs_whose_claim_answer_was_lost_go_back_to_the_queue
     try:
         assert supervisor._connect()
         with supervisor.db.cursor() as cursor:
-            rows = queries.claim(cursor, worker=supervisor.worker_id, demand=2, queues=())
-        supervisor._take([r for r in rows if r[0] == int(kept.id)], demand=1)
+            queries.claim(cursor, worker=supervisor.worker_id, demand=2, queues=())
+            rows = queries.claimed(cursor)
+        supervisor.dispatcher.take([r for r in rows if r[0] == int(kept.id)])
         supervisor._lost_connection(RuntimeError("the claim's answer never arrived"))
         assert supervisor._connect()
     finally:

@@ -282,11 +282,16 @@ def _churn(conn: Any, demand: int = 200) -> int:
             cur, hostname="bench", pid=os.getpid(), queues=(), concurrency=2
         )
         ran = 0
-        while rows := queries.claim(cur, worker=worker, demand=demand, queues=()):
+        while True:
+            queries.claim(cur, worker=worker, demand=demand, queues=())
+            rows = queries.claimed(cur)
+            if not rows:
+                break
             outcomes = [
-                Outcome(job_id=r[0], status="succeeded", result_json="{}").as_row() for r in rows
+                Outcome(job_id=r[0], token=r[-1], status="succeeded", result_json="{}").as_row()
+                for r in rows
             ]
-            queries.ack(cur, worker=worker, outcomes=outcomes)
+            queries.ack(cur, worker=worker, worker_name="bench", outcomes=outcomes)
             ran += len(rows)
         queries.unregister_worker(cur, worker=worker)
     return ran

@@ -2,8 +2,13 @@
 
 The supervisor reads with one ``recv`` whatever a child has written since it
 last looked and decodes every complete message in it, so a burst of short
-jobs costs it one system call rather than two per report. Sends are one
-``sendall`` per message; a batch of jobs travels as one message.
+jobs costs it one system call rather than two per report.
+
+The supervisor's end never blocks: ``send`` queues the encoded message and
+writes what the socket takes now, and the rest goes out when the socket is
+writable again (``flush``). A child that is busy, stopped or stuck therefore
+never stalls the supervisor's loop, whose heartbeat holds every job's lease.
+The child's end blocks, as a child has nothing else to do while it waits.
 """
 
 import pickle
@@ -25,6 +30,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._pending = bytearray()  # bytes received but not yet decoded
+        self._outgoing = bytearray()  # bytes queued by a non-blocking end, not yet written
 
     @classmethod
     def pair(cls) -> tuple["Channel", "Channel"]:
@@ -37,9 +43,40 @@ class Channel:
     def close(self) -> None:
         self.sock.close()
 
+    def set_nonblocking(self) -> None:
+        """Make ``send`` queue what the socket cannot take now (the supervisor's end)."""
+        self.sock.setblocking(False)
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued by ``send`` that the socket has not taken yet."""
+        return len(self._outgoing)
+
     def send(self, message: Any) -> None:
+        """Send one message: on a blocking end all of it, on a non-blocking one what fits now.
+
+        Raises OSError when the other end has gone.
+        """
         data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        self.sock.sendall(_HEADER.pack(len(data)) + data)
+        frame = _HEADER.pack(len(data)) + data
+        if self.sock.getblocking():
+            self.sock.sendall(frame)
+            return
+        self._outgoing += frame
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what the socket takes now of the queued bytes; True once none are left.
+
+        Raises OSError when the other end has gone.
+        """
+        if self._outgoing:
+            try:
+                sent = self.sock.send(self._outgoing)
+            except BlockingIOError:
+                return False
+            del self._outgoing[:sent]
+        return not self._outgoing
 
     def receive_ready(self) -> list[Any]:
         """Every complete message that has arrived, after one ``recv`` (call when readable).
@@ -48,6 +85,8 @@ class Channel:
         """
         try:
             data = self.sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            return []
         except (ConnectionError, OSError) as e:
             raise ChannelClosed(str(e)) from e
         if not data:

@@ -15,6 +15,7 @@ from django.db import close_old_connections
 from jobqueue.db import LazyConnection
 from jobqueue.worker.channel import Channel, ChannelClosed
 from jobqueue.worker.executor import Assignment, Executor
+from jobqueue.worker.fence import LeaseFence, watch_in_child
 
 STOP = None  # the message that tells a child to exit
 
@@ -36,7 +37,11 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def child_main(
-    channel: Channel, inherited: list[Channel], worker_name: str, parent_pid: int
+    channel: Channel,
+    inherited: list[Channel],
+    worker_name: str,
+    parent_pid: int,
+    fence: LeaseFence,
 ) -> None:
     """Entry point of a child process (multiprocessing target)."""
     die_with_parent(parent_pid)
@@ -46,6 +51,7 @@ def child_main(
     for other in inherited:  # the other children's channels: only the supervisor may hold them
         other.close()
     executor = Executor(progress_connection=LazyConnection(), worker_name=worker_name)
+    watch_in_child(fence, lambda: executor.running)
     while True:
         try:
             message = channel.receive()

@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
+from jobqueue.exceptions import ChildCrashed, JobCancelled, JobTimeout, WorkerLost
 from jobqueue.worker.channel import Channel, ChannelClosed
 from jobqueue.worker.child import STOP, child_main
 from jobqueue.worker.executor import Assignment
+from jobqueue.worker.fence import EXIT_FENCED, LeaseFence
 from jobqueue.worker.outcome import Report
 
 _fork = multiprocessing.get_context("fork")
@@ -27,6 +29,12 @@ class InHand:
     queue: str
     began_at: float = 0.0  # monotonic time the child began running it
     cancel_seen_at: float | None = None  # monotonic time its cancel request was first seen
+    lost: bool = False  # the heartbeat found it no longer ours: never run, nothing to record
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(job id, fencing token): what the database knows this attempt by."""
+        return (self.assignment.job_id, self.assignment.token)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -40,8 +48,11 @@ class Child:
     process: BaseProcess
     channel: Channel
     jobs: deque[InHand] = field(default_factory=deque)
-    # Why the supervisor killed it, so the job's error says so: "timeout" or "cancel".
+    # Why the supervisor killed it, and for which job, so that job's error says so:
+    # "timeout", "cancel", "fenced" (the lease was about to run out), "taken" (the
+    # job was rescued from this worker) or "shutdown".
     kill_reason: str | None = None
+    killed_for: int | None = None
 
     @property
     def job(self) -> InHand | None:
@@ -57,7 +68,7 @@ class Child:
         """
         if not self.jobs:
             return None
-        waiting = sum(job.assignment.size for job in list(self.jobs)[1:])
+        waiting = sum(job.assignment.size for job in list(self.jobs)[1:]) + self.channel.unsent
         return max(0, max_bytes - waiting)
 
     def assign(self, jobs: Sequence[InHand]) -> None:
@@ -84,8 +95,8 @@ class Child:
         except ChannelClosed:
             return None
 
-    def kill(self, reason: str) -> None:
-        self.kill_reason = reason
+    def kill(self, reason: str, job_id: int | None) -> None:
+        self.kill_reason, self.killed_for = reason, job_id
         if self.process.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGKILL)
@@ -102,18 +113,61 @@ class Child:
             return "the child process stopped answering"
         if code < 0:
             return f"the child process was killed by {signal.Signals(-code).name}"
+        if code == EXIT_FENCED:
+            return "the child stopped itself: its worker's lease was about to run out"
         return f"the child process exited with code {code}"
 
+    def death_report(self, job: InHand, *, cancel_grace: float) -> Report:
+        """What the death of this child means for ``job``, the one it was running."""
+        reason = self.kill_reason if self.killed_for == job.assignment.job_id else None
+        note = self.death_note()
+        if reason is None and self.process.exitcode == EXIT_FENCED:
+            reason = "fenced"
+        match reason:
+            case "cancel":
+                error = _error(
+                    JobCancelled,
+                    f"cancelled: stopped after ignoring the request for {cancel_grace:g} s",
+                )
+                return Report(job_id=job.assignment.job_id, kind="cancelled", error=error)
+            case "timeout":
+                error = _error(
+                    JobTimeout,
+                    f"ran past its timeout of {job.assignment.timeout:g} s and was killed",
+                )
+            case "fenced":
+                error = _error(
+                    WorkerLost,
+                    "stopped before its lease could run out: the worker's heartbeat had not "
+                    f"succeeded for too long ({note})",
+                )
+            case "taken":
+                error = _error(WorkerLost, "stopped: the job was rescued from this worker")
+            case _:
+                error = _error(ChildCrashed, note)
+        return Report(job_id=job.assignment.job_id, kind="failed", error=error)
 
-def start_child(others: list[Child], worker_name: str) -> Child:
+
+def _error(cls: type[Exception], message: str) -> dict[str, str]:
+    return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message, "traceback": ""}
+
+
+def start_child(others: list[Child], worker_name: str, fence: LeaseFence) -> Child:
     """Fork a hot child; it closes the channels of its siblings, which are the supervisor's."""
     parent_end, child_end = Channel.pair()
     process = _fork.Process(
         target=child_main,
-        args=(child_end, [c.channel for c in others] + [parent_end], worker_name, os.getpid()),
+        args=(
+            child_end,
+            [c.channel for c in others] + [parent_end],
+            worker_name,
+            os.getpid(),
+            fence,
+        ),
         name="jobqueue-child",
         daemon=True,
     )
     process.start()
     child_end.close()
+    parent_end.set_nonblocking()
     return Child(process=process, channel=parent_end)

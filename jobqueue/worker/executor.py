@@ -24,6 +24,7 @@ class Assignment:
     """A claimed job as the supervisor hands it to a child."""
 
     job_id: int
+    token: int  # the attempt's fencing token (lease_token of the claim)
     task: str
     args_json: str  # JSON text, parsed by the child that runs the job
     kwargs_json: str
@@ -33,13 +34,18 @@ class Assignment:
     def as_message(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, which pickles far faster than the dataclass."""
         return (
-            self.job_id, self.task, self.args_json, self.kwargs_json, self.attempts, self.timeout
+            self.job_id, self.token, self.task, self.args_json, self.kwargs_json, self.attempts,
+            self.timeout,
         )  # fmt: skip
 
     @property
     def size(self) -> int:
-        """Roughly the bytes this assignment takes on the wire."""
-        return len(self.task) + len(self.args_json) + len(self.kwargs_json)
+        """The bytes this assignment's text takes on the wire (pickle sends text as UTF-8)."""
+        return _utf8_len(self.task) + _utf8_len(self.args_json) + _utf8_len(self.kwargs_json)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 class JobClock:
@@ -92,17 +98,31 @@ class Executor:
         self.worker_name = worker_name
         self.tasks: dict[str, Task] = {}
         self.clock = JobClock()
+        self.running: int | None = None  # the job being executed: read by the fence's watchdog
 
     def execute(self, job: Assignment) -> Report:
+        """Run one attempt; the report says how it went, whatever the task did."""
+        self.running = job.job_id
+        try:
+            return self._execute(job)
+        finally:
+            self.running = None
+
+    def _execute(self, job: Assignment) -> Report:
         started = time.monotonic()
+        started_at = time.time()
         try:
             task = self._task(job.task)
             args, kwargs = json.loads(job.args_json), json.loads(job.kwargs_json)
         except Exception as e:
-            return _failure(job, e, started)
+            return _failure(job, e, started, started_at)
         task_result = self._task_result(job, task, args, kwargs)
         task_started.send(JobQueueBackend, task_result=task_result)
-        set_reporter(ProgressReporter(job_id=job.job_id, connection=self.progress_connection))
+        set_reporter(
+            ProgressReporter(
+                job_id=job.job_id, token=job.token, connection=self.progress_connection
+            )
+        )
         self.clock.start(job.timeout)
         try:
             if task.takes_context:
@@ -115,7 +135,7 @@ class Executor:
             raise
         except BaseException as e:
             self.clock.stop()
-            report = _failure(job, e, started)
+            report = _failure(job, e, started, started_at)
             object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
             task_finished.send(JobQueueBackend, task_result=task_result)
             return report
@@ -129,6 +149,7 @@ class Executor:
             kind="succeeded",
             result_json=result_json,
             duration=time.monotonic() - started,
+            started_at=started_at,
         )
 
     def _task(self, path: str) -> Task:
@@ -156,7 +177,7 @@ class Executor:
         )
 
 
-def _failure(job: Assignment, error: BaseException, started: float) -> Report:
+def _failure(job: Assignment, error: BaseException, started: float, started_at: float) -> Report:
     kind: ReportKind = "cancelled" if isinstance(error, JobCancelled) else "failed"
     cls = type(error)
     return Report(
@@ -168,4 +189,5 @@ def _failure(job: Assignment, error: BaseException, started: float) -> Report:
             "traceback": "".join(format_exception(error)),
         },
         duration=time.monotonic() - started,
+        started_at=started_at,
     )

@@ -2,7 +2,8 @@
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 ReportKind = Literal["succeeded", "failed", "cancelled"]
@@ -17,65 +18,82 @@ class Report:
     result_json: str | None = None  # the return value, already JSON
     error: dict[str, str] | None = None  # {"type", "message", "traceback"}
     duration: float = 0.0  # seconds the task ran
+    started_at: float | None = None  # wall-clock time (time.time()) the child began it
 
     def as_message(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, which pickles far faster than the dataclass."""
-        return (self.job_id, self.kind, self.result_json, self.error, self.duration)
+        return (
+            self.job_id, self.kind, self.result_json, self.error, self.duration, self.started_at
+        )  # fmt: skip
 
     @classmethod
     def from_message(cls, message: tuple[Any, ...]) -> "Report":
-        job_id, kind, result_json, error, duration = message
+        job_id, kind, result_json, error, duration, started_at = message
         return cls(
-            job_id=job_id, kind=kind, result_json=result_json, error=error, duration=duration
+            job_id=job_id,
+            kind=kind,
+            result_json=result_json,
+            error=error,
+            duration=duration,
+            started_at=started_at,
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
-    """The job's next state, as the ack statement writes it."""
+    """The job's next state, as the ack statement writes it, for the attempt holding ``token``."""
 
     job_id: int
+    token: int  # the attempt's fencing token: the ack changes the row only while it matches
     status: str
     result_json: str | None = None
     error_json: str | None = None  # a one-element JSON array to append to errors
     scheduled_at: datetime | None = None
+    started_at: datetime | None = None  # when the child began the attempt
 
     def as_row(self) -> tuple[Any, ...]:
-        return (self.job_id, self.status, self.result_json, self.error_json, self.scheduled_at)
+        return (
+            self.job_id,
+            self.token,
+            self.status,
+            self.result_json,
+            self.error_json,
+            self.scheduled_at,
+            self.started_at,
+        )
 
 
 def decide(
     report: Report,
     *,
+    token: int,
     attempts: int,
     max_attempts: int,
     now: datetime,
     retry_delay: float,
     worker: str,
 ) -> Outcome:
-    """Succeeded, cancelled, re-queued after a delay, or failed for good."""
+    """Succeeded, cancelled, re-queued after a delay, or failed for good.
+
+    (A cancel request seen only by the database wins over a retry there: see queries.ACK.)
+    """
+    started = None if report.started_at is None else datetime.fromtimestamp(report.started_at, UTC)
+    attempt = partial(Outcome, job_id=report.job_id, token=token, started_at=started)
     match report.kind:
         case "succeeded":
-            return Outcome(job_id=report.job_id, status="succeeded", result_json=report.result_json)
+            return attempt(status="succeeded", result_json=report.result_json)
         case "cancelled":
-            return Outcome(
-                job_id=report.job_id,
-                status="cancelled",
-                error_json=error_entry(report, attempts, now, worker),
-            )
+            error = error_entry(report, attempts, now, worker)
+            return attempt(status="cancelled", error_json=error)
         case "failed" if attempts < max_attempts:
-            return Outcome(
-                job_id=report.job_id,
+            return attempt(
                 status="queued",
                 error_json=error_entry(report, attempts, now, worker),
                 scheduled_at=now + timedelta(seconds=retry_delay),
             )
         case "failed":
-            return Outcome(
-                job_id=report.job_id,
-                status="failed",
-                error_json=error_entry(report, attempts, now, worker),
-            )
+            error = error_entry(report, attempts, now, worker)
+            return attempt(status="failed", error_json=error)
     raise ValueError(f"unknown report kind {report.kind!r}")
 
 

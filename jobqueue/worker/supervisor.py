@@ -1,10 +1,14 @@
-"""The supervisor: one process that claims jobs, hands them to children, and records outcomes.
+"""The supervisor: the loop that ties the worker's roles together.
 
 It is single-threaded around one ``selectors`` loop that wakes on a child's
-report, a NOTIFY from the database, a signal, or the next timer (poll,
-heartbeat, rescue, a job's deadline). All database work goes through one
-autocommit psycopg connection; if that connection is lost the children keep
-running, their reports wait, and the supervisor reconnects with backoff.
+report, a child's socket ready to take more, a NOTIFY from the database, a
+signal, or the next timer (poll, heartbeat, rescue, ack, a job's deadline, the
+fence). The roles live in their own modules: the dispatcher (dispatch.py)
+decides what to claim and which child runs what, the lease keeper (lease.py)
+heart-beats, rescues and fences, the outcome recorder (recorder.py) writes
+fenced acks in batches. This module owns the processes and the one
+autocommit psycopg connection: if it is lost the children keep running (until
+the fence falls), their reports wait, and the supervisor reconnects with backoff.
 """
 
 import logging
@@ -13,9 +17,7 @@ import selectors
 import signal
 import socket
 import time
-from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import FrameType
 
 import psycopg
@@ -24,36 +26,18 @@ from django.db import connections
 from jobqueue import queries
 from jobqueue.conf import get_settings
 from jobqueue.db import connect
-from jobqueue.exceptions import ChildCrashed, JobTimeout
-from jobqueue.worker.backoff import retry_delay
 from jobqueue.worker.children import Child, InHand, start_child
-from jobqueue.worker.executor import Assignment
-from jobqueue.worker.outcome import Outcome, Report, decide
+from jobqueue.worker.dispatch import Dispatcher
+from jobqueue.worker.fence import LeaseFence
+from jobqueue.worker.lease import Beat, LeaseKeeper
+from jobqueue.worker.outcome import Report
+from jobqueue.worker.recorder import OutcomeRecorder
 
 logger = logging.getLogger("jobqueue.worker")
 
-# How much work, in seconds of recent mean run time, to keep claimed ahead of
-# the children. Short jobs get a buffer so that claiming is amortised; jobs
-# of a second or more get none, so that no job waits here while another
-# worker sits idle.
-BUFFER_SECONDS = 0.05
-MAX_BUFFER_PER_CHILD = 100
-# Outcomes are written in batches: when this many are waiting, when the
-# oldest has waited ACK_DELAY seconds, or at once when nothing else is running.
-# An outcome is never visible before it is committed; batching only delays it.
-ACK_BATCH = 64
-ACK_DELAY = 0.01
-# Work sent ahead to one child, in seconds of its tasks' mean run times: enough
-# short jobs to cover a database round trip of the supervisor on a busy
-# machine. A job of a task not yet seen, or of a task that takes longer, goes
-# only to an idle child, and nothing is queued behind it.
-PIPELINE_SECONDS = 0.02
-UNSEEN_TASK_SECONDS = 1.0
-MAX_PIPELINE = 64
-# Bytes of arguments a busy child may hold unread on its socket: well under the
-# socket's buffer, so that sending to a child never blocks the supervisor.
-PIPELINE_BYTES = 64 * 1024
 RECONNECT_MAX_DELAY = 30.0
+_READ = selectors.EVENT_READ
+_READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,20 +66,15 @@ class Supervisor:
         self.db: psycopg.Connection | None = None
         self.db_fd: int | None = None  # the connection's socket, as registered with the selector
         self.children: list[Child] = []
-        self.buffer: deque[InHand] = deque()  # claimed, waiting for an idle child
-        self.outcomes: list[Outcome] = []  # decided, waiting to be written
-        self.outcomes_since = 0.0  # monotonic time the oldest waiting outcome was decided
-        self.processed = 0
-        self.claimed = 0
-        self.mean_duration = 1.0  # seconds; assume long jobs until shown otherwise
-        self.task_durations: dict[str, float] = {}  # task path: mean seconds per job
+        self.fence = LeaseFence()
+        self.lease = LeaseKeeper(self.conf, self.fence)
+        self.dispatcher = Dispatcher(options.concurrency)
+        self.recorder = OutcomeRecorder(self.conf, self.name)
         self.stopping_at: float | None = None  # monotonic deadline once asked to stop
         self.claim_wanted = True
         self.drained = False  # burst: the last claim found nothing ready
         now = time.monotonic()
         self.next_poll = now
-        self.next_heartbeat = now
-        self.next_rescue = now
         self.reconnect_at = now
         self.reconnect_delay = 0.5
         self.selector = selectors.DefaultSelector()
@@ -125,26 +104,29 @@ class Supervisor:
             self._shutdown()
         return 0
 
+    def _busy(self) -> bool:
+        return any(c.jobs for c in self.children) or bool(self.dispatcher.buffer)
+
     def _finished(self) -> bool:
-        busy = any(c.jobs for c in self.children) or self.buffer
+        busy = self._busy()
         if self.stopping_at is None and self.options.burst and self.drained and not busy:
             self._request_stop("burst: queue drained")
         if (
             self.stopping_at is None
             and self.options.max_jobs is not None
-            and self.processed >= self.options.max_jobs
+            and self.recorder.recorded >= self.options.max_jobs
         ):
-            self._request_stop(f"processed {self.processed} jobs (--max-jobs)")
+            self._request_stop(f"processed {self.recorder.recorded} jobs (--max-jobs)")
         if self.stopping_at is None:
             return False
-        return (not busy and not self.outcomes) or time.monotonic() >= self.stopping_at
+        return (not busy and not self.recorder.waiting) or time.monotonic() >= self.stopping_at
 
     # ------------------------------------------------------------ signals
     def _install_signals(self) -> None:
         self.wakeup_r.setblocking(False)
         self.wakeup_w.setblocking(False)
         signal.set_wakeup_fd(self.wakeup_w.fileno(), warn_on_full_buffer=False)
-        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
+        self.selector.register(self.wakeup_r, _READ, "signal")
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
@@ -169,9 +151,9 @@ class Supervisor:
     def _wait(self) -> None:
         now = time.monotonic()
         timeout = max(0.0, self._next_timer() - now)
-        if self._ack_due(now) or (self.claim_wanted and self._demand() and self.db):
-            timeout = 0.0
-        for key, _ in self.selector.select(timeout):
+        if self.db is not None and (self._ack_due(now) or (self.claim_wanted and self._demand())):
+            timeout = 0.0  # work for the database now; never while there is no connection
+        for key, events in self.selector.select(timeout):
             if key.data == "signal":
                 try:
                     while self.wakeup_r.recv(4096):
@@ -181,18 +163,23 @@ class Supervisor:
             elif key.data == "db":
                 self.claim_wanted = True  # a NOTIFY arrived; _db_step reads it
             else:
-                self._on_child_readable(key.data)
+                if events & selectors.EVENT_WRITE:
+                    self._flush(key.data)
+                if events & selectors.EVENT_READ:
+                    self._on_child_readable(key.data)
 
     def _next_timer(self) -> float:
-        timers = [self.next_heartbeat, self.next_rescue]
-        if self.outcomes:
-            timers.append(self.outcomes_since + ACK_DELAY)
+        timers = [self.lease.next_heartbeat, self.lease.next_rescue]
+        ack = self.recorder.next_due()
+        if ack is not None:
+            timers.append(ack)
         timers.append(self.next_poll if self.db else self.reconnect_at)
         if self.stopping_at is not None:
             timers.append(self.stopping_at)
-        for child in self.children:
-            if child.job is not None:
-                timers.append(self._deadline(child.job))
+        busy = [c.job for c in self.children if c.job is not None and c.kill_reason is None]
+        timers.extend(self._deadline(job) for job in busy)
+        if busy:
+            timers.append(self.fence.until)
         return min(timers)
 
     def _deadline(self, job: InHand) -> float:
@@ -206,149 +193,95 @@ class Supervisor:
 
     # ----------------------------------------------------------- children
     def _add_child(self) -> None:
-        child = start_child(self.children, self.name)
+        child = start_child(self.children, self.name, self.fence)
         self.children.append(child)
-        self.selector.register(child.channel, selectors.EVENT_READ, child)
+        self.selector.register(child.channel, _READ, child)
+
+    def _dispatch(self) -> None:
+        """Hand buffered jobs to children, unless the fence has fallen (see fence.py)."""
+        if self.dispatcher.buffer and not self.lease.expired(time.monotonic()):
+            self.dispatcher.dispatch(self.children)
+        for child in self.children:
+            if child.channel.unsent:
+                self._flush(child)
+
+    def _flush(self, child: Child) -> None:
+        """Write what a child's socket takes of what waits for it; watch it while any is left."""
+        try:
+            done = child.channel.flush()
+        except OSError:
+            done = True  # the child died; its socket reads EOF and its death is handled there
+        self.selector.modify(child.channel, _READ if done else _READ_WRITE, child)
 
     def _on_child_readable(self, child: Child) -> None:
         reports = child.read()
         if reports is None:
             self._on_child_death(child)
             return
+        self._on_reports(child, reports)
+
+    def _on_reports(self, child: Child, reports: list[Report]) -> None:
         for report in reports:
             if child.job is None or report.job_id != child.job.assignment.job_id:
                 logger.error("child reported job %s it was not running", report.job_id)
                 continue
             job = child.finish_first()
-            self.mean_duration = 0.8 * self.mean_duration + 0.2 * report.duration
-            task = job.assignment.task
-            known = self.task_durations.get(task, report.duration)
-            self.task_durations[task] = 0.8 * known + 0.2 * report.duration
-            self._record(job, report)
+            self.dispatcher.learn(job.assignment.task, report.duration)
+            if not job.lost:
+                self.recorder.record(job, report)
 
     def _on_child_death(self, child: Child) -> None:
         self.selector.unregister(child.channel)
         child.channel.close()
         self.children.remove(child)
-        note = child.death_note()
         job = child.finish_first() if child.jobs else None
         for waiting in reversed(child.jobs):  # sent but never begun: another child runs them
-            waiting.began_at = 0.0
-            self.buffer.appendleft(waiting)
-        if job is not None:
-            if child.kill_reason == "cancel":
-                report = Report(
-                    job_id=job.assignment.job_id,
-                    kind="cancelled",
-                    error=_error(
-                        "jobqueue.exceptions.JobCancelled",
-                        "cancelled: stopped after ignoring the request for "
-                        f"{self.conf.CANCEL_GRACE:g} s",
-                    ),
-                )
-            elif child.kill_reason == "timeout":
-                report = Report(
-                    job_id=job.assignment.job_id,
-                    kind="failed",
-                    error=_error(
-                        f"{JobTimeout.__module__}.{JobTimeout.__qualname__}",
-                        f"ran past its timeout of {job.assignment.timeout:g} s and was killed",
-                    ),
-                )
-            else:
-                report = Report(
-                    job_id=job.assignment.job_id,
-                    kind="failed",
-                    error=_error(f"{ChildCrashed.__module__}.{ChildCrashed.__qualname__}", note),
-                )
+            if not waiting.lost:
+                waiting.began_at = 0.0
+                self.dispatcher.buffer.appendleft(waiting)
+        if job is not None and not job.lost:
+            report = child.death_report(job, cancel_grace=self.conf.CANCEL_GRACE)
             logger.warning("job %s: %s", job.assignment.job_id, report.error["message"])  # type: ignore[index]
-            self._record(job, report)
-        elif self.stopping_at is None:
-            logger.warning("idle child died: %s", note)
+            self.recorder.record(job, report)
+        elif job is None and self.stopping_at is None:
+            logger.warning("idle child died: %s", child.death_note())
         if self.stopping_at is None:
             self._add_child()
 
-    def _record(self, job: InHand, report: Report) -> None:
-        a = job.assignment
-        outcome = decide(
-            report,
-            attempts=a.attempts,
-            max_attempts=job.max_attempts,
-            now=datetime.now(UTC),
-            retry_delay=(
-                retry_delay(a.attempts, base=self.conf.BACKOFF_BASE, cap=self.conf.BACKOFF_MAX)
-                if report.kind == "failed"
-                else 0.0
-            ),
-            worker=self.name,
-        )
-        if not self.outcomes:
-            self.outcomes_since = time.monotonic()
-        self.outcomes.append(outcome)
-        self.processed += 1
-
-    def _dispatch(self) -> None:
-        """Share buffered jobs among the children with the fewest in hand, one message each.
-
-        An idle child takes the next job whatever it is. A busy one takes more
-        only while all it holds is expected to take under PIPELINE_SECONDS, and
-        while the arguments waiting at it stay under PIPELINE_BYTES.
-        """
-        if not self.buffer:
-            return
-        # child index: (jobs in hand, seconds of work expected, bytes it may still take)
-        room: dict[int, tuple[int, float, int | None]] = {}
-        for i, child in enumerate(self.children):
-            if child.kill_reason is None and len(child.jobs) < MAX_PIPELINE:
-                expected = sum(self._expected(job) for job in child.jobs)
-                room[i] = (len(child.jobs), expected, child.free_bytes(PIPELINE_BYTES))
-        batches: dict[int, list[InHand]] = {}
-        while self.buffer and room:
-            i = min(room, key=lambda k: room[k][0])
-            in_hand, expected, free_bytes = room.pop(i)
-            job = self.buffer[0]
-            cost, size = self._expected(job), job.assignment.size
-            if in_hand and (
-                expected + cost > PIPELINE_SECONDS or (free_bytes is not None and size > free_bytes)
-            ):
-                continue  # this child is full until it finishes what it has
-            batches.setdefault(i, []).append(self.buffer.popleft())
-            if in_hand + 1 < MAX_PIPELINE:
-                left = None if free_bytes is None else free_bytes - size
-                room[i] = (in_hand + 1, expected + cost, left)
-        for i, batch in batches.items():
-            try:
-                self.children[i].assign(batch)
-            except OSError:  # the child died; its death is handled when its socket reads EOF
-                self.buffer.extendleft(reversed(batch))
-
-    def _expected(self, job: InHand) -> float:
-        """Seconds ``job`` is expected to run: its task's mean so far."""
-        return self.task_durations.get(job.assignment.task, UNSEEN_TASK_SECONDS)
-
     def _enforce_deadlines(self) -> None:
+        """Kill the child of a job past its timeout or cancel grace, or of any job once the
+        fence has fallen (the lease could run out before the next heartbeat succeeds)."""
         now = time.monotonic()
+        fenced = self.lease.expired(now)
         for child in self.children:
             job = child.job
-            if job is None or child.kill_reason is not None or now < self._deadline(job):
+            if job is None or child.kill_reason is not None:
                 continue
-            reason = "cancel" if job.cancel_seen_at is not None else "timeout"
-            logger.warning("job %s: killing its child (%s)", job.assignment.job_id, reason)
-            child.kill(reason)
+            if fenced:
+                logger.error(
+                    "job %s: no heartbeat succeeded for %.1f s; stopping it before its lease "
+                    "(%g s) can run out",
+                    job.assignment.job_id,
+                    now - (self.fence.until - self.conf.LEASE + self.lease.margin),
+                    self.conf.LEASE,
+                )
+                child.kill("fenced", job.assignment.job_id)
+            elif now >= self._deadline(job):
+                reason = "cancel" if job.cancel_seen_at is not None else "timeout"
+                logger.warning("job %s: killing its child (%s)", job.assignment.job_id, reason)
+                child.kill(reason, job.assignment.job_id)
 
     # ----------------------------------------------------------- database
     def _db_step(self) -> None:
         now = time.monotonic()
-        if self.db is None:
-            if now < self.reconnect_at:
-                return
-            if not self._connect():
-                return
+        if self.db is None and (now < self.reconnect_at or not self._connect()):
+            return
         try:
-            if now >= self.next_heartbeat:
+            if now >= self.lease.next_heartbeat:
                 self._heartbeat()
-            if now >= self.next_rescue:
-                self._rescue()
+            if now >= self.lease.next_rescue:
+                with self._cursor() as cur:
+                    self.lease.rescue(cur)
             ack = self._ack_due(now)
             claim = self.claim_wanted or now >= self.next_poll
             if ack or claim:
@@ -360,34 +293,50 @@ class Supervisor:
     def _connect(self) -> bool:
         try:
             self.db = connect()
+            # A lock or a stuck statement must not hold the heartbeat up past the
+            # lease: the statement fails, the connection is dropped and made again.
+            lock_timeout = max(0.2, min(2.0, self.conf.LEASE / 10))
+            statement_timeout = max(1.0, self.conf.LEASE / 2)
+            self.db.execute(f"SET lock_timeout = '{lock_timeout * 1000:.0f}ms'")
+            self.db.execute(f"SET statement_timeout = '{statement_timeout * 1000:.0f}ms'")
             self.db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")
             with self.db.cursor() as cur:
-                if self.worker_id is None or not queries.heartbeat(cur, worker=self.worker_id)[0]:
-                    self.worker_id = queries.register_worker(
-                        cur,
-                        hostname=socket.gethostname(),
-                        pid=os.getpid(),
-                        queues=self.options.queues,
-                        concurrency=self.options.concurrency,
-                    )
+                if self.worker_id is None:
+                    self._register(cur)
                 else:
                     self._give_back_unknown(cur)
         except psycopg.OperationalError as e:
             self._lost_connection(e)
             return False
         self.db_fd = self.db.fileno()
-        self.selector.register(self.db_fd, selectors.EVENT_READ, "db")
+        self.selector.register(self.db_fd, _READ, "db")
         self.reconnect_delay = 0.5
         self.claim_wanted = True
+        self.lease.connected(time.monotonic())
         logger.info("worker %s connected as worker #%s", self.name, self.worker_id)
         return True
 
+    def _register(self, cur: psycopg.Cursor) -> None:
+        self.worker_id = queries.register_worker(
+            cur,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.options.queues,
+            concurrency=self.options.concurrency,
+        )
+
+    def _in_hand(self) -> list[InHand]:
+        jobs = [j for c in self.children for j in c.jobs] + list(self.dispatcher.buffer)
+        return [j for j in jobs if not j.lost]
+
+    def _held(self) -> list[tuple[int, int]]:
+        """(id, token) of every job this worker holds in the database."""
+        return [j.key for j in self._in_hand()] + self.recorder.held()
+
     def _give_back_unknown(self, cur: psycopg.Cursor) -> None:
         """Re-queue jobs claimed for this worker whose claim was cut off with the connection."""
-        known = [j.assignment.job_id for c in self.children for j in c.jobs]
-        known += [j.assignment.job_id for j in self.buffer]
-        known += [o.job_id for o in self.outcomes]
-        ids = queries.give_back_unknown(cur, worker=self._worker(), known=known)
+        known = [token for _, token in self._held()]
+        ids = queries.give_back_unknown(cur, worker=self._worker(), known_tokens=known)
         if ids:
             logger.warning("gave back %d jobs whose claim was lost with the connection", len(ids))
 
@@ -411,85 +360,104 @@ class Supervisor:
         return self.db.cursor()
 
     def _ack_due(self, now: float) -> bool:
-        if not self.outcomes:
-            return False
-        return (
-            len(self.outcomes) >= ACK_BATCH
-            or now - self.outcomes_since >= ACK_DELAY
-            or self.stopping_at is not None
-            or not any(c.jobs for c in self.children)
-        )
+        idle = not any(c.jobs for c in self.children)
+        return self.recorder.due(now, idle=idle, stopping=self.stopping_at is not None)
+
+    def _demand(self) -> int:
+        if self.stopping_at is not None:
+            return 0
+        limit = self.options.max_jobs
+        return self.dispatcher.demand(self.children, limit=limit)
 
     def _ack_and_claim(self, *, ack: bool, claim: bool) -> None:
         """Write the waiting outcomes and claim more jobs, in one round trip.
 
         Both statements travel in one pipeline and commit together at its end;
         outcomes are dropped from memory, and claimed jobs handed out, only
-        once that commit has succeeded.
+        once that commit has succeeded. If the database refuses the ack for its
+        data, the outcomes are written one by one and the claim waits a turn.
         """
         assert self.db is not None
-        outcomes = len(self.outcomes) if ack else 0
         demand = self._demand() if claim else 0
         if claim:
             self.next_poll = time.monotonic() + self.conf.POLL_INTERVAL
-        if not outcomes and not demand:
+        if not ack and not demand:
             return
-        rows: list[tuple] = []
-        with self.db.pipeline(), self.db.cursor() as cur:
-            if outcomes:
-                written = [o.as_row() for o in self.outcomes[:outcomes]]
-                queries.ack(cur, worker=self._worker(), outcomes=written)
-            if demand:
-                rows = queries.claim(
-                    cur, worker=self._worker(), demand=demand, queues=self.options.queues
-                )
-        del self.outcomes[:outcomes]
-        if demand:
-            self._take(rows, demand)
+        sent: list[int] = []
+        try:
+            with self.db.cursor() as ack_cur, self.db.cursor() as claim_cur:
+                with self.db.pipeline():
+                    if ack:
+                        sent = self.recorder.send(ack_cur, self._worker())
+                    if demand:
+                        queries.claim(
+                            claim_cur,
+                            worker=self._worker(),
+                            demand=demand,
+                            queues=self.options.queues,
+                        )
+                if sent:
+                    self.recorder.written(sent, queries.acked(ack_cur))
+                if demand:
+                    taken = self.dispatcher.take(queries.claimed(claim_cur))
+                    self.claim_wanted = taken == demand  # a full batch: more are likely ready
+                    self.drained = not taken
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as e:
+            if not sent:
+                raise
+            logger.error("the database refused a batch of outcomes (%s); writing one by one", e)
+            self.recorder.write_one_by_one(self.db, self._worker())
 
     def _heartbeat(self) -> None:
         with self._cursor() as cur:
-            alive, cancel_ids = queries.heartbeat(cur, worker=self._worker())
-        if not alive:
-            logger.error(
-                "worker row %s vanished (declared lost); registering again", self.worker_id
-            )
-            self.worker_id = None
-            self._lost_connection(RuntimeError("worker row vanished"))
-            return
-        self._note_cancellations(set(cancel_ids))
-        self.next_heartbeat = time.monotonic() + self.conf.HEARTBEAT_INTERVAL
+            beat = self.lease.beat(cur, worker=self._worker(), jobs=self._held())
+            if not beat.alive:
+                logger.error(
+                    "worker row %s vanished (deleted, or purged as lost); registering again",
+                    self.worker_id,
+                )
+                self._register(cur)
+                beat = self.lease.beat(cur, worker=self._worker(), jobs=self._held())
+        self._on_beat(beat)
 
-    def _note_cancellations(self, ids: set[int]) -> None:
+    def _on_beat(self, beat: Beat) -> None:
+        """Stop what is no longer ours; note what was asked to cancel."""
         now = time.monotonic()
         for child in self.children:
-            if (
-                child.job
-                and child.job.assignment.job_id in ids
-                and child.job.cancel_seen_at is None
-            ):
-                child.job.cancel_seen_at = now
-        for job in [j for j in self.buffer if j.assignment.job_id in ids]:
-            self.buffer.remove(job)
-            self._record(
-                job,
-                Report(
-                    job_id=job.assignment.job_id,
-                    kind="cancelled",
-                    error=_error("jobqueue.exceptions.JobCancelled", "cancelled before it started"),
-                ),
-            )
-
-    def _rescue(self) -> None:
-        with self._cursor() as cur:
-            rescued = queries.rescue(cur, lease=self.conf.LEASE)
-            if any(status == "queued" for _, status, _ in rescued):
-                queries.notify_queues(
-                    cur, [queue for _, status, queue in rescued if status == "queued"]
+            for job in child.jobs:
+                if job.assignment.job_id not in beat.held:
+                    job.lost = True
+            lost = [j for j in child.jobs if j.lost]
+            if lost and child.kill_reason is None:
+                # A child runs what it was sent in order, so one holding a job that is
+                # no longer ours is stopped, whichever job it is running.
+                current = child.jobs[0]
+                logger.error(
+                    "jobs %s were taken from this worker (rescued); stopping their child",
+                    [j.assignment.job_id for j in lost],
                 )
-        for job_id, status, _ in rescued:
-            logger.warning("rescued job %s from a lost worker: now %s", job_id, status)
-        self.next_rescue = time.monotonic() + max(self.conf.HEARTBEAT_INTERVAL, self.conf.LEASE / 4)
+                child.kill("taken", current.assignment.job_id if current.lost else None)
+            running = child.job
+            if running and running.assignment.job_id in beat.cancel and not running.cancel_seen_at:
+                running.cancel_seen_at = now
+        held_or_cancelled = set(beat.held) - beat.cancel
+        gone = {j.assignment.job_id for j in self.dispatcher.buffer} - held_or_cancelled
+        for job in self.dispatcher.drop(gone):
+            if job.assignment.job_id in beat.cancel:
+                self.recorder.record(
+                    job,
+                    Report(
+                        job_id=job.assignment.job_id,
+                        kind="cancelled",
+                        error={
+                            "type": "jobqueue.exceptions.JobCancelled",
+                            "message": "cancelled before it started",
+                            "traceback": "",
+                        },
+                    ),
+                )
 
     def _read_notifications(self) -> None:
         assert self.db is not None
@@ -497,88 +465,53 @@ class Supervisor:
             if not self.options.queues or note.payload in self.options.queues:
                 self.claim_wanted = True
 
-    def _demand(self) -> int:
-        """How many jobs to claim now: free children, plus a buffer sized for short jobs.
-
-        The buffer is refilled only once it is half empty, so that short jobs
-        are claimed in large batches rather than one statement per job.
-        """
-        if self.stopping_at is not None:
-            return 0
-        n = self.options.concurrency
-        target = min(MAX_BUFFER_PER_CHILD * n, int(BUFFER_SECONDS / max(self.mean_duration, 1e-4)))
-        in_hand = sum(len(c.jobs) for c in self.children) + len(self.buffer)
-        if self.buffer and len(self.buffer) > target // 2:
-            return 0
-        demand = n + target - in_hand
-        if self.options.max_jobs is not None:
-            demand = min(demand, self.options.max_jobs - self.claimed)
-        return max(0, demand)
-
-    def _take(self, rows: list[tuple], demand: int) -> None:
-        """Buffer freshly claimed jobs for the children."""
-        for (
-            job_id,
-            task,
-            args_json,
-            kwargs_json,
-            attempts,
-            max_attempts,
-            timeout,
-            *_,
-            queue,
-        ) in rows:
-            self.buffer.append(
-                InHand(
-                    assignment=Assignment(job_id, task, args_json, kwargs_json, attempts, timeout),
-                    max_attempts=max_attempts,
-                    queue=queue,
-                )
-            )
-        self.claimed += len(rows)
-        self.claim_wanted = len(rows) == demand  # a full batch: more are likely ready
-        self.drained = not rows
-
     def _worker(self) -> int:
         assert self.worker_id is not None
         return self.worker_id
 
     # ----------------------------------------------------------- shutdown
     def _shutdown(self) -> None:
-        """Kill what did not finish in time, give back every job not done, deregister."""
+        """Read what children reported, kill what did not finish in time, give back every
+        job not done, write the outcomes, deregister. Never raises a database error: what
+        cannot be written is left to the lease."""
+        for child in list(self.children):
+            self._drain(child)  # a job that finished at the deadline is not run again
         for child in self.children:
             if child.jobs:
-                child.kill("shutdown")
+                child.kill("shutdown", None)
             else:
                 child.stop()
-        unfinished = [j.assignment.job_id for c in self.children for j in c.jobs]
-        unfinished += [j.assignment.job_id for j in self.buffer]
         for child in self.children:
             child.process.join(timeout=5)
+            self._drain(child)
+        unfinished = [j.key for j in self._in_hand()]
         if self.db is None:
             self._connect_for_shutdown()
         if self.db is not None and self.worker_id is not None:
             try:
+                if self.recorder.waiting:
+                    with self._cursor() as cur:
+                        sent = self.recorder.send(cur, self.worker_id)
+                        self.recorder.written(sent, queries.acked(cur))
                 with self._cursor() as cur:
-                    if self.outcomes:
-                        queries.ack(
-                            cur, worker=self.worker_id, outcomes=[o.as_row() for o in self.outcomes]
-                        )
-                    queries.give_back(cur, worker=self.worker_id, ids=unfinished)
+                    queries.give_back(cur, worker_name=self.name, jobs=unfinished)
                     queries.unregister_worker(cur, worker=self.worker_id)
-            except psycopg.OperationalError as e:
+            except psycopg.Error as e:
                 logger.error("could not record shutdown (%s): the lease will rescue the jobs", e)
             self.db.close()
         if unfinished:
-            logger.warning("gave back %d unfinished jobs: %s", len(unfinished), unfinished)
-        logger.info("worker %s stopped after %d jobs", self.name, self.processed)
+            logger.warning(
+                "gave back %d unfinished jobs: %s", len(unfinished), [i for i, _ in unfinished]
+            )
+        logger.info("worker %s stopped after %d jobs", self.name, self.recorder.recorded)
+
+    def _drain(self, child: Child) -> None:
+        """Record every report a child has written so far, without waiting for more."""
+        while (reports := child.read()) is not None and reports:
+            self._on_reports(child, reports)
 
     def _connect_for_shutdown(self) -> None:
         try:
             self.db = connect()
         except psycopg.OperationalError:
             self.db = None
-
-
-def _error(type_path: str, message: str) -> dict[str, str]:
-    return {"type": type_path, "message": message, "traceback": ""}

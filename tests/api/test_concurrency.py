@@ -35,7 +35,8 @@ def race_cancel_against_claim(api, token: str, conn, worker_id: int, job_id: int
     def claim() -> list[tuple]:
         start.wait()
         with conn.cursor() as cursor:
-            return queries.claim(cursor, worker=worker_id, demand=1, queues=[])
+            queries.claim(cursor, worker=worker_id, demand=1, queues=[])
+            return queries.claimed(cursor)
 
     def cancel():
         start.wait()

@@ -195,6 +195,7 @@ def test_long_poll_returns_when_progress_changes(api, make_user):
     worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
     with db.connect() as conn, conn.cursor() as cursor:
         queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+        token = queries.claimed(cursor)[0][-1]
     replies = []
     poll = threading.Thread(
         target=lambda: replies.append(
@@ -204,7 +205,9 @@ def test_long_poll_returns_when_progress_changes(api, make_user):
     poll.start()
     time.sleep(0.5)  # let the request start waiting; the test holds either way
     with db.connect() as conn, conn.cursor() as cursor:
-        queries.report_progress(cursor, job_id=job["id"], percent=50, message="half way")
+        queries.report_progress(
+            cursor, job_id=job["id"], token=token, percent=50, message="half way"
+        )
     poll.join(timeout=30)
     assert replies and replies[0].status == 200
     assert replies[0].body["progress"]["message"] == "half way"

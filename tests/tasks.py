@@ -1,6 +1,7 @@
 """Tasks used by the tests: they leave traces in the database that tests can count."""
 
 import contextlib
+import os
 import time
 
 from django.db import connection
@@ -67,3 +68,68 @@ def swallows_timeout(seconds: float = 30) -> None:
 def note_order(context, label: str = "") -> str:
     _record(context.task_result.id, label)
     return label
+
+
+@task(takes_context=True, max_attempts=3)
+def tick(context, seconds: float = 5) -> dict:
+    """Write a row every 0.1 s while it runs: two runs of one job that overlap in time
+    show as interleaved rows of two attempts (tests.faults.runs reads them)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        _record(context.task_result.id, f"attempt {context.attempt}")
+        if time.monotonic() >= deadline:
+            return {"attempt": context.attempt, "pid": os.getpid()}
+        time.sleep(0.1)
+
+
+@task(takes_context=True, max_attempts=3)
+def record_payload(context, n: int = 0, payload: str = "", seconds: float = 0) -> int:
+    """Record one execution, then sleep ``seconds``; ``payload`` only makes the arguments large."""
+    _record(context.task_result.id)
+    time.sleep(seconds)
+    return n
+
+
+@task(max_attempts=3)
+def fail_after(seconds: float = 1) -> None:
+    """Fail after ``seconds`` without calling progress()."""
+    time.sleep(seconds)
+    raise RuntimeError("failed on purpose")
+
+
+@task(max_attempts=1, timeout=1)
+def sleep_in_query(seconds: float = 10) -> None:
+    """Time out inside a database query (the alarm lands in psycopg's wait)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [seconds])
+
+
+@task(max_attempts=1)
+def query() -> int:
+    """One ORM-level query: fails if the child's connection was left mid-query."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 41 + 1")
+        return cursor.fetchone()[0]
+
+
+POISON = {
+    "nan": {"mean": float("nan")},
+    "infinity": [float("inf")],
+    "nul": {"text": "a\x00b"},
+    "nul_key": {"a\x00": 1},
+    "surrogate": "\ud800 alone",
+}
+
+
+@task(max_attempts=1)
+def returns_poison(kind: str) -> object:
+    """Return a value PostgreSQL's jsonb cannot store."""
+    return POISON[kind]
+
+
+@task(max_attempts=1)
+def raises_poison(kind: str) -> None:
+    """Raise an error whose message PostgreSQL's jsonb cannot store as it is."""
+    raise ValueError(
+        f"bad {POISON[kind]!r} " + {"nul": "\x00", "surrogate": "\udfff"}.get(kind, "")
+    )

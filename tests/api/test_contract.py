@@ -195,7 +195,7 @@ def test_long_poll_returns_when_progress_changes(api, make_user):
     worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
     with db.connect() as conn, conn.cursor() as cursor:
         queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
-        token = queries.claimed(cursor)[0][-1]
+        lease_token = queries.claimed(cursor)[0][-1]
     replies = []
     poll = threading.Thread(
         target=lambda: replies.append(
@@ -206,7 +206,7 @@ def test_long_poll_returns_when_progress_changes(api, make_user):
     time.sleep(0.5)  # let the request start waiting; the test holds either way
     with db.connect() as conn, conn.cursor() as cursor:
         queries.report_progress(
-            cursor, job_id=job["id"], token=token, percent=50, message="half way"
+            cursor, job_id=job["id"], token=lease_token, percent=50, message="half way"
         )
     poll.join(timeout=30)
     assert replies and replies[0].status == 200

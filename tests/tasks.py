@@ -128,7 +128,7 @@ def returns_poison(kind: str) -> object:
 
 
 @task(max_attempts=1)
-def raises_poison(kind: str) -> None:
+def raises_poison(kind: str) -> None:  # kind: "nul" or "surrogate"
     """Raise an error whose message PostgreSQL's jsonb cannot store as it is."""
     raise ValueError(
         f"bad {POISON[kind]!r} " + {"nul": "\x00", "surrogate": "\udfff"}.get(kind, "")

@@ -7,6 +7,7 @@ signals and the real database. Settings are the suite's short ones
 whose heartbeat stops stops its jobs 2.4 s after its last beat (fence.py).
 """
 
+import itertools
 import signal
 import time
 from collections import defaultdict
@@ -15,7 +16,6 @@ from datetime import datetime
 import psutil
 import pytest
 
-import demo
 from jobqueue.models import Job, JobStatus, Worker
 from tests import tasks
 from tests.conftest import wait_until
@@ -38,7 +38,7 @@ def runs_of(execution_log, job_id: int | str) -> dict[str, tuple[datetime, datet
 
 def assert_no_overlap(runs: dict[str, tuple[datetime, datetime]]) -> None:
     spans = sorted(runs.items(), key=lambda item: item[1][0])
-    for (first, (_, first_end)), (second, (second_start, _)) in zip(spans, spans[1:], strict=False):
+    for (first, (_, first_end)), (second, (second_start, _)) in itertools.pairwise(spans):
         assert first_end < second_start, (
             f"{first} still ran at {first_end.time()} when {second} began at "
             f"{second_start.time()}: the job ran twice at once"

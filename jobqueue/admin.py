@@ -83,7 +83,7 @@ class JobAdmin(admin.ModelAdmin):
         ("Progress", {"fields": ["progress_bar", "progress_message", "cancel_requested"]}),
         ("Arguments", {"fields": ["args_json", "kwargs_json"]}),
         ("Outcome", {"fields": ["result_json", "attempts_used", "error_history"]}),
-        ("Timeline", {"fields": ["timeline"]}),
+        ("Timeline", {"fields": ["timeline", "run_history"]}),
     ]
     readonly_fields = [
         "status_badge",
@@ -94,6 +94,7 @@ class JobAdmin(admin.ModelAdmin):
         "attempts_used",
         "error_history",
         "timeline",
+        "run_history",
     ]
 
     class Media:
@@ -202,6 +203,30 @@ class JobAdmin(admin.ModelAdmin):
             '<table class="jq-timeline">{}</table>',
             format_html_join(
                 "", "<tr><th>{}</th><td>{}</td></tr>", ((n, at) for n, at in events if at)
+            ),
+        )
+
+    @admin.display(description="attempts")
+    def run_history(self, job: Job) -> SafeString | str:
+        """Where and when each attempt ran (kept after the worker's own row is gone)."""
+        if not job.runs:
+            return "none ended yet"
+        return format_html(
+            '<table class="jq-runs"><tr><th>attempt</th><th>worker</th><th>started</th>'
+            "<th>ended</th><th>outcome</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        run.get("attempt", "?"),
+                        run.get("worker") or f"worker #{run.get('worker_id')}",
+                        run.get("started_at") or "",
+                        run.get("finished_at") or "",
+                        run.get("outcome", ""),
+                    )
+                    for run in job.runs
+                ),
             ),
         )
 
@@ -341,6 +366,18 @@ class WorkerAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
+        """Only a lost worker's row may go: a live worker would find its row gone (it
+        registers again, but its jobs show no worker until its next heartbeat)."""
+        if obj is not None and not health.is_lost(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:  # type: ignore[override]
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # it would not tell live workers from lost ones
+        return actions
 
     @admin.display(description="jobs in hand", ordering="in_hand")
     def in_hand(self, worker: Worker) -> int:

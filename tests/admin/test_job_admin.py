@@ -177,3 +177,24 @@ def test_health_page_needs_view_permission(db) -> None:
     client.force_login(user)
 
     assert client.get(reverse("admin:jobqueue_job_health")).status_code == 403
+
+
+def test_a_live_worker_cannot_be_deleted_from_the_admin(db) -> None:
+    """Deleting a live worker's row strips its running jobs of their worker: not offered."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobqueue.models import Worker
+
+    admin_user = User.objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(admin_user)
+    live = Worker.objects.create(hostname="h", pid=1, concurrency=1)
+    lost = Worker.objects.create(
+        hostname="h", pid=2, concurrency=1, lost_at=timezone.now() - timedelta(hours=1)
+    )
+    changelist = client.get(reverse("admin:jobqueue_worker_changelist"))
+    assert "delete_selected" not in changelist.content.decode()
+    assert client.get(reverse("admin:jobqueue_worker_delete", args=[live.pk])).status_code == 403
+    assert client.get(reverse("admin:jobqueue_worker_delete", args=[lost.pk])).status_code == 200

@@ -35,7 +35,6 @@ from jobqueue.worker.recorder import OutcomeRecorder
 
 logger = logging.getLogger("jobqueue.worker")
 
-RECONNECT_MAX_DELAY = 30.0
 _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 
@@ -353,7 +352,9 @@ class Supervisor:
             self.db.close()
             self.db = None
         self.reconnect_at = time.monotonic() + self.reconnect_delay
-        self.reconnect_delay = min(RECONNECT_MAX_DELAY, self.reconnect_delay * 2)
+        # At most a quarter of the lease: after an outage, other workers wait one lease
+        # before they rescue, and this one must be back in time to renew its jobs.
+        self.reconnect_delay = min(self.conf.LEASE / 4, self.reconnect_delay * 2)
 
     def _cursor(self) -> psycopg.Cursor:
         assert self.db is not None

@@ -1,0 +1,96 @@
+"""After every task, the child's database connections are as clean as before it.
+
+A task may end while a connection is not idle: its timeout (JobTimeout,
+raised by the job clock's SIGALRM handler) or a cancel can interrupt it
+while psycopg waits for a query's answer. The query keeps running on the
+server, holding its locks, and the client side is left "ACTIVE": the next
+job's first query on that connection would fail with "another command is
+already in progress". A task may also leave a transaction open or failed.
+Either way the next job in this child must not inherit it.
+
+Inside ``transaction.atomic()`` Django notices the broken connection itself
+(its rollback fails) and closes it, but closing a connection does not stop
+its server process's query: PostgreSQL only sees the client has gone when
+the query ends. So every Django connection's cancel key is kept, and a
+connection closed during a task is sent a cancel request. For an idle or
+exited server process, a cancel request does nothing.
+"""
+
+from contextlib import suppress
+from typing import Any
+
+import psycopg
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from psycopg import Connection
+from psycopg.pq import TransactionStatus
+
+from jobqueue.db import LazyConnection, cancel_query
+
+
+class ConnectionHygiene:
+    """Resets the child's connections that a task left busy or in a transaction.
+
+    Create one per child process, before its first job; call ``reset()``
+    after every job, once the job clock is stopped. Idle connections are
+    left open: for them ``reset()`` reads libpq's state and makes no round
+    trip.
+    """
+
+    def __init__(self, progress_connection: LazyConnection) -> None:
+        self.progress_connection = progress_connection
+        # Each Django connection's psycopg connection, with what cancels its query
+        # even once it is closed (libpq's cancel object holds the key, not the socket).
+        self.cancel_keys: dict[Connection, Any] = {}
+        for wrapper in connections.all(initialized_only=True):
+            self._track(wrapper)
+        connection_created.connect(self._created)
+
+    def _created(self, sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+        self._track(connection)
+
+    def _track(self, wrapper: BaseDatabaseWrapper) -> None:
+        raw = wrapper.connection
+        if isinstance(raw, Connection) and not raw.closed:
+            self.cancel_keys[raw] = raw.pgconn.get_cancel()
+
+    def reset(self) -> None:
+        """Make every connection of this process idle and outside a transaction, or close it.
+
+        - A query still running (the task was interrupted in it) is cancelled
+          on the server and its connection closed.
+        - An open or failed transaction outside ``atomic()``, or autocommit
+          turned off, is ended by closing the connection; Django opens a
+          fresh one on next use.
+        - A connection closed during the task is sent a cancel request, for
+          the query Django may have left running when it closed it.
+        - Connections within an ``atomic()`` block that is still open (the
+          caller's own) are left to that block, unless a query is running.
+        """
+        for raw, cancel_key in list(self.cancel_keys.items()):
+            if raw.closed:
+                del self.cancel_keys[raw]
+                # A server out of reach runs no query of that connection either.
+                with suppress(psycopg.Error, OSError):
+                    cancel_key.cancel()
+        for wrapper in connections.all(initialized_only=True):
+            self._reset(wrapper)
+        self.progress_connection.discard_if_unclean()
+
+    def _reset(self, wrapper: BaseDatabaseWrapper) -> None:
+        raw = wrapper.connection
+        if not isinstance(raw, Connection) or raw.closed:
+            return
+        status = raw.info.transaction_status
+        if status == TransactionStatus.ACTIVE:
+            cancel_query(raw)
+        elif wrapper.in_atomic_block or (
+            status == TransactionStatus.IDLE
+            and wrapper.autocommit == wrapper.settings_dict["AUTOCOMMIT"]
+        ):
+            return
+        self.cancel_keys.pop(raw, None)
+        # Closing a broken connection may fail; Django has dropped it all the same.
+        with suppress(DatabaseError):
+            wrapper.close()

@@ -54,9 +54,9 @@ class LazyConnection:
         at the cost of reading its status from libpq, no round trip.
         """
         conn = self._conn
-        if conn is None or conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:
+        if conn is None or conn.pgconn.transaction_status == TransactionStatus.IDLE:
             return
-        if conn.info.transaction_status == TransactionStatus.ACTIVE:
+        if conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
             cancel_query(conn)
         conn.close()
         self._conn = None

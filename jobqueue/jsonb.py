@@ -11,6 +11,10 @@ worker (``jobqueue.worker.storable``).
 The text check runs on every value and costs a substring search unless the
 text has a NUL or surrogate escape; the walk that says what and where runs
 only when that check found something.
+
+Texts that are only shown (error messages, progress messages) are not
+refused but cleaned by ``storable_text()``; a text column refuses the same
+characters, and surrogates even in pairs (psycopg cannot encode them).
 """
 
 import math
@@ -38,6 +42,24 @@ _UNSTORABLE_CHAR = re.compile(
 )
 
 _SCALARS = str | bytes | bool | int | float | None
+
+
+def storable_text(text: str) -> str:
+    """``text`` with what PostgreSQL cannot store spelled out as repr() shows it.
+
+    A NUL becomes the four characters ``\\x00`` and a surrogate (an
+    undecodable file name in a traceback, say) its ``\\udXXX`` escape, so
+    that the text can be stored in a text or jsonb column and still says what
+    it held. Text without them costs two scans that stop early (isascii, "in").
+    """
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # surrogates
+            text = text.encode(errors="backslashreplace").decode()
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    return text
 
 
 def may_be_refused(text: str) -> bool:

@@ -18,7 +18,7 @@ from django.utils.json import normalize_json
 
 from jobqueue.conf import get_settings
 from jobqueue.exceptions import UnstorableResult
-from jobqueue.jsonb import first_problem, may_be_refused
+from jobqueue.jsonb import first_problem, may_be_refused, storable_text
 
 # The JSON text json.dumps() writes (ASCII only: every non-ASCII character is a
 # \uXXXX escape), except that NaN and the infinities, which jsonb refuses, raise.
@@ -85,11 +85,9 @@ def describe_error(error: BaseException) -> dict[str, str]:
 def storable_error(error: Mapping[str, str]) -> dict[str, str]:
     """An error entry's texts (``type``, ``message``, ``traceback``) as jsonb stores them.
 
-    Whatever an exception's text holds, its error can be recorded: a NUL
-    becomes the four characters ``\\x00`` and a surrogate (an undecodable
-    file name in a traceback, say) its ``\\udXXX`` escape, as repr() shows
-    them; each text is capped (``MAX_ERROR_*_CHARS``), the traceback keeping
-    its end.
+    Whatever an exception's text holds, its error can be recorded: NUL and
+    surrogates are spelled out (``jobqueue.jsonb.storable_text``), and each
+    text is capped (``MAX_ERROR_*_CHARS``), the traceback keeping its end.
     """
     return {key: _storable_text(key, text) for key, text in error.items()}
 
@@ -98,13 +96,7 @@ _CAPS = {"type": MAX_ERROR_TYPE_CHARS, "traceback": MAX_ERROR_TRACEBACK_CHARS}
 
 
 def _storable_text(key: str, text: str) -> str:
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:  # surrogates: spelled out as \udXXX
-            text = text.encode(errors="backslashreplace").decode()
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
+    text = storable_text(text)
     cap = _CAPS.get(key, MAX_ERROR_MESSAGE_CHARS)
     if len(text) <= cap:
         return text

@@ -3,7 +3,7 @@
 import contextlib
 import time
 
-from django.db import connection
+from django.db import connection, transaction
 from django.tasks import task
 
 from jobqueue import progress
@@ -67,3 +67,29 @@ def swallows_timeout(seconds: float = 30) -> None:
 def note_order(context, label: str = "") -> str:
     _record(context.task_result.id, label)
     return label
+
+
+@task(max_attempts=1)
+def returns_unstorable(kind: str = "nan") -> object:
+    """Return a value jsonb refuses."""
+    return {"nan": {"mean": float("nan")}, "nul": {"t": "a\x00"}, "surrogate": ["\ud800"]}[kind]
+
+
+@task(max_attempts=1)
+def raises_unstorable_text() -> None:
+    raise ValueError("bad \x00 and \udce9 " + "x" * 100_000)
+
+
+@task(max_attempts=1, timeout=1)
+def slow_query(atomic: bool = False) -> None:
+    """Run past the timeout inside a query, optionally within transaction.atomic()."""
+    block = transaction.atomic() if atomic else contextlib.nullcontext()
+    with block, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(10)")
+
+
+@task(max_attempts=1)
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]

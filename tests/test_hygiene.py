@@ -170,6 +170,16 @@ def test_the_callers_own_atomic_block_is_left_to_it(hygiene):
         assert one("SELECT txid_current()") == txid
 
 
+def test_a_connection_the_server_cut_during_the_task_is_replaced(hygiene, observer):
+    pid = django_pid()
+    observer.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(DatabaseError):
+        one()  # the task saw the error; Django still holds the dead connection
+    hygiene.reset()
+    assert one() == 1
+    assert django_pid() != pid
+
+
 def test_a_connection_the_task_closed_idle_is_harmless(hygiene):
     one()
     connection.close()

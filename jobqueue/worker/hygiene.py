@@ -68,8 +68,12 @@ class ConnectionHygiene:
         - An open or failed transaction outside ``atomic()``, or autocommit
           turned off, is ended by closing the connection; Django opens a
           fresh one on next use.
+        - A connection the server or the network cut is closed in Django too.
         - A connection closed during the task is sent a cancel request, for
-          the query Django may have left running when it closed it.
+          the query Django may have left running when it closed it (not one
+          that broke: its server, or the way to it, is gone). That request
+          has no timeout of its own (libpq's PQcancel), but it goes out only
+          after a close the client made during the task.
         - Connections within an ``atomic()`` block that is still open (the
           caller's own) are left to that block, unless a query is running.
         """
@@ -86,17 +90,15 @@ class ConnectionHygiene:
     def _reset(self, raw: Connection) -> None:
         wrapper, cancel_key = self.tracked[raw]
         if raw.closed:
-            del self.tracked[raw]
-            # A server out of reach runs no query of that connection either.
-            with suppress(psycopg.Error, OSError):
-                cancel_key.cancel()
-            return
-        status = raw.pgconn.transaction_status
-        if status == TransactionStatus.ACTIVE:
+            if not raw.broken:  # closed by the client, not cut off (server or network gone)
+                with suppress(psycopg.Error, OSError):
+                    cancel_key.cancel()
+        elif raw.pgconn.transaction_status == TransactionStatus.ACTIVE:
             cancel_query(raw)
         elif wrapper.in_atomic_block:
             return
         del self.tracked[raw]
-        # Closing a broken connection may fail; Django has dropped it all the same.
-        with suppress(DatabaseError):
-            wrapper.close()
+        if wrapper.connection is raw:
+            # Closing a broken connection may fail; Django has dropped it all the same.
+            with suppress(DatabaseError):
+                wrapper.close()

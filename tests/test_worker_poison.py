@@ -40,19 +40,26 @@ def test_unstorable_results_and_errors_fail_only_their_own_job(start_worker):
     assert job(after.id).status == JobStatus.SUCCEEDED
 
 
+def cancel_sleepers() -> int:
+    """Cancel the test's queries still running, so no later test meets them; how many."""
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity "
+            "WHERE query = 'SELECT pg_sleep(10)' AND state = 'active'"
+        ).fetchone()[0]
+
+
 @UNWIRED
 def test_a_job_timed_out_in_a_query_leaves_the_next_job_a_clean_connection(start_worker):
     slow = [tasks.slow_query.enqueue(atomic=False), tasks.slow_query.enqueue(atomic=True)]
     after = [tasks.backend_pid.enqueue() for _ in range(2)]
     worker = start_worker("--concurrency", "1", "--burst")
-    assert worker.wait(timeout=60) == 0, worker.output()
-    for result in slow:
-        assert job(result.id).error["type"] == "jobqueue.exceptions.JobTimeout"
-    for result in after:
-        assert job(result.id).status == JobStatus.SUCCEEDED, job(result.id).error
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        running = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE query = 'SELECT pg_sleep(10)' AND state = 'active'"
-        ).fetchone()[0]
-    assert running == 0, "the timed-out queries still run on the server"
+    try:
+        assert worker.wait(timeout=60) == 0, worker.output()
+        for result in slow:
+            assert job(result.id).error["type"] == "jobqueue.exceptions.JobTimeout"
+        for result in after:
+            assert job(result.id).status == JobStatus.SUCCEEDED, job(result.id).error
+    finally:
+        running = cancel_sleepers()
+    assert running == 0, "the timed-out queries still ran on the server"

@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 from jobqueue import queries
 from jobqueue.conf import get_settings
 from jobqueue.db import prepared_cursor
+from jobqueue.jsonb import first_problem, may_be_refused
 from jobqueue.models import Job, JobStatus
 
 QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
@@ -138,7 +139,7 @@ class JobQueueBackend(BaseTaskBackend):
         """INSERT one queued job in the caller's transaction; returns its id and what it stored."""
         self.validate_task(task)
         shared = self._shared_fields(task)
-        args_json, kwargs_json = json_text(list(args)), json_text(dict(kwargs))
+        args_json, kwargs_json = json_text(list(args), "args"), json_text(dict(kwargs), "kwargs")
         owner_id = None if owner is None else owner.pk
         with prepared_cursor(self.database) as cursor:
             job_id = queries.insert_job(
@@ -210,7 +211,7 @@ class JobQueueBackend(BaseTaskBackend):
             # built while the server stores it (the machine's other core).
             for start in range(0, len(calls), COPY_BATCH):
                 batch = [
-                    (job_id, json_text(list(args)), json_text(dict(kwargs)))
+                    (job_id, json_text(list(args), "args"), json_text(dict(kwargs), "kwargs"))
                     for job_id, (args, kwargs) in zip(
                         ids[start : start + COPY_BATCH],
                         calls[start : start + COPY_BATCH],
@@ -275,22 +276,25 @@ class JobQueueBackend(BaseTaskBackend):
         return []
 
 
-# A \u0000 escape not itself escaped: PostgreSQL's jsonb cannot store NUL characters.
-NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-
-
 # JSON as json.dumps() writes it, except that NaN and infinities, which jsonb refuses, are errors.
 _encode_json = json.JSONEncoder(allow_nan=False).encode
 
 
-def json_text(value: Any) -> str:
-    """``value`` as JSON text, or an InvalidTask that says which value is not JSON."""
+def json_text(value: Any, name: str) -> str:
+    """``value`` as JSON text jsonb accepts, or an InvalidTask that says what is wrong and where.
+
+    ``name`` ("args" or "kwargs") starts the place named in the message, as in
+    ``kwargs['text']``. Refused: values that are not JSON, NaN and infinities,
+    and strings with a NUL character or a lone surrogate, which jsonb cannot
+    store (and which would otherwise fail the INSERT with a database error).
+    """
     try:
         text = _encode_json(value)
     except (TypeError, ValueError) as e:
-        raise InvalidTask(f"task arguments must be JSON-serializable: {e}") from e
-    if "\\u0000" in text and NUL_ESCAPE.search(text):
-        raise InvalidTask("task arguments must not contain NUL characters (\\u0000)")
+        where = first_problem(value, name) or e
+        raise InvalidTask(f"task arguments must be JSON-serializable: {where}") from e
+    if may_be_refused(text) and (problem := first_problem(value, name)):
+        raise InvalidTask(f"task arguments cannot be stored: {problem}")
     return text
 
 

@@ -27,6 +27,10 @@ class JobQueueSettings:
     BACKOFF_MAX: float = 3600.0
     # Days a finished job is kept before purge_jobs deletes it.
     RETENTION_DAYS: float = 7.0
+    # Largest result a job may store, in bytes of its JSON text: a task that
+    # returns more fails with UnstorableResult instead of bloating the row (and
+    # every read of it). jsonb itself stops at 256 MiB.
+    MAX_RESULT_BYTES: int = 16 * 1024 * 1024
     # Dotted paths of the tasks that REST clients may submit.
     API_TASKS: list[str] = field(default_factory=list)
 
@@ -35,7 +39,9 @@ class JobQueueSettings:
             raise ValueError(
                 f"DEFAULT_MAX_ATTEMPTS must be at least 1, got {self.DEFAULT_MAX_ATTEMPTS}"
             )
-        for name in ("HEARTBEAT_INTERVAL", "LEASE", "POLL_INTERVAL", "BACKOFF_BASE"):
+        for name in (
+            "HEARTBEAT_INTERVAL", "LEASE", "POLL_INTERVAL", "BACKOFF_BASE", "MAX_RESULT_BYTES"
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         # A worker stops its jobs once no heartbeat has succeeded for 4/5 of the

@@ -7,13 +7,18 @@ run on Django's own connection through ``prepared_cursor``.
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
 from django.db import connections
+from psycopg.pq import TransactionStatus
 
 _DJANGO_ONLY = {"cursor_factory", "context", "prepare_threshold"}
+
+# Seconds to wait for the server to answer a cancel request: a child waits this
+# long at most before it reports its job.
+CANCEL_TIMEOUT = 2.0
 
 
 def connection_params(alias: str = "default") -> dict[str, Any]:
@@ -38,6 +43,33 @@ class LazyConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = connect(self.alias)
         return self._conn.cursor()
+
+    def discard_if_unclean(self) -> None:
+        """Close the connection if a task left it running a query or in a transaction.
+
+        A query interrupted client-side (JobTimeout raised in a SIGALRM handler
+        while psycopg waited for it) keeps running on the server and leaves
+        the connection unusable ("another command is already in progress"):
+        the server is asked to cancel it first. An idle connection is kept,
+        at the cost of reading its status from libpq, no round trip.
+        """
+        conn = self._conn
+        if conn is None or conn.pgconn.transaction_status == TransactionStatus.IDLE:
+            return
+        if conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
+            cancel_query(conn)
+        conn.close()
+        self._conn = None
+
+
+def cancel_query(conn: psycopg.Connection) -> None:
+    """Ask the server to cancel the query ``conn`` runs, if it can be reached in time.
+
+    For a query the client stopped waiting for; the connection is to be
+    closed afterwards, so a failed cancel is not an error.
+    """
+    with suppress(psycopg.Error, OSError):
+        conn.cancel_safe(timeout=CANCEL_TIMEOUT)
 
 
 class PreparedCursor(psycopg.Cursor):

@@ -5,6 +5,7 @@ from typing import Any
 
 from jobqueue import queries
 from jobqueue.exceptions import JobCancelled, LeaseLost
+from jobqueue.jsonb import storable_text
 
 
 @dataclass(slots=True, kw_only=True)
@@ -39,11 +40,15 @@ def progress(percent: float | None = None, message: str | None = None) -> None:
     its worker went silent past the lease, and may be running elsewhere): what
     it would write now would be recorded on nobody's behalf.
     Outside a worker (a direct call, or another tasks backend) it does nothing.
+    A NUL or a surrogate in ``message``, which PostgreSQL cannot store, is
+    spelled out as repr() shows it rather than failing the job.
     """
     if percent is not None and not 0 <= percent <= 100:
         raise ValueError(f"percent must be between 0 and 100, got {percent}")
     if _current is None:
         return
+    if message is not None:
+        message = storable_text(message)
     cancel = _current.report(None if percent is None else float(percent), message)
     if cancel is None:
         raise LeaseLost(f"job {_current.job_id}: this attempt no longer holds the job")

@@ -108,6 +108,7 @@ JOBQUEUE = {
     "BACKOFF_BASE": env_float("JOBQUEUE_BACKOFF_BASE", 2),
     "BACKOFF_MAX": env_float("JOBQUEUE_BACKOFF_MAX", 3600),
     "RETENTION_DAYS": env_float("JOBQUEUE_RETENTION_DAYS", 7),
+    "MAX_RESULT_BYTES": int(os.environ.get("JOBQUEUE_MAX_RESULT_BYTES", str(16 * 1024 * 1024))),
     # Tasks that REST clients may submit, by dotted path. The demo tasks are
     # exposed in development only unless JOBQUEUE_EXPOSE_DEMO is set.
     "API_TASKS": (

@@ -4,7 +4,7 @@ import contextlib
 import os
 import time
 
-from django.db import connection
+from django.db import connection, transaction
 from django.tasks import task
 
 from jobqueue import progress
@@ -97,39 +97,27 @@ def fail_after(seconds: float = 1) -> None:
     raise RuntimeError("failed on purpose")
 
 
+@task(max_attempts=1)
+def returns_unstorable(kind: str = "nan") -> object:
+    """Return a value jsonb refuses."""
+    return {"nan": {"mean": float("nan")}, "nul": {"t": "a\x00"}, "surrogate": ["\ud800"]}[kind]
+
+
+@task(max_attempts=1)
+def raises_unstorable_text() -> None:
+    raise ValueError("bad \x00 and \udce9 " + "x" * 100_000)
+
+
 @task(max_attempts=1, timeout=1)
-def sleep_in_query(seconds: float = 10) -> None:
-    """Time out inside a database query (the alarm lands in psycopg's wait)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_sleep(%s)", [seconds])
+def slow_query(atomic: bool = False) -> None:
+    """Run past the timeout inside a query, optionally within transaction.atomic()."""
+    block = transaction.atomic() if atomic else contextlib.nullcontext()
+    with block, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(10)")
 
 
 @task(max_attempts=1)
-def query() -> int:
-    """One ORM-level query: fails if the child's connection was left mid-query."""
+def backend_pid() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 41 + 1")
+        cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
-
-
-POISON = {
-    "nan": {"mean": float("nan")},
-    "infinity": [float("inf")],
-    "nul": {"text": "a\x00b"},
-    "nul_key": {"a\x00": 1},
-    "surrogate": "\ud800 alone",
-}
-
-
-@task(max_attempts=1)
-def returns_poison(kind: str) -> object:
-    """Return a value PostgreSQL's jsonb cannot store."""
-    return POISON[kind]
-
-
-@task(max_attempts=1)
-def raises_poison(kind: str) -> None:  # kind: "nul" or "surrogate"
-    """Raise an error whose message PostgreSQL's jsonb cannot store as it is."""
-    raise ValueError(
-        f"bad {POISON[kind]!r} " + {"nul": "\x00", "surrogate": "\udfff"}.get(kind, "")
-    )

@@ -94,8 +94,43 @@ def test_arguments_that_are_not_json_are_refused():
     assert demo.echo.enqueue(text="a literal \\u0000 is fine").kwargs["text"].endswith("fine")
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("x\ud800",), {}, r"a lone surrogate ('\ud800') at index 1 of the string at args[0]"),
+        (
+            (),
+            {"t": ["\udc00"]},
+            r"a lone surrogate ('\udc00') at index 0 of the string at kwargs['t'][0]",
+        ),
+        (
+            (),
+            {"k\udfff": 1},
+            r"a lone surrogate ('\udfff') at index 1 of the key 'k\udfff' of kwargs",
+        ),
+        ((), {"t": "a\x00b"}, r"a NUL character ('\x00') at index 1 of the string at kwargs['t']"),
+    ],
+)
+def test_arguments_jsonb_cannot_store_are_refused_saying_where(args, kwargs, message):
+    with pytest.raises(InvalidTask) as raised:
+        demo.echo.enqueue(*args, **kwargs)
+    assert str(raised.value) == f"task arguments cannot be stored: {message}"
+    with pytest.raises(InvalidTask) as raised, transaction.atomic():
+        default_task_backend.enqueue_many(demo.echo, [((), {}), (args, kwargs)])
+    assert str(raised.value) == f"task arguments cannot be stored: {message}"
+    assert not Job.objects.exists()
+
+
+def test_surrogate_pairs_and_escaped_backslashes_in_arguments_are_stored():
+    texts = ["😀", "\ud83d\ude00", "a \\ud800 is text", "\\😀", "é中"]
+    result = demo.echo.enqueue(*texts, key="\\😀")
+    job = Job.objects.get(pk=result.id)
+    assert job.args == ["😀", "😀", "a \\ud800 is text", "\\😀", "é中"]
+    assert job.kwargs == {"key": "\\😀"}
+
+
 def test_nan_and_infinity_are_refused_not_left_to_jsonb():
-    with pytest.raises(InvalidTask, match="JSON"):
+    with pytest.raises(InvalidTask, match=r"JSON-serializable: NaN at kwargs\['x'\]"):
         demo.echo.enqueue(x=float("nan"))
     with pytest.raises(InvalidTask, match="JSON"):
         default_task_backend.enqueue_many(demo.echo, [((float("inf"),), {})])

@@ -4,19 +4,19 @@ import json
 import signal
 import time
 from dataclasses import dataclass
-from traceback import format_exception
 from types import FrameType
 from typing import Any
 
 from django.tasks.base import Task, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
-from django.utils.json import normalize_json
 
 from jobqueue.backend import JobQueueBackend, load_task
 from jobqueue.exceptions import JobCancelled, JobTimeout
 from jobqueue.progress import ProgressReporter, set_reporter
+from jobqueue.worker.hygiene import ConnectionHygiene
 from jobqueue.worker.outcome import Report, ReportKind
+from jobqueue.worker.storable import describe_error, encode_result
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +98,7 @@ class Executor:
         self.worker_name = worker_name
         self.tasks: dict[str, Task] = {}
         self.clock = JobClock()
+        self.hygiene = ConnectionHygiene(progress_connection)
         self.running: int | None = None  # the job being executed: read by the fence's watchdog
 
     def execute(self, job: Assignment) -> Report:
@@ -130,11 +131,13 @@ class Executor:
             else:
                 value = task.call(*args, **kwargs)
             self.clock.stop()
-            result_json = json.dumps(normalize_json(value))
+            self.hygiene.reset()  # before task_finished's receivers use a connection
+            result_json = encode_result(value)
         except KeyboardInterrupt:
             raise
         except BaseException as e:
             self.clock.stop()
+            self.hygiene.reset()  # a timeout may have landed inside a query
             report = _failure(job, e, started, started_at)
             object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
             task_finished.send(JobQueueBackend, task_result=task_result)
@@ -179,15 +182,10 @@ class Executor:
 
 def _failure(job: Assignment, error: BaseException, started: float, started_at: float) -> Report:
     kind: ReportKind = "cancelled" if isinstance(error, JobCancelled) else "failed"
-    cls = type(error)
     return Report(
         job_id=job.job_id,
         kind=kind,
-        error={
-            "type": f"{cls.__module__}.{cls.__qualname__}",
-            "message": str(error),
-            "traceback": "".join(format_exception(error)),
-        },
+        error=describe_error(error),
         duration=time.monotonic() - started,
         started_at=started_at,
     )

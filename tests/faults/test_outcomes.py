@@ -1,12 +1,10 @@
-"""Outcomes under fault: cancel wins, poison results fail only their job, a timeout in a
-query leaves the child clean. Real worker processes against the real database."""
+"""Cancel wins: once a running job's cancel is requested, it ends cancelled whatever path
+its attempt ends by. Real worker processes against the real database."""
 
 import signal
 
 import pytest
-from django.db import connection
 
-import demo
 from jobqueue.models import Job, JobStatus
 from tests import tasks
 from tests.conftest import wait_until
@@ -62,47 +60,3 @@ def test_cancel_wins_over_a_rescue(start_worker):
     start_worker("--concurrency", "1")
     wait_until(lambda: job(result.id).is_finished, 30, "the job was rescued")
     assert job(result.id).status == JobStatus.CANCELLED
-
-
-@pytest.mark.parametrize("kind", sorted(tasks.POISON))
-def test_an_unstorable_result_fails_only_its_job(start_worker, kind):
-    poison = tasks.returns_poison.enqueue(kind=kind)
-    others = [demo.echo.enqueue(i=i) for i in range(20)]
-    worker = start_worker("--concurrency", "1", "--burst")
-    assert worker.wait(timeout=60) == 0, worker.output()
-    failed = job(poison.id)
-    assert failed.status == JobStatus.FAILED
-    assert failed.error["type"] == "jobqueue.exceptions.UnstorableResult"
-    assert failed.result is None
-    assert all(job(r.id).status == JobStatus.SUCCEEDED for r in others)
-    assert "Traceback" not in worker.output()
-
-
-@pytest.mark.parametrize("kind", ["nul", "surrogate"])
-def test_an_error_message_the_database_cannot_store_is_stored_cleaned(start_worker, kind):
-    poison = tasks.raises_poison.enqueue(kind=kind)
-    after = demo.echo.enqueue()
-    worker = start_worker("--concurrency", "1", "--burst")
-    assert worker.wait(timeout=60) == 0, worker.output()
-    failed = job(poison.id)
-    assert failed.status == JobStatus.FAILED
-    assert failed.error["type"] == "builtins.ValueError"
-    assert failed.error["message"].startswith("bad ")
-    assert job(after.id).status == JobStatus.SUCCEEDED
-
-
-def test_a_timeout_inside_a_query_leaves_the_child_clean(start_worker):
-    """JobTimeout raised while psycopg waited for pg_sleep left the child's connection
-    mid-query: the next job on that child failed, and the query ran on."""
-    stuck = tasks.sleep_in_query.enqueue(seconds=30)
-    after = tasks.query.enqueue()
-    worker = start_worker("--concurrency", "1", "--burst")
-    assert worker.wait(timeout=60) == 0, worker.output()
-    timed_out = job(stuck.id)
-    assert timed_out.status == JobStatus.FAILED
-    assert timed_out.error["type"] == "jobqueue.exceptions.JobTimeout"
-    assert job(after.id).status == JobStatus.SUCCEEDED, job(after.id).errors
-    assert job(after.id).result == 42
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'")
-        assert cursor.fetchone()[0] == 0, "the timed-out query still runs on the server"

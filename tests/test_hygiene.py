@@ -12,7 +12,6 @@ import psycopg
 import pytest
 from django.db import DatabaseError, OperationalError, connection, transaction
 
-import demo
 from jobqueue.db import LazyConnection
 from jobqueue.exceptions import JobTimeout
 from jobqueue.models import Job
@@ -20,6 +19,7 @@ from jobqueue.progress import ProgressReporter, progress, set_reporter
 from jobqueue.worker.executor import JobClock
 from jobqueue.worker.hygiene import ConnectionHygiene
 from tests.conftest import database_url
+from tests.test_progress import TOKEN, running_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,8 +102,8 @@ def test_a_query_django_closed_in_atomic_is_cancelled_on_the_server(clock, hygie
 def test_a_progress_report_interrupted_while_it_waits_for_a_lock_is_cancelled(
     clock, hygiene, observer
 ):
-    job_id = int(demo.echo.enqueue().id)
-    reporter = ProgressReporter(job_id=job_id, connection=hygiene.progress_connection)
+    job_id = running_job()
+    reporter = ProgressReporter(job_id=job_id, token=TOKEN, connection=hygiene.progress_connection)
     pid = hygiene.progress_connection.cursor().connection.info.backend_pid
     set_reporter(reporter)
     try:

@@ -11,10 +11,11 @@ import itertools
 import signal
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psutil
 import pytest
+from django.utils import timezone
 
 from jobqueue.models import Job, JobStatus, Worker
 from tests import tasks
@@ -156,3 +157,20 @@ def test_a_deleted_worker_row_is_recreated_and_its_job_finishes(start_worker, ex
     assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
     assert worker.proc.poll() is None, worker.output()
     assert "Traceback" not in worker.output()
+
+
+def test_no_rescue_within_one_lease_of_a_workers_connection(start_worker):
+    """After an outage every heartbeat in the table is old, and their workers may only now
+    be reconnecting: a worker that has just (re)connected rescues nothing for one lease."""
+    result = tasks.tick.enqueue(seconds=1)
+    Job.objects.filter(pk=result.id).update(
+        status=JobStatus.RUNNING,
+        attempts=1,
+        lease_token=1,
+        started_at=timezone.now() - timedelta(seconds=60),
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
+    start_worker("--concurrency", "1")
+    started = time.monotonic()
+    wait_until(lambda: job(result.id).attempts == 2, 30, "the stale job was rescued and re-run")
+    assert time.monotonic() - started >= 2.5, "rescued within a lease (3 s) of connecting"

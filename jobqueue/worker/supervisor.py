@@ -295,7 +295,7 @@ class Supervisor:
             # A lock or a stuck statement must not hold the heartbeat up past the
             # lease: the statement fails, the connection is dropped and made again.
             lock_timeout = max(0.2, min(2.0, self.conf.LEASE / 10))
-            statement_timeout = max(1.0, self.conf.LEASE / 2)
+            statement_timeout = max(5.0, self.conf.LEASE / 2)
             self.db.execute(f"SET lock_timeout = '{lock_timeout * 1000:.0f}ms'")
             self.db.execute(f"SET statement_timeout = '{statement_timeout * 1000:.0f}ms'")
             self.db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")

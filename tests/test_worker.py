@@ -294,11 +294,10 @@ def test_after_a_reconnect_jobs_whose_claim_answer_was_lost_go_back_to_the_queue
             queries.claim(cursor, worker=supervisor.worker_id, demand=2, queues=())
             rows = queries.claimed(cursor)
         supervisor.dispatcher.take([r for r in rows if r[0] == int(kept.id)])
-        supervisor._lost_connection(RuntimeError("the claim's answer never arrived"))
+        supervisor.session.lost(RuntimeError("the claim's answer never arrived"))
         assert supervisor._connect()
     finally:
-        if supervisor.db is not None:
-            supervisor.db.close()
+        supervisor.session.close()
 
     given_back = job(lost.id)
     assert (given_back.status, given_back.attempts, given_back.worker_id) == ("queued", 0, None)

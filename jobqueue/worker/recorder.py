@@ -15,7 +15,7 @@ import psycopg
 
 from jobqueue import queries
 from jobqueue.conf import JobQueueSettings
-from jobqueue.exceptions import UnstorableResult
+from jobqueue.exceptions import JobCancelled, UnstorableResult
 from jobqueue.worker.backoff import retry_delay
 from jobqueue.worker.children import InHand
 from jobqueue.worker.outcome import Outcome, Report, decide
@@ -43,6 +43,15 @@ class OutcomeRecorder:
             self.since = time.monotonic()
         self.waiting[job.assignment.job_id] = (job, self._decide(job, report))
         self.recorded += 1
+
+    def record_cancelled_before_start(self, job: InHand) -> None:
+        """A buffered job whose cancel was requested before a child began it."""
+        error = {
+            "type": f"{JobCancelled.__module__}.{JobCancelled.__qualname__}",
+            "message": "cancelled before it started",
+            "traceback": "",
+        }
+        self.record(job, Report(job_id=job.assignment.job_id, kind="cancelled", error=error))
 
     def _decide(self, job: InHand, report: Report) -> Outcome:
         a = job.assignment

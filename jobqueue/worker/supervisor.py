@@ -3,12 +3,16 @@
 It is single-threaded around one ``selectors`` loop that wakes on a child's
 report, a child's socket ready to take more, a NOTIFY from the database, a
 signal, or the next timer (poll, heartbeat, rescue, ack, a job's deadline, the
-fence). The roles live in their own modules: the dispatcher (dispatch.py)
-decides what to claim and which child runs what, the lease keeper (lease.py)
-heart-beats, rescues and fences, the outcome recorder (recorder.py) writes
-fenced acks in batches. This module owns the processes and the one
-autocommit psycopg connection: if it is lost the children keep running (until
-the fence falls), their reports wait, and the supervisor reconnects with backoff.
+fence). The roles live in their own modules:
+
+- the dispatcher (dispatch.py) decides what to claim and which child runs what;
+- the child pool (pool.py) feeds, reads, reaps and stops the children;
+- the lease keeper (lease.py) heart-beats, rescues and fences (fence.py);
+- the outcome recorder (recorder.py) writes fenced acks in batches;
+- the database session (session.py) keeps the one autocommit connection.
+
+This module runs the loop, orders the database work of one turn (heartbeat,
+rescue, then ack and claim in one round trip), and shuts down.
 """
 
 import logging
@@ -26,17 +30,15 @@ from django.db import connections
 from jobqueue import queries
 from jobqueue.conf import get_settings
 from jobqueue.db import connect
-from jobqueue.worker.children import Child, InHand, start_child
+from jobqueue.worker.children import InHand
 from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.fence import LeaseFence
 from jobqueue.worker.lease import Beat, LeaseKeeper
-from jobqueue.worker.outcome import Report
+from jobqueue.worker.pool import ChildPool
 from jobqueue.worker.recorder import OutcomeRecorder
+from jobqueue.worker.session import DatabaseSession
 
 logger = logging.getLogger("jobqueue.worker")
-
-_READ = selectors.EVENT_READ
-_READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,30 +64,36 @@ class Supervisor:
         self.conf = get_settings()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.worker_id: int | None = None
-        self.db: psycopg.Connection | None = None
-        self.db_fd: int | None = None  # the connection's socket, as registered with the selector
-        self.children: list[Child] = []
+        self.selector = selectors.DefaultSelector()
+        self.session = DatabaseSession(self.conf, self.selector)
         self.fence = LeaseFence()
         self.lease = LeaseKeeper(self.conf, self.fence)
         self.dispatcher = Dispatcher(options.concurrency)
         self.recorder = OutcomeRecorder(self.conf, self.name)
+        self.pool = ChildPool(
+            self.conf,
+            worker_name=self.name,
+            fence=self.fence,
+            selector=self.selector,
+            dispatcher=self.dispatcher,
+            recorder=self.recorder,
+        )
         self.stopping_at: float | None = None  # monotonic deadline once asked to stop
         self.claim_wanted = True
         self.drained = False  # burst: the last claim found nothing ready
-        now = time.monotonic()
-        self.next_poll = now
-        self.reconnect_at = now
-        self.reconnect_delay = 0.5
-        self.selector = selectors.DefaultSelector()
+        self.next_poll = time.monotonic()
         self.wakeup_r, self.wakeup_w = socket.socketpair()
+
+    @property
+    def db(self) -> psycopg.Connection | None:
+        return self.session.db
 
     # ---------------------------------------------------------------- run
     def run(self) -> int:
         """Serve until asked to stop (or drained, in burst mode); returns the exit code."""
         self._install_signals()
         connections.close_all()  # children must not inherit Django's connections
-        for _ in range(self.options.concurrency):
-            self._add_child()
+        self.pool.start(self.options.concurrency)
         logger.info(
             "worker %s started: queues=%s concurrency=%d",
             self.name,
@@ -95,16 +103,19 @@ class Supervisor:
         try:
             while not self._finished():
                 self._wait()
-                self._dispatch()
+                self._feed()
                 self._db_step()
-                self._dispatch()
-                self._enforce_deadlines()
+                self._feed()
+                self.pool.enforce_deadlines(time.monotonic())
         finally:
             self._shutdown()
         return 0
 
+    def _feed(self) -> None:
+        self.pool.feed(fenced=self.lease.expired(time.monotonic()))
+
     def _busy(self) -> bool:
-        return any(c.jobs for c in self.children) or bool(self.dispatcher.buffer)
+        return self.pool.busy() or bool(self.dispatcher.buffer)
 
     def _finished(self) -> bool:
         busy = self._busy()
@@ -125,7 +136,7 @@ class Supervisor:
         self.wakeup_r.setblocking(False)
         self.wakeup_w.setblocking(False)
         signal.set_wakeup_fd(self.wakeup_w.fileno(), warn_on_full_buffer=False)
-        self.selector.register(self.wakeup_r, _READ, "signal")
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
@@ -141,7 +152,7 @@ class Supervisor:
             "worker %s stopping (%s): finishing %d running jobs within %.0f s",
             self.name,
             why,
-            sum(len(c.jobs) for c in self.children),
+            len(self.pool.in_hand()),
             self.options.shutdown_timeout,
         )
         self.stopping_at = time.monotonic() + self.options.shutdown_timeout
@@ -162,118 +173,20 @@ class Supervisor:
             elif key.data == "db":
                 self.claim_wanted = True  # a NOTIFY arrived; _db_step reads it
             else:
-                if events & selectors.EVENT_WRITE:
-                    self._flush(key.data)
-                if events & selectors.EVENT_READ:
-                    self._on_child_readable(key.data)
+                self.pool.on_ready(key.data, events)
 
     def _next_timer(self) -> float:
         timers = [self.lease.next_heartbeat, self.lease.next_rescue]
-        ack = self.recorder.next_due()
-        if ack is not None:
-            timers.append(ack)
-        timers.append(self.next_poll if self.db else self.reconnect_at)
-        if self.stopping_at is not None:
-            timers.append(self.stopping_at)
-        busy = [c.job for c in self.children if c.job is not None and c.kill_reason is None]
-        timers.extend(self._deadline(job) for job in busy)
-        if busy:
-            timers.append(self.fence.until)
+        timers.append(self.next_poll if self.db else self.session.reconnect_at)
+        for timer in (self.recorder.next_due(), self.pool.next_deadline(), self.stopping_at):
+            if timer is not None:
+                timers.append(timer)
         return min(timers)
-
-    def _deadline(self, job: InHand) -> float:
-        grace = self.conf.CANCEL_GRACE
-        deadline = float("inf")
-        if job.assignment.timeout:
-            deadline = job.began_at + job.assignment.timeout + grace
-        if job.cancel_seen_at is not None:
-            deadline = min(deadline, job.cancel_seen_at + grace)
-        return deadline
-
-    # ----------------------------------------------------------- children
-    def _add_child(self) -> None:
-        child = start_child(self.children, self.name, self.fence)
-        self.children.append(child)
-        self.selector.register(child.channel, _READ, child)
-
-    def _dispatch(self) -> None:
-        """Hand buffered jobs to children, unless the fence has fallen (see fence.py)."""
-        if self.dispatcher.buffer and not self.lease.expired(time.monotonic()):
-            self.dispatcher.dispatch(self.children)
-        for child in self.children:
-            if child.channel.unsent:
-                self._flush(child)
-
-    def _flush(self, child: Child) -> None:
-        """Write what a child's socket takes of what waits for it; watch it while any is left."""
-        try:
-            done = child.channel.flush()
-        except OSError:
-            done = True  # the child died; its socket reads EOF and its death is handled there
-        self.selector.modify(child.channel, _READ if done else _READ_WRITE, child)
-
-    def _on_child_readable(self, child: Child) -> None:
-        reports = child.read()
-        if reports is None:
-            self._on_child_death(child)
-            return
-        self._on_reports(child, reports)
-
-    def _on_reports(self, child: Child, reports: list[Report]) -> None:
-        for report in reports:
-            if child.job is None or report.job_id != child.job.assignment.job_id:
-                logger.error("child reported job %s it was not running", report.job_id)
-                continue
-            job = child.finish_first()
-            self.dispatcher.learn(job.assignment.task, report.duration)
-            if not job.lost:
-                self.recorder.record(job, report)
-
-    def _on_child_death(self, child: Child) -> None:
-        self.selector.unregister(child.channel)
-        child.channel.close()
-        self.children.remove(child)
-        job = child.finish_first() if child.jobs else None
-        for waiting in reversed(child.jobs):  # sent but never begun: another child runs them
-            if not waiting.lost:
-                waiting.began_at = 0.0
-                self.dispatcher.buffer.appendleft(waiting)
-        if job is not None and not job.lost:
-            report = child.death_report(job, cancel_grace=self.conf.CANCEL_GRACE)
-            logger.warning("job %s: %s", job.assignment.job_id, report.error["message"])  # type: ignore[index]
-            self.recorder.record(job, report)
-        elif job is None and self.stopping_at is None:
-            logger.warning("idle child died: %s", child.death_note())
-        if self.stopping_at is None:
-            self._add_child()
-
-    def _enforce_deadlines(self) -> None:
-        """Kill the child of a job past its timeout or cancel grace, or of any job once the
-        fence has fallen (the lease could run out before the next heartbeat succeeds)."""
-        now = time.monotonic()
-        fenced = self.lease.expired(now)
-        for child in self.children:
-            job = child.job
-            if job is None or child.kill_reason is not None:
-                continue
-            if fenced:
-                logger.error(
-                    "job %s: no heartbeat succeeded for %.1f s; stopping it before its lease "
-                    "(%g s) can run out",
-                    job.assignment.job_id,
-                    now - (self.fence.until - self.conf.LEASE + self.lease.margin),
-                    self.conf.LEASE,
-                )
-                child.kill("fenced", job.assignment.job_id)
-            elif now >= self._deadline(job):
-                reason = "cancel" if job.cancel_seen_at is not None else "timeout"
-                logger.warning("job %s: killing its child (%s)", job.assignment.job_id, reason)
-                child.kill(reason, job.assignment.job_id)
 
     # ----------------------------------------------------------- database
     def _db_step(self) -> None:
         now = time.monotonic()
-        if self.db is None and (now < self.reconnect_at or not self._connect()):
+        if self.db is None and (now < self.session.reconnect_at or not self._connect()):
             return
         try:
             if now >= self.lease.next_heartbeat:
@@ -285,31 +198,24 @@ class Supervisor:
             claim = self.claim_wanted or now >= self.next_poll
             if ack or claim:
                 self._ack_and_claim(ack=ack, claim=claim)
-            self._read_notifications()  # also those that arrived during the statements above
+            # Also the NOTIFYs that arrived during the statements above.
+            queues = self.session.notified_queues()
+            if any(not self.options.queues or q in self.options.queues for q in queues):
+                self.claim_wanted = True
         except psycopg.OperationalError as e:
-            self._lost_connection(e)
+            self.session.lost(e)
 
     def _connect(self) -> bool:
         try:
-            self.db = connect()
-            # A lock or a stuck statement must not hold the heartbeat up past the
-            # lease: the statement fails, the connection is dropped and made again.
-            lock_timeout = max(0.2, min(2.0, self.conf.LEASE / 10))
-            statement_timeout = max(5.0, self.conf.LEASE / 2)
-            self.db.execute(f"SET lock_timeout = '{lock_timeout * 1000:.0f}ms'")
-            self.db.execute(f"SET statement_timeout = '{statement_timeout * 1000:.0f}ms'")
-            self.db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")
-            with self.db.cursor() as cur:
+            with self.session.open().cursor() as cur:
                 if self.worker_id is None:
                     self._register(cur)
                 else:
                     self._give_back_unknown(cur)
         except psycopg.OperationalError as e:
-            self._lost_connection(e)
+            self.session.lost(e)
             return False
-        self.db_fd = self.db.fileno()
-        self.selector.register(self.db_fd, _READ, "db")
-        self.reconnect_delay = 0.5
+        self.session.ready()
         self.claim_wanted = True
         self.lease.connected(time.monotonic())
         logger.info("worker %s connected as worker #%s", self.name, self.worker_id)
@@ -325,8 +231,7 @@ class Supervisor:
         )
 
     def _in_hand(self) -> list[InHand]:
-        jobs = [j for c in self.children for j in c.jobs] + list(self.dispatcher.buffer)
-        return [j for j in jobs if not j.lost]
+        return self.pool.in_hand() + [j for j in self.dispatcher.buffer if not j.lost]
 
     def _held(self) -> list[tuple[int, int]]:
         """(id, token) of every job this worker holds in the database."""
@@ -339,36 +244,19 @@ class Supervisor:
         if ids:
             logger.warning("gave back %d jobs whose claim was lost with the connection", len(ids))
 
-    def _lost_connection(self, error: Exception) -> None:
-        logger.warning(
-            "database connection lost (%s); retrying in %.1f s",
-            str(error).strip(),
-            self.reconnect_delay,
-        )
-        if self.db_fd is not None:
-            self.selector.unregister(self.db_fd)
-            self.db_fd = None
-        if self.db is not None:
-            self.db.close()
-            self.db = None
-        self.reconnect_at = time.monotonic() + self.reconnect_delay
-        # At most a quarter of the lease: after an outage, other workers wait one lease
-        # before they rescue, and this one must be back in time to renew its jobs.
-        self.reconnect_delay = min(self.conf.LEASE / 4, self.reconnect_delay * 2)
-
     def _cursor(self) -> psycopg.Cursor:
         assert self.db is not None
         return self.db.cursor()
 
     def _ack_due(self, now: float) -> bool:
-        idle = not any(c.jobs for c in self.children)
-        return self.recorder.due(now, idle=idle, stopping=self.stopping_at is not None)
+        return self.recorder.due(
+            now, idle=not self.pool.busy(), stopping=self.stopping_at is not None
+        )
 
     def _demand(self) -> int:
         if self.stopping_at is not None:
             return 0
-        limit = self.options.max_jobs
-        return self.dispatcher.demand(self.children, limit=limit)
+        return self.dispatcher.demand(self.pool.children, limit=self.options.max_jobs)
 
     def _ack_and_claim(self, *, ack: bool, claim: bool) -> None:
         """Write the waiting outcomes and claim more jobs, in one round trip.
@@ -425,46 +313,12 @@ class Supervisor:
 
     def _on_beat(self, beat: Beat) -> None:
         """Stop what is no longer ours; note what was asked to cancel."""
-        now = time.monotonic()
-        for child in self.children:
-            for job in child.jobs:
-                if job.assignment.job_id not in beat.held:
-                    job.lost = True
-            lost = [j for j in child.jobs if j.lost]
-            if lost and child.kill_reason is None:
-                # A child runs what it was sent in order, so one holding a job that is
-                # no longer ours is stopped, whichever job it is running.
-                current = child.jobs[0]
-                logger.error(
-                    "jobs %s were taken from this worker (rescued); stopping their child",
-                    [j.assignment.job_id for j in lost],
-                )
-                child.kill("taken", current.assignment.job_id if current.lost else None)
-            running = child.job
-            if running and running.assignment.job_id in beat.cancel and not running.cancel_seen_at:
-                running.cancel_seen_at = now
+        self.pool.note_beat(beat.held, beat.cancel)
         held_or_cancelled = set(beat.held) - beat.cancel
         gone = {j.assignment.job_id for j in self.dispatcher.buffer} - held_or_cancelled
         for job in self.dispatcher.drop(gone):
             if job.assignment.job_id in beat.cancel:
-                self.recorder.record(
-                    job,
-                    Report(
-                        job_id=job.assignment.job_id,
-                        kind="cancelled",
-                        error={
-                            "type": "jobqueue.exceptions.JobCancelled",
-                            "message": "cancelled before it started",
-                            "traceback": "",
-                        },
-                    ),
-                )
-
-    def _read_notifications(self) -> None:
-        assert self.db is not None
-        for note in self.db.notifies(timeout=0):
-            if not self.options.queues or note.payload in self.options.queues:
-                self.claim_wanted = True
+                self.recorder.record_cancelled_before_start(job)
 
     def _worker(self) -> int:
         assert self.worker_id is not None
@@ -475,44 +329,29 @@ class Supervisor:
         """Read what children reported, kill what did not finish in time, give back every
         job not done, write the outcomes, deregister. Never raises a database error: what
         cannot be written is left to the lease."""
-        for child in list(self.children):
-            self._drain(child)  # a job that finished at the deadline is not run again
-        for child in self.children:
-            if child.jobs:
-                child.kill("shutdown", None)
-            else:
-                child.stop()
-        for child in self.children:
-            child.process.join(timeout=5)
-            self._drain(child)
+        self.pool.stop()
         unfinished = [j.key for j in self._in_hand()]
-        if self.db is None:
-            self._connect_for_shutdown()
-        if self.db is not None and self.worker_id is not None:
+        db = self.db or self._connect_for_shutdown()
+        if db is not None and self.worker_id is not None:
             try:
                 if self.recorder.waiting:
-                    with self._cursor() as cur:
+                    with db.cursor() as cur:
                         sent = self.recorder.send(cur, self.worker_id)
                         self.recorder.written(sent, queries.acked(cur))
-                with self._cursor() as cur:
+                with db.cursor() as cur:
                     queries.give_back(cur, worker_name=self.name, jobs=unfinished)
                     queries.unregister_worker(cur, worker=self.worker_id)
             except psycopg.Error as e:
                 logger.error("could not record shutdown (%s): the lease will rescue the jobs", e)
-            self.db.close()
+            db.close()
         if unfinished:
             logger.warning(
                 "gave back %d unfinished jobs: %s", len(unfinished), [i for i, _ in unfinished]
             )
         logger.info("worker %s stopped after %d jobs", self.name, self.recorder.recorded)
 
-    def _drain(self, child: Child) -> None:
-        """Record every report a child has written so far, without waiting for more."""
-        while (reports := child.read()) is not None and reports:
-            self._on_reports(child, reports)
-
-    def _connect_for_shutdown(self) -> None:
+    def _connect_for_shutdown(self) -> psycopg.Connection | None:
         try:
-            self.db = connect()
+            return connect()
         except psycopg.OperationalError:
-            self.db = None
+            return None

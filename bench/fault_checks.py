@@ -15,7 +15,7 @@ from datetime import datetime
 
 import psycopg
 
-from bench.soak_tasks import TASK_PATH, expected_result
+from bench.recording import TASK_PATH, expected_result
 
 OVERLAPS_SQL = """
 SELECT a.job_id, a.pid, b.pid,

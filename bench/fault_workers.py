@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.soak_tasks import RECORD_URL_ENV
+from bench.recording import RECORD_URL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 

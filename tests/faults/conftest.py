@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench import fault_checks, soak_tasks
+from bench import fault_checks, recording
 from bench.fault_workers import WORKER_APPLICATION, Worker
 from bench.owned_postgres import OwnedPostgres, Unavailable
 from tests.conftest import wait_until
@@ -59,7 +59,7 @@ class FaultDatabase:
         return self.server.connect(self.name)
 
     def enqueue(self, jobs: list[tuple[int, float]]) -> list[int]:
-        return soak_tasks.enqueue(self.server.url_for(self.name), jobs)
+        return recording.enqueue(self.server.url_for(self.name), jobs)
 
     def examine(self, job_ids: list[int]) -> fault_checks.Findings:
         with self.connect() as conn:
@@ -87,7 +87,7 @@ def fault_db(owned_pg: OwnedPostgres, request: pytest.FixtureRequest) -> FaultDa
     owned_pg.clone(name)
     db = FaultDatabase(owned_pg, name)
     with db.connect() as conn:
-        soak_tasks.create_table(conn)
+        recording.create_table(conn)
     return db
 
 

@@ -13,7 +13,9 @@ and for ``--fault-seconds`` injects a random fault every 1-3 s:
 - ``conn-kill``: pg_terminate_backend of every worker connection (found by
   their application_name, which their DATABASE_URL sets);
 
-plus ``--db-restarts`` restarts of the server, evenly spread over the window.
+Kinds are dealt from a shuffled deck, refilled when empty, so that every
+kind is injected about as often as the others even in a short window; plus
+``--db-restarts`` restarts of the server, evenly spread over the window.
 Every fault is logged with its time and target. Then the workers drain the
 queue (bounded by ``--drain-seconds``) and the rows are judged
 (bench/fault_checks.py): jobs lost (not succeeded), jobs whose runs
@@ -83,6 +85,7 @@ class Soak:
         self.terminating: list[tuple[Worker, float]] = []  # SIGTERMed, and when
         self.stopped: list[tuple[Worker, float]] = []  # SIGSTOPped, and when to continue
         self.faults: list[Fault] = []
+        self.deck: list[str] = []
         self.started = time.monotonic()
 
     # ------------------------------------------------------------ workers
@@ -138,6 +141,12 @@ class Soak:
             self.kill_child(target)
         else:
             self.kill_connections()
+
+    def deal(self) -> str:
+        if not self.deck:
+            self.deck = list(FAULT_KINDS)
+            self.rng.shuffle(self.deck)
+        return self.deck.pop()
 
     def kill_child(self, worker: Worker) -> None:
         children = {c.pid for c in worker.children()}
@@ -208,7 +217,7 @@ class Soak:
                 self.pg.restart()
                 self.log("db-restart", None, f"server restarted in {time.monotonic() - took:.1f} s")
             elif now >= next_fault:
-                self.inject(self.rng.choice(FAULT_KINDS))
+                self.inject(self.deal())
                 next_fault = time.monotonic() + self.rng.uniform(1, 3)
             time.sleep(0.05)
         for worker, until in list(self.stopped):

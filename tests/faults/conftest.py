@@ -96,9 +96,18 @@ def start_fault_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """Start ``runworker`` processes (``Worker(url, record_url=..., ...)``); all stopped at end."""
     started: list[Worker] = []
 
-    def start(url: str, *, record_url: str, concurrency: int = 2, **kwargs: object) -> Worker:
+    def start(
+        url: str,
+        *,
+        record_url: str,
+        concurrency: int = 2,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> Worker:
         log = tmp_path / f"worker-{len(started)}.log"
-        worker = Worker(url, record_url=record_url, log=log, concurrency=concurrency, **kwargs)  # type: ignore[arg-type]
+        worker = Worker(
+            url, record_url=record_url, log=log, concurrency=concurrency, args=args, env=env
+        )
         started.append(worker)
         return worker
 

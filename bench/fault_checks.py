@@ -10,7 +10,7 @@ much, and so may a run that lost its recording connection to a database
 restart. Both can only hide an overlap, never invent one.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -65,7 +65,6 @@ class Findings:
     repeated: list[Repeat]  # finished by two runs or more
     wrong: list[int]  # succeeded with a result that is not the expected one
     runs: int
-    notes: list[str] = field(default_factory=list)
 
 
 def examine(conn: psycopg.Connection, job_ids: list[int] | None = None) -> Findings:

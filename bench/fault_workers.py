@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -86,15 +85,6 @@ class Worker:
             except psutil.NoSuchProcess:
                 continue
         return live
-
-    def wait_for_children(self, n: int, timeout: float) -> list[psutil.Process]:
-        """The children, once ``n`` are up (runworker forks them right after start)."""
-        deadline = time.monotonic() + timeout
-        while len(kids := self.children()) < n:
-            if time.monotonic() > deadline or not self.alive():
-                raise RuntimeError(f"worker {self.pid} has {len(kids)} children, not {n}")
-            time.sleep(0.05)
-        return kids
 
     def sigstop(self) -> None:
         """Freeze the supervisor only: its children keep running, as on a stalled host thread."""

@@ -101,16 +101,27 @@ def blackhole_outcome(owned_pg, tmp_path_factory):
         )
         workers.append(Worker(db.url, record_url=db.record_url, log=logs / "b.log"))
         time.sleep(1)  # B is up and heart-beating
-        silent_from = time.monotonic()
+        silent_from = time.time()
         proxy.blackhole()
         time.sleep(2 * LEASE)
         a_children_alive = len(a.children())
         proxy.restore()
-        print(f"\nblack hole: {time.monotonic() - silent_from:.1f} s; "
-              f"A's children alive at its end: {a_children_alive}")  # fmt: skip
         db.wait_drained(ids, timeout=60)
+        with db.connect() as conn:
+            # How long A's runs went on into the silence: a self-fencing worker stops them
+            # before its lease runs out, i.e. under LEASE seconds.
+            a_ran_until = conn.execute(
+                "SELECT extract(epoch FROM max(coalesce(finished_at, last_seen))) FROM soak_run "
+                "WHERE supervisor_pid = %s AND started_at < to_timestamp(%s)",
+                [a.pid, silent_from],
+            ).fetchone()[0]
+        print(f"\nblack hole of {2 * LEASE:g} s (lease {LEASE:g} s): A's children alive at its "
+              f"end: {a_children_alive}; A's runs went on {float(a_ran_until) - silent_from:.1f} s "
+              "into the silence")  # fmt: skip
         findings = db.examine(ids)
         report("black hole past the lease", findings)
+        said = [line for line in a.output().splitlines() if " INFO " not in line]
+        print("what A logged beyond INFO:", *(said[-10:] or ["(nothing)"]), sep="\n  ")
         return findings
     finally:
         for worker in workers:

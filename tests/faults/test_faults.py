@@ -1,0 +1,139 @@
+"""Black-box fault tests: real workers, a real PostgreSQL we own, faults from outside.
+
+They assert only what the queue promises to its users (no job lost, one run
+at a time), read from the queue's rows and the recording task's diary, so
+they hold for any worker implementation that keeps those promises.
+"""
+
+import random
+import time
+
+import pytest
+
+from bench import recording
+from bench.fault_checks import Findings
+from bench.fault_workers import LEASE, Worker
+from tests.conftest import wait_until
+from tests.faults.conftest import FaultDatabase
+from tests.faults.proxy import TcpProxy
+
+pytestmark = pytest.mark.faults
+
+
+def mixed_jobs(n_short: int, n_long: int, seed: int) -> list[tuple[int, float]]:
+    """Short jobs (5-50 ms) and some long enough (0.5-1.5 s) to be caught mid-run by a fault."""
+    rng = random.Random(seed)
+    jobs = [(i, rng.uniform(0.005, 0.05)) for i in range(n_short)]
+    jobs += [(n_short + i, rng.uniform(0.5, 1.5)) for i in range(n_long)]
+    rng.shuffle(jobs)
+    return jobs
+
+
+def report(what: str, findings: Findings) -> None:
+    print(
+        f"\n{what}: {findings.jobs} jobs {findings.by_status}, {findings.runs} runs; "
+        f"lost={len(findings.lost)} overlapped={len(findings.overlapped)} "
+        f"(longest {findings.overlap_seconds:.2f} s) completed-twice={len(findings.repeated)} "
+        f"wrong={len(findings.wrong)}"
+    )
+
+
+def test_database_restart_while_jobs_run(owned_pg, fault_db, start_fault_worker):
+    """The server restarts (fast shutdown: every session is terminated) twice under load."""
+    ids = fault_db.enqueue(mixed_jobs(300, 30, seed=1))
+    for _ in range(2):
+        start_fault_worker(fault_db.url, record_url=fault_db.record_url)
+    for _ in range(2):
+        wait_until(lambda: len(fault_db.running()) >= 2, 30, "jobs are running")
+        owned_pg.restart()
+        time.sleep(1.5)
+    fault_db.wait_drained(ids, timeout=120)
+
+    findings = fault_db.examine(ids)
+    report("database restarts", findings)
+    assert findings.lost == []
+    assert findings.wrong == []
+
+
+def test_connection_cut_mid_run(fault_db, start_fault_worker, proxy_to):
+    """Every worker connection is reset (RST) three times while jobs run: a flaky network."""
+    proxy = proxy_to()
+    ids = fault_db.enqueue(mixed_jobs(300, 30, seed=2))
+    for _ in range(2):
+        start_fault_worker(fault_db.url_via(proxy), record_url=fault_db.record_url)
+    for _ in range(3):
+        wait_until(lambda: len(fault_db.running()) >= 2, 30, "jobs are running")
+        assert proxy.connections > 0
+        proxy.cut()
+        time.sleep(1.5)
+    fault_db.wait_drained(ids, timeout=120)
+
+    findings = fault_db.examine(ids)
+    report("connection cuts", findings)
+    assert findings.lost == []
+    assert findings.wrong == []
+    assert findings.overlapped == []
+
+
+@pytest.fixture(scope="module")
+def blackhole_outcome(owned_pg, tmp_path_factory):
+    """One worker's network goes silent for twice the lease, mid-job, then heals.
+
+    Worker A (through the proxy) runs two 8 s jobs; worker B (direct) is
+    there to rescue them once A's heartbeats stop. The current worker keeps
+    A's children running through the silence, so B's rescue runs the jobs a
+    second time at once; a self-fencing worker stops A's children before
+    its lease runs out. Run once, judged by the two tests below.
+    """
+    owned_pg.clone("t_blackhole")
+    db = FaultDatabase(owned_pg, "t_blackhole")
+    with db.connect() as conn:
+        recording.create_table(conn)
+    proxy = TcpProxy("127.0.0.1", owned_pg.port)
+    logs = tmp_path_factory.mktemp("blackhole")
+    workers = []
+    try:
+        ids = db.enqueue([(1, 8.0), (2, 8.0)])
+        a = Worker(db.url_via(proxy), record_url=db.record_url, log=logs / "a.log")
+        workers.append(a)
+        wait_until(
+            lambda: sorted(s for _, _, s in db.running()) == [a.pid, a.pid], 30, "A runs both jobs"
+        )
+        workers.append(Worker(db.url, record_url=db.record_url, log=logs / "b.log"))
+        time.sleep(1)  # B is up and heart-beating
+        silent_from = time.time()
+        proxy.blackhole()
+        time.sleep(2 * LEASE)
+        a_children_alive = len(a.children())
+        proxy.restore()
+        db.wait_drained(ids, timeout=60)
+        with db.connect() as conn:
+            # How long A's runs went on into the silence: a self-fencing worker stops them
+            # before its lease runs out, i.e. under LEASE seconds.
+            a_ran_until = conn.execute(
+                "SELECT extract(epoch FROM max(coalesce(finished_at, last_seen))) FROM soak_run "
+                "WHERE supervisor_pid = %s AND started_at < to_timestamp(%s)",
+                [a.pid, silent_from],
+            ).fetchone()[0]
+        print(f"\nblack hole of {2 * LEASE:g} s (lease {LEASE:g} s): A's children alive at its "
+              f"end: {a_children_alive}; A's runs went on {float(a_ran_until) - silent_from:.1f} s "
+              "into the silence")  # fmt: skip
+        findings = db.examine(ids)
+        report("black hole past the lease", findings)
+        said = [line for line in a.output().splitlines() if " INFO " not in line]
+        print("what A logged beyond INFO:", *(said[-10:] or ["(nothing)"]), sep="\n  ")
+        return findings
+    finally:
+        for worker in workers:
+            worker.close(timeout=5)
+        proxy.close()
+
+
+def test_blackhole_past_the_lease_loses_no_job(blackhole_outcome):
+    assert blackhole_outcome.lost == []
+    assert blackhole_outcome.wrong == []
+
+
+@pytest.mark.xfail(strict=False, reason="self-fencing lands with the worker change")
+def test_blackhole_past_the_lease_runs_no_job_twice_at_once(blackhole_outcome):
+    assert blackhole_outcome.overlapped == []

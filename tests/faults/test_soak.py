@@ -1,0 +1,47 @@
+"""A small soak (python -m bench.soak) as a test: random faults on real workers, then the rows."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.owned_postgres import ROOT
+from bench.soak import RESULT_PREFIX
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+SMALL = ["--jobs", "2000", "--fault-seconds", "30", "--db-restarts", "1", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def soak(owned_pg) -> dict:
+    """Run the soak once; it makes a cluster of its own (``owned_pg``: skip if none can be)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.soak", *SMALL],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    print(proc.stdout[-6000:])
+    results = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    assert results, f"no result line (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return json.loads(results[-1][len(RESULT_PREFIX) :])
+
+
+def test_soak_loses_no_job_and_stores_no_wrong_result(soak: dict) -> None:
+    assert soak["drained"]
+    assert soak["lost"] == 0
+    assert soak["wrong"] == 0
+    assert sum(soak["faults"].values()) >= 10, "too few faults to mean anything"
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="self-fencing lands with the worker change: a supervisor stopped past its lease "
+    "lets its children's jobs run again elsewhere",
+)
+def test_soak_runs_no_job_twice_at_once(soak: dict) -> None:
+    assert soak["overlapped"] == 0

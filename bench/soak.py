@@ -65,11 +65,19 @@ class Fault:
 
 
 def job_durations(n: int, rng: random.Random) -> list[tuple[int, float]]:
-    """``(key, seconds)``: mostly short jobs, one in ten long enough to be caught mid-run."""
-    return [
-        (key, rng.uniform(0.5, 2.0) if rng.random() < 0.1 else rng.uniform(0.005, 0.05))
-        for key in range(n)
-    ]
+    """``(key, seconds)``: mostly short jobs, one in ten long enough to be caught mid-run,
+    and one in two hundred longer than the lease, so that a supervisor stopped past the
+    lease finds its child still running one unless the child stops itself (self-fencing)."""
+
+    def seconds() -> float:
+        draw = rng.random()
+        if draw < 0.005:
+            return rng.uniform(LEASE + 1, LEASE + 3)
+        if draw < 0.1:
+            return rng.uniform(0.5, 2.0)
+        return rng.uniform(0.005, 0.05)
+
+    return [(key, seconds()) for key in range(n)]
 
 
 class Soak:

@@ -7,7 +7,11 @@ fence falls, see fence.py), outcomes wait, and it is made again with backoff.
 
 import logging
 import selectors
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import psycopg
 
@@ -18,6 +22,10 @@ from jobqueue.db import connect
 logger = logging.getLogger("jobqueue.worker")
 
 
+class SessionStalled(psycopg.OperationalError):
+    """The database did not answer within the session's bound: the connection is dropped."""
+
+
 class DatabaseSession:
     def __init__(self, conf: JobQueueSettings, selector: selectors.BaseSelector) -> None:
         self.conf = conf
@@ -26,19 +34,42 @@ class DatabaseSession:
         self.fd: int | None = None  # the connection's socket, as registered with the selector
         self.reconnect_at = time.monotonic()
         self.reconnect_delay = 0.5
+        # The server ends a statement after statement_timeout, but a black-holed
+        # network (no reset, no answer) never brings that error back: a read
+        # would wait until TCP gives up, minutes later. So every database turn
+        # is also bounded here, by SIGALRM, a little longer than the server's bound.
+        self.lock_timeout = max(0.2, min(2.0, conf.LEASE / 10))
+        self.statement_timeout = max(5.0, conf.LEASE / 2)
+        self.bound = self.statement_timeout + 2.0
+        self._armed = False
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self._armed:
+            self._armed = False
+            raise SessionStalled(f"no answer from the database within {self.bound:g} s")
+
+    @contextmanager
+    def bounded(self) -> Iterator[None]:
+        """Raise SessionStalled in what runs inside once it has taken longer than the bound."""
+        self._armed = True
+        signal.setitimer(signal.ITIMER_REAL, self.bound)
+        try:
+            yield
+        finally:
+            self._armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def open(self) -> psycopg.Connection:
         """Connect, bound how long any statement may wait, and LISTEN for new jobs.
 
         Raises psycopg.OperationalError when the database cannot be reached.
         """
-        db = connect()
+        db = connect(connect_timeout=max(2, round(self.statement_timeout)))
         # A lock or a stuck statement must not hold the heartbeat up past the lease:
         # the statement fails, the connection is dropped and made again.
-        lock_timeout = max(0.2, min(2.0, self.conf.LEASE / 10))
-        statement_timeout = max(5.0, self.conf.LEASE / 2)
-        db.execute(f"SET lock_timeout = '{lock_timeout * 1000:.0f}ms'")
-        db.execute(f"SET statement_timeout = '{statement_timeout * 1000:.0f}ms'")
+        db.execute(f"SET lock_timeout = '{self.lock_timeout * 1000:.0f}ms'")
+        db.execute(f"SET statement_timeout = '{self.statement_timeout * 1000:.0f}ms'")
         db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")
         self.db = db
         return db

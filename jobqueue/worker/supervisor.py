@@ -29,7 +29,6 @@ from django.db import connections
 
 from jobqueue import queries
 from jobqueue.conf import get_settings
-from jobqueue.db import connect
 from jobqueue.worker.children import InHand
 from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.fence import LeaseFence
@@ -176,36 +175,47 @@ class Supervisor:
                 self.pool.on_ready(key.data, events)
 
     def _next_timer(self) -> float:
-        timers = [self.lease.next_heartbeat, self.lease.next_rescue]
-        timers.append(self.next_poll if self.db else self.session.reconnect_at)
-        for timer in (self.recorder.next_due(), self.pool.next_deadline(), self.stopping_at):
-            if timer is not None:
-                timers.append(timer)
+        """The next moment something is due. Database work waits for a connection: while
+        there is none, only the next attempt to make one counts (no busy loop)."""
+        if self.db is None:
+            timers = [self.session.reconnect_at]
+        else:
+            timers = [self.lease.next_heartbeat, self.lease.next_rescue, self.next_poll]
+            timers.extend(t for t in [self.recorder.next_due()] if t is not None)
+        timers.extend(t for t in [self.pool.next_deadline(), self.stopping_at] if t is not None)
         return min(timers)
 
     # ----------------------------------------------------------- database
     def _db_step(self) -> None:
         now = time.monotonic()
-        if self.db is None and (now < self.session.reconnect_at or not self._connect()):
+        if self.db is None and now < self.session.reconnect_at:
+            return
+        heartbeat = now >= self.lease.next_heartbeat
+        rescue = now >= self.lease.next_rescue
+        ack = self._ack_due(now)
+        claim = self.claim_wanted or now >= self.next_poll
+        if self.db is not None and not (heartbeat or rescue or ack or claim):
             return
         try:
-            if now >= self.lease.next_heartbeat:
-                self._heartbeat()
-            if now >= self.lease.next_rescue:
-                with self._cursor() as cur:
-                    self.lease.rescue(cur)
-            ack = self._ack_due(now)
-            claim = self.claim_wanted or now >= self.next_poll
-            if ack or claim:
-                self._ack_and_claim(ack=ack, claim=claim)
-            # Also the NOTIFYs that arrived during the statements above.
-            queues = self.session.notified_queues()
+            with self.session.bounded():
+                if self.db is None and not self._connect():
+                    return
+                if heartbeat:
+                    self._heartbeat()
+                if rescue:
+                    with self._cursor() as cur:
+                        self.lease.rescue(cur)
+                if ack or claim:
+                    self._ack_and_claim(ack=ack, claim=claim)
+                # Also the NOTIFYs that arrived during the statements above.
+                queues = self.session.notified_queues()
             if any(not self.options.queues or q in self.options.queues for q in queues):
                 self.claim_wanted = True
         except psycopg.OperationalError as e:
             self.session.lost(e)
 
     def _connect(self) -> bool:
+        """Connect (or reconnect) and register; False, with a retry scheduled, on failure."""
         try:
             with self.session.open().cursor() as cur:
                 if self.worker_id is None:
@@ -331,27 +341,27 @@ class Supervisor:
         cannot be written is left to the lease."""
         self.pool.stop()
         unfinished = [j.key for j in self._in_hand()]
-        db = self.db or self._connect_for_shutdown()
-        if db is not None and self.worker_id is not None:
-            try:
-                if self.recorder.waiting:
-                    with db.cursor() as cur:
-                        sent = self.recorder.send(cur, self.worker_id)
-                        self.recorder.written(sent, queries.acked(cur))
-                with db.cursor() as cur:
-                    queries.give_back(cur, worker_name=self.name, jobs=unfinished)
-                    queries.unregister_worker(cur, worker=self.worker_id)
-            except psycopg.Error as e:
-                logger.error("could not record shutdown (%s): the lease will rescue the jobs", e)
-            db.close()
+        try:
+            with self.session.bounded():
+                self._record_shutdown(unfinished)
+        except psycopg.Error as e:
+            logger.error("could not record shutdown (%s): the lease will rescue the jobs", e)
+        self.session.close()
         if unfinished:
             logger.warning(
                 "gave back %d unfinished jobs: %s", len(unfinished), [i for i, _ in unfinished]
             )
         logger.info("worker %s stopped after %d jobs", self.name, self.recorder.recorded)
 
-    def _connect_for_shutdown(self) -> psycopg.Connection | None:
-        try:
-            return connect()
-        except psycopg.OperationalError:
-            return None
+    def _record_shutdown(self, unfinished: list[tuple[int, int]]) -> None:
+        """Write the waiting outcomes, give back the unfinished jobs, deregister."""
+        if self.worker_id is None:
+            return
+        db = self.db or self.session.open()
+        if self.recorder.waiting:
+            with db.cursor() as cur:
+                sent = self.recorder.send(cur, self.worker_id)
+                self.recorder.written(sent, queries.acked(cur))
+        with db.cursor() as cur:
+            queries.give_back(cur, worker_name=self.name, jobs=unfinished)
+            queries.unregister_worker(cur, worker=self.worker_id)

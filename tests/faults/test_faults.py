@@ -8,6 +8,7 @@ they hold for any worker implementation that keeps those promises.
 import random
 import time
 
+import psutil
 import pytest
 
 from bench import recording
@@ -80,10 +81,10 @@ def blackhole_outcome(owned_pg, tmp_path_factory):
     """One worker's network goes silent for twice the lease, mid-job, then heals.
 
     Worker A (through the proxy) runs two 8 s jobs; worker B (direct) is
-    there to rescue them once A's heartbeats stop. The current worker keeps
-    A's children running through the silence, so B's rescue runs the jobs a
-    second time at once; a self-fencing worker stops A's children before
-    its lease runs out. Run once, judged by the two tests below.
+    there to rescue them once A's heartbeats stop. Before self-fencing, A's
+    children ran on through the silence, so B's rescue ran the jobs a second
+    time at once; now A stops them before its lease runs out. Run once, judged
+    by the tests below.
     """
     owned_pg.clone("t_blackhole")
     db = FaultDatabase(owned_pg, "t_blackhole")
@@ -122,7 +123,7 @@ def blackhole_outcome(owned_pg, tmp_path_factory):
         report("black hole past the lease", findings)
         said = [line for line in a.output().splitlines() if " INFO " not in line]
         print("what A logged beyond INFO:", *(said[-10:] or ["(nothing)"]), sep="\n  ")
-        return findings
+        return findings, float(a_ran_until) - silent_from
     finally:
         for worker in workers:
             worker.close(timeout=5)
@@ -130,10 +131,56 @@ def blackhole_outcome(owned_pg, tmp_path_factory):
 
 
 def test_blackhole_past_the_lease_loses_no_job(blackhole_outcome):
-    assert blackhole_outcome.lost == []
-    assert blackhole_outcome.wrong == []
+    findings, _ = blackhole_outcome
+    assert findings.lost == []
+    assert findings.wrong == []
 
 
-@pytest.mark.xfail(strict=False, reason="self-fencing lands with the worker change")
 def test_blackhole_past_the_lease_runs_no_job_twice_at_once(blackhole_outcome):
-    assert blackhole_outcome.overlapped == []
+    findings, ran_on = blackhole_outcome
+    assert findings.overlapped == []
+    assert ran_on < LEASE, f"A's jobs ran {ran_on:.1f} s into the silence, past the lease"
+
+
+def test_database_down_longer_than_the_lease(owned_pg, fault_db, start_fault_worker):
+    """The server is down for twice the lease while jobs run on two workers: each stops
+    its running jobs before the lease could run out, and when the server is back no
+    worker rescues another's jobs while that one is still reconnecting (no rescue
+    within a lease of a reconnection). Nothing is lost or run twice at once, and no
+    supervisor spins while it waits (outcomes waiting, reconnect backoff)."""
+    ids = fault_db.enqueue([(i, 8.0) for i in range(4)] + mixed_jobs(100, 0, seed=3))
+    workers = [start_fault_worker(fault_db.url, record_url=fault_db.record_url) for _ in range(2)]
+    wait_until(lambda: len(fault_db.running()) >= 4, 30, "four long jobs are running")
+    busy_children = {child for _, child, _ in fault_db.running()}
+    cpu_before = [_cpu_seconds(w.pid) for w in workers]
+    owned_pg.stop()
+    down_for = 2 * LEASE
+    time.sleep(down_for)
+    cpu = [
+        sum(psutil.Process(w.pid).cpu_times()[:2]) - b
+        for w, b in zip(workers, cpu_before, strict=True)
+    ]
+    still_running = [pid for pid in busy_children if _alive(pid)]
+    owned_pg.start()
+    fault_db.wait_drained(ids, timeout=120)
+
+    findings = fault_db.examine(ids)
+    report("database down past the lease", findings)
+    assert still_running == [], "children ran their jobs on past the lease"
+    assert max(cpu) < 0.25 * down_for, f"a supervisor spun while the database was down: {cpu}"
+    assert findings.lost == []
+    assert findings.wrong == []
+    assert findings.overlapped == []
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of one process (a supervisor), children not included."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -38,10 +38,5 @@ def test_soak_loses_no_job_and_stores_no_wrong_result(soak: dict) -> None:
     assert sum(soak["faults"].values()) >= 10, "too few faults to mean anything"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="self-fencing lands with the worker change: a supervisor stopped past its lease "
-    "lets its children's jobs run again elsewhere",
-)
 def test_soak_runs_no_job_twice_at_once(soak: dict) -> None:
     assert soak["overlapped"] == 0

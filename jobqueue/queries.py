@@ -71,9 +71,10 @@ WITH picked AS (
     FROM (SELECT id, (row_number() OVER ()) / {chunk} AS chunk FROM claimed) AS c
     GROUP BY chunk
 )
--- The join makes the announcement run (a CTE nobody reads is skipped) and
--- adds nothing: the count reads every chunk's row once and is one row itself.
-SELECT claimed.* FROM claimed LEFT JOIN (SELECT count(*) FROM announced) AS a ON true
+-- The condition makes the announcement run (a CTE nobody reads is skipped; a
+-- join that adds no column would be removed) and is always true: the count
+-- reads every chunk's row once, as an init plan, before the first row is returned.
+SELECT claimed.* FROM claimed WHERE (SELECT count(*) FROM announced) >= 0
 """
 CLAIM_ANY_QUEUE = CLAIM.format(queue_filter="", chunk=EVENTS_CHUNK)
 CLAIM_QUEUES = CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)", chunk=EVENTS_CHUNK)
@@ -232,7 +233,7 @@ WITH lost AS (
 ), announced AS (
     SELECT pg_notify(%(channel)s, string_agg(id::text, ',')) FROM rescued HAVING count(*) > 0
 )
-SELECT id, status, queue FROM rescued LEFT JOIN (SELECT count(*) FROM announced) AS a ON true
+SELECT id, status, queue FROM rescued WHERE (SELECT count(*) FROM announced) >= 0
 """
 
 MARK_LOST_WORKERS = """

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -315,3 +316,49 @@ def test_health_schema_docs_and_anonymous(api, make_user):
         assert "credentials" in reply.body["detail"]
     assert api.call("GET", "/api/jobs/1/", token="0" * 40).status == 401
     assert Job.objects.count() == 0
+
+
+def test_long_poll_returns_when_the_job_is_claimed(api, make_user):
+    """The claim announces the job on the events channel: a watcher sees it start."""
+    _, token = make_user()
+    job = submit(api, token).body
+    worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
+    replies = []
+    poll = threading.Thread(
+        target=lambda: replies.append(
+            api.call("GET", f"/api/jobs/{job['id']}/?wait=20", token=token)
+        )
+    )
+    poll.start()
+    time.sleep(0.5)  # let the request start waiting
+    claimed_at = time.monotonic()
+    with db.connect() as conn, conn.cursor() as cursor:
+        queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+    poll.join(timeout=30)
+    assert replies and replies[0].status == 200
+    assert replies[0].body["status"] == "running"
+    assert time.monotonic() - claimed_at < 2, "the long-poll slept past the claim"
+
+
+def test_long_poll_returns_when_the_job_is_rescued(api, make_user):
+    """The rescue announces the jobs it takes back: a watcher sees its job change."""
+    _, token = make_user()
+    job = submit(api, token).body
+    worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
+    with db.connect() as conn, conn.cursor() as cursor:
+        queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+    Job.objects.filter(pk=job["id"]).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    replies = []
+    poll = threading.Thread(
+        target=lambda: replies.append(
+            api.call("GET", f"/api/jobs/{job['id']}/?wait=20", token=token)
+        )
+    )
+    poll.start()
+    time.sleep(0.5)  # let the request start waiting
+    rescued_at = time.monotonic()
+    with db.connect() as conn, conn.cursor() as cursor:
+        assert queries.rescue(cursor, lease=30)
+    poll.join(timeout=30)
+    assert replies and replies[0].body["status"] != "running"  # queued, or failed: no attempt left
+    assert time.monotonic() - rescued_at < 2, "the long-poll slept past the rescue"

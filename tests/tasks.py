@@ -67,3 +67,12 @@ def swallows_timeout(seconds: float = 30) -> None:
 def note_order(context, label: str = "") -> str:
     _record(context.task_result.id, label)
     return label
+
+
+@task(takes_context=True, max_attempts=1)
+def record_then_sleep_quietly(context, seconds: float = 3) -> str:
+    """Record the start, then sleep without touching the database (it may be down meanwhile)."""
+    _record(context.task_result.id, f"attempt {context.attempt}")
+    connection.close()
+    time.sleep(seconds)
+    return "slept"

@@ -8,6 +8,7 @@ guarding tests there, and expects them to fail. The real tree is never written.
     python scripts/mutants.py -k ack skip-locked # mutants whose name contains a word
     python scripts/mutants.py --budget 900       # stop starting mutants after 900 s
     python scripts/mutants.py --list             # the table of mutants, without running
+    python scripts/mutants.py --check            # only: does every mutant still apply?
 
 Outcomes: ``killed`` (a guarding test failed, or the tests ran past the per-mutant time
 limit), ``SURVIVED`` (the guarding tests passed with the promise broken), ``STALE`` (the
@@ -60,6 +61,29 @@ def check(mutant: Mutant, tree: Path) -> str | None:
     return None
 
 
+def copy_env(tree: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),  # the copy's packages, ahead of the editable install
+        "PYTHONDONTWRITEBYTECODE": "1",  # no stale bytecode between two versions of a file
+    }
+    # The embedded server is the real tree's: one per project, never one per copy.
+    env.setdefault("JOBQUEUE_PGDATA", str(ROOT / ".pgdata"))
+    # A guarding test that skips proves nothing: it is reported as ERROR below, never turned
+    # into a failure (a "kill") by the CI=true hook of tests/conftest.py.
+    env.pop("CI", None)
+    return env
+
+
+def imports_from(tree: Path, python: str) -> Path:
+    """Where the copy's tests import jobqueue from: the copy, or the mutants prove nothing."""
+    out = subprocess.run(
+        [python, "-c", "import jobqueue; print(jobqueue.__file__)"],
+        check=True, cwd=tree, env=copy_env(tree), capture_output=True, text=True,
+    )  # fmt: skip
+    return Path(out.stdout.strip()).resolve()
+
+
 def run_one(mutant: Mutant, tree: Path, python: str, timeout: float) -> Result:
     started = time.monotonic()
     stale = check(mutant, tree)
@@ -68,13 +92,7 @@ def run_one(mutant: Mutant, tree: Path, python: str, timeout: float) -> Result:
     path = tree / mutant.file
     original = path.read_text()
     path.write_text(original.replace(mutant.old, mutant.new, 1))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tree),  # the copy's packages, ahead of the editable install
-        "PYTHONDONTWRITEBYTECODE": "1",  # no stale bytecode between two versions of a file
-    }
-    # The embedded server is the real tree's: one per project, never one per copy.
-    env.setdefault("JOBQUEUE_PGDATA", str(ROOT / ".pgdata"))
+    env = copy_env(tree)
     command = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header"]
     command += list(mutant.tests)
     try:
@@ -87,11 +105,19 @@ def run_one(mutant: Mutant, tree: Path, python: str, timeout: float) -> Result:
         path.write_text(original)
     seconds = time.monotonic() - started
     tail = _summary(proc.stdout + proc.stderr)
+    if proc.returncode == 0 and _skipped(proc.stdout):
+        return Result(mutant, "ERROR", seconds, f"a guarding test was skipped: {tail}")
     if proc.returncode == 0:
         return Result(mutant, "SURVIVED", seconds, tail)
     if proc.returncode == PYTEST_FAILED:
         return Result(mutant, "killed", seconds, tail)
     return Result(mutant, "ERROR", seconds, f"pytest exit {proc.returncode}: {tail}")
+
+
+def _skipped(output: str) -> bool:
+    """Whether pytest's final line counts skipped tests."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    return bool(lines) and " skipped" in lines[-1]
 
 
 def _summary(output: str) -> str:
@@ -126,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=None, help="seconds; none started after")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per mutant's tests")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
+    parser.add_argument(
+        "--check", action="store_true", help="only report STALE mutants (no tests run)"
+    )
     args = parser.parse_args(argv)
 
     chosen = [m for m in MUTANTS if not args.k or any(k in m.name for k in args.k)]
@@ -138,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'':32}   {test}")
         return 0
 
+    if args.check:
+        stale = [(m, why) for m in chosen if (why := check(m, ROOT))]
+        for m, why in stale:
+            print(f"STALE {m.name}: {why}")
+        print(f"{len(chosen) - len(stale)} of {len(chosen)} mutants apply")
+        return 1 if stale else 0
+
     names = [m.name for m in MUTANTS]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -148,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     tree = make_copy()
     results: list[Result] = []
     try:
+        source = imports_from(tree, python)
+        if not source.is_relative_to(tree.resolve()):
+            raise SystemExit(f"the copy imports jobqueue from {source}, not from {tree}")
         for n, mutant in enumerate(chosen, 1):
             elapsed = time.monotonic() - started
             if args.budget is not None and elapsed > args.budget:

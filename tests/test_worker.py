@@ -92,7 +92,7 @@ def test_a_crashing_job_takes_down_only_its_child(start_worker):
 def test_a_crashed_job_with_attempts_left_is_retried(start_worker):
     result = demo.crash.using(max_attempts=2).enqueue(how="kill")
     start_worker("--concurrency", "1")
-    wait_until(lambda: job(result.id).status == JobStatus.FAILED, 30, "both attempts crashed")
+    wait_until(lambda: job(result.id).status == JobStatus.FAILED, 15, "both attempts crashed")
     crashed = job(result.id)
     assert crashed.status == JobStatus.FAILED
     assert crashed.attempts == 2

@@ -399,7 +399,7 @@ MUTANTS: list[Mutant] = [
         "jobqueue/queries.py",
         "WHERE id = ANY(%(ids)s) AND status IN ('succeeded', 'failed', 'cancelled')",
         "WHERE id = ANY(%(ids)s)",
-        (A + "test_retry_cancel_and_purge_actions",),
+        (U + "test_the_admin_purge_deletes_only_jobs_still_finished_when_it_runs",),
         "the admin's purge deletes finished jobs only",
     ),
     Mutant(

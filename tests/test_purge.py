@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobqueue.models import Job, JobStatus, Worker
-from jobqueue.purge import PurgePlan, purge
+from jobqueue.purge import PurgePlan, purge, purge_ids
 from tests.conftest import database_url
 
 pytestmark = pytest.mark.django_db
@@ -174,3 +174,15 @@ def test_purge_deletes_the_oldest_first() -> None:
         sorted(newest_first[:1]),
         [],
     ]
+
+
+def test_the_admin_purge_deletes_only_jobs_still_finished_when_it_runs() -> None:
+    """The admin's action selects finished jobs, but one may be retried or claimed before the
+    delete runs: the delete itself re-checks each row's status under its lock."""
+    queued = make_jobs(1, JobStatus.QUEUED, days_ago=1)
+    running = make_jobs(1, JobStatus.RUNNING, days_ago=1)
+    done = make_jobs(2, JobStatus.CANCELLED, days_ago=1)
+
+    assert purge_ids([j.id for j in queued + running + done]) == 2
+
+    assert set(Job.objects.values_list("id", flat=True)) == {queued[0].id, running[0].id}

@@ -269,6 +269,22 @@ MUTANTS: list[Mutant] = [
         (W + "test_outcomes_wait_while_the_database_is_down_and_reconnects_back_off",),
         "the supervisor reconnects with backoff (0.5 s doubling)",
     ),
+    Mutant(
+        "worker-never-rescues",
+        "jobqueue/worker/supervisor.py",
+        "if now >= self.next_rescue:",
+        "if False:",
+        (W + "test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere",),
+        "any live worker rescues running jobs whose heartbeat is older than LEASE",
+    ),
+    Mutant(
+        "pipeline-behind-unseen-task",
+        "jobqueue/worker/supervisor.py",
+        "UNSEEN_TASK_SECONDS = 1.0",
+        "UNSEEN_TASK_SECONDS = 0.0",
+        (W + "test_short_jobs_are_not_queued_behind_a_long_one",),
+        "no job waits in a child's queue behind a task known to be slow or not seen yet",
+    ),
     # ------------------------------------------------------------ REST API
     Mutant(
         "cancel-queued-not-immediate",
@@ -285,6 +301,30 @@ MUTANTS: list[Mutant] = [
         "WHERE id = ANY(%(ids)s)\n    RETURNING id",
         (C + "test_cancel_queued_then_409_then_retry_then_409",),
         "cancel answers 409 once the job is finished",
+    ),
+    Mutant(
+        "retry-any-state",
+        "jobqueue/queries.py",
+        "WHERE id = ANY(%(ids)s) AND status IN ('failed', 'cancelled')",
+        "WHERE id = ANY(%(ids)s)",
+        (C + "test_cancel_queued_then_409_then_retry_then_409",),
+        "retry: failed/cancelled -> queued, 409 otherwise",
+    ),
+    Mutant(
+        "api-idempotency-across-users",
+        "jobqueue/api/views.py",
+        "return Job.objects.owned_by(self.request.user).filter(idempotency_key=key).first()",
+        "return Job.objects.filter(idempotency_key=key).first()",
+        (C + "test_idempotency_key_in_body_or_header_returns_the_original_with_200",),
+        "the same Idempotency-Key again: 200 with the same job (the caller's own)",
+    ),
+    Mutant(
+        "api-workers-for-anyone",
+        "jobqueue/api/views.py",
+        "permission_classes = [IsAdminUser]",
+        "permission_classes = [AllowAny]",
+        (C + "test_workers_for_staff_only",),
+        "/api/workers/ is staff only",
     ),
     Mutant(
         "long-poll-notify-ignored",
@@ -426,6 +466,14 @@ MUTANTS: list[Mutant] = [
         "FOR UPDATE\n)\nDELETE FROM jobqueue_job AS j USING doomed",
         (U + "test_a_row_locked_elsewhere_is_passed_over_not_waited_for",),
         "purge_jobs skips locked rows instead of waiting",
+    ),
+    Mutant(
+        "job-page-for-anyone",
+        "jobqueue/views.py",
+        "get_object_or_404(Job.objects.owned_by(request.user), pk=pk)",
+        "get_object_or_404(Job.objects.all(), pk=pk)",
+        ("tests/admin/test_job_page.py::test_another_user_gets_404_and_a_stranger_the_login_page",),
+        "a job's owner (only) can watch it at /jobs/<id>/",
     ),
     Mutant(
         "polljob-no-backoff",

@@ -67,7 +67,7 @@ def test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere(start_worker, 
     )
 
     start_worker("--concurrency", "1")
-    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 60, "the job was rescued")
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 30, "the job was rescued")
     rescued = job(result.id)
     assert rescued.attempts == 2
     assert [e["type"] for e in rescued.errors] == ["jobqueue.exceptions.WorkerLost"]

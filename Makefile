@@ -5,12 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test pytest lint typecheck bench bench-smoke soak worker web migrate
+.PHONY: run test pytest lint typecheck bench bench-smoke soak worker web migrate mutants
 
-$(STAMP): pyproject.toml
+CONSTRAINTS := requirements/constraints.txt
+
+# Reinstalled whenever pyproject.toml or the pinned versions change.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 migrate: $(STAMP)
@@ -49,3 +52,8 @@ worker: $(STAMP)
 
 web: $(STAMP)
 	$(BIN)/gunicorn project.wsgi --config project/gunicorn.conf.py
+
+## mutants: each README promise broken on a throwaway copy; its guarding tests must fail
+## (MUTANTS="name ..." for a subset, MUTANTS_BUDGET=seconds to stop starting new ones)
+mutants: $(STAMP)
+	$(BIN)/python scripts/mutants.py $(if $(MUTANTS),-k $(MUTANTS)) $(if $(MUTANTS_BUDGET),--budget $(MUTANTS_BUDGET))

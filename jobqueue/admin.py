@@ -368,16 +368,13 @@ class WorkerAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        """Only a lost worker's row may go: a live worker would find its row gone (it
-        registers again, but its jobs show no worker until its next heartbeat)."""
-        if obj is not None and not health.is_lost(obj):
+        """Only a lost worker's row may go, one at a time from its page: a live worker
+        would find its row gone (it registers again, but its jobs show no worker until its
+        next heartbeat). Without a row (the list's bulk delete) it is refused, as the bulk
+        action could not tell live workers from lost ones."""
+        if obj is None or not health.is_lost(obj):
             return False
         return super().has_delete_permission(request, obj)
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:  # type: ignore[override]
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # it would not tell live workers from lost ones
-        return actions
 
     @admin.display(description="jobs in hand", ordering="in_hand")
     def in_hand(self, worker: Worker) -> int:

@@ -121,3 +121,12 @@ def backend_pid() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+@task(takes_context=True, max_attempts=1)
+def record_then_sleep_quietly(context, seconds: float = 3) -> str:
+    """Record the start, then sleep without touching the database (it may be down meanwhile)."""
+    _record(context.task_result.id, f"attempt {context.attempt}")
+    connection.close()
+    time.sleep(seconds)
+    return "slept"

@@ -10,6 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobqueue.models import Job, JobStatus, Worker
+from jobqueue.purge import PurgePlan, purge, purge_ids
 from tests.conftest import database_url
 
 pytestmark = pytest.mark.django_db
@@ -155,3 +156,33 @@ def test_invalid_arguments_are_refused_with_a_message(args: list[str]) -> None:
     with pytest.raises(CommandError):
         purge_jobs(*args)
     assert Job.objects.count() == 1
+
+
+def test_purge_deletes_the_oldest_first() -> None:
+    """Rows made newest first, so their ids run against their finish times."""
+    made = [make_jobs(1, JobStatus.SUCCEEDED, days_ago=d)[0] for d in (10, 20, 30, 40, 50)]
+    newest_first = [j.id for j in made]
+    left_after_each_batch: list[list[int]] = []
+
+    def on_batch(rows: int) -> None:
+        left_after_each_batch.append(sorted(Job.objects.values_list("id", flat=True)))
+
+    purge(PurgePlan.retention(timedelta(days=1), batch_size=2), on_batch=on_batch)
+
+    assert left_after_each_batch == [
+        sorted(newest_first[:3]),
+        sorted(newest_first[:1]),
+        [],
+    ]
+
+
+def test_the_admin_purge_deletes_only_jobs_still_finished_when_it_runs() -> None:
+    """The admin's action selects finished jobs, but one may be retried or claimed before the
+    delete runs: the delete itself re-checks each row's status under its lock."""
+    queued = make_jobs(1, JobStatus.QUEUED, days_ago=1)
+    running = make_jobs(1, JobStatus.RUNNING, days_ago=1)
+    done = make_jobs(2, JobStatus.CANCELLED, days_ago=1)
+
+    assert purge_ids([j.id for j in queued + running + done]) == 2
+
+    assert set(Job.objects.values_list("id", flat=True)) == {queued[0].id, running[0].id}

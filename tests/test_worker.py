@@ -1,7 +1,9 @@
 """runworker against real PostgreSQL with real processes: the failure modes a queue must survive."""
 
+import contextlib
 import os
 import signal
+import time
 from datetime import timedelta
 
 import psutil
@@ -10,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 import demo
-from jobqueue.models import Job, JobStatus
+from jobqueue.models import Job, JobStatus, Worker
 from tests import tasks
 from tests.conftest import wait_until
 
@@ -65,7 +67,7 @@ def test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere(start_worker, 
     )
 
     start_worker("--concurrency", "1")
-    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 60, "the job was rescued")
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 30, "the job was rescued")
     rescued = job(result.id)
     assert rescued.attempts == 2
     assert [e["type"] for e in rescued.errors] == ["jobqueue.exceptions.WorkerLost"]
@@ -90,7 +92,7 @@ def test_a_crashing_job_takes_down_only_its_child(start_worker):
 def test_a_crashed_job_with_attempts_left_is_retried(start_worker):
     result = demo.crash.using(max_attempts=2).enqueue(how="kill")
     start_worker("--concurrency", "1")
-    wait_until(lambda: job(result.id).status == JobStatus.FAILED, 30, "both attempts crashed")
+    wait_until(lambda: job(result.id).status == JobStatus.FAILED, 15, "both attempts crashed")
     crashed = job(result.id)
     assert crashed.status == JobStatus.FAILED
     assert crashed.attempts == 2
@@ -164,15 +166,26 @@ def test_a_job_that_keeps_failing_ends_failed(start_worker):
 
 
 def test_timeouts_stop_the_job_and_count_as_a_failed_attempt(start_worker):
+    """The job clock raises JobTimeout inside the task at its timeout; a task that swallows it
+    is killed by the supervisor CANCEL_GRACE later. Each ends with its own message, so neither
+    path can pass for the other (nor for a crash)."""
     polite = tasks.too_slow.enqueue()
-    stubborn = tasks.swallows_timeout.enqueue()
+    stubborn = tasks.swallows_timeout.enqueue(seconds=60)
     after = demo.echo.enqueue(ok=True)
-    worker = start_worker("--concurrency", "2", "--burst")
-    assert worker.wait(timeout=60) == 0, worker.output()
-    assert job(polite.id).status == JobStatus.FAILED
-    assert job(polite.id).error["type"] == "jobqueue.exceptions.JobTimeout"
-    assert job(stubborn.id).status == JobStatus.FAILED
-    assert "killed" in job(stubborn.id).error["message"]
+    worker = start_worker("--concurrency", "2", "--burst", JOBQUEUE_CANCEL_GRACE="3")
+    assert worker.wait(timeout=30) == 0, worker.output()
+
+    timed_out = job(polite.id)
+    assert timed_out.status == JobStatus.FAILED
+    assert timed_out.error["type"] == "jobqueue.exceptions.JobTimeout"
+    assert timed_out.error["message"] == "the job ran past its timeout"  # raised in the task
+    assert "time.sleep(seconds)" in timed_out.error["traceback"]
+    # At its 1 s timeout, not at the supervisor's kill 3 s after it.
+    assert timed_out.finished_at - timed_out.started_at < timedelta(seconds=3.5)
+    killed = job(stubborn.id)
+    assert killed.status == JobStatus.FAILED
+    assert killed.error["type"] == "jobqueue.exceptions.JobTimeout"
+    assert killed.error["message"] == "ran past its timeout of 1 s and was killed"
     assert job(after.id).status == JobStatus.SUCCEEDED
 
 
@@ -217,12 +230,17 @@ def test_cancel_a_queued_job_and_it_never_runs(start_worker):
 
 
 def test_cancel_a_running_job_stops_it_at_its_next_progress_call(start_worker):
+    """progress() raises JobCancelled: with a grace period far longer than the check window,
+    the supervisor's kill cannot be what stops the job."""
     result = demo.sleep.enqueue(seconds=60)
-    start_worker()
+    start_worker(JOBQUEUE_CANCEL_GRACE="60")
     wait_until(lambda: job(result.id).progress_updated_at, 30, "the job reported progress")
     Job.objects.filter(pk=result.id).cancel()
-    wait_until(lambda: job(result.id).status == JobStatus.CANCELLED, 15, "the job stopped")
-    assert job(result.id).error["type"] == "jobqueue.exceptions.JobCancelled"
+    wait_until(lambda: job(result.id).status == JobStatus.CANCELLED, 10, "the job stopped")
+    error = job(result.id).error
+    assert error["type"] == "jobqueue.exceptions.JobCancelled"
+    assert error["message"] == f"job {result.id} was cancelled"
+    assert "in progress" in error["traceback"]  # raised by progress(), inside the task
 
 
 def test_a_job_that_ignores_cancel_is_stopped_after_the_grace_period(start_worker):
@@ -230,8 +248,11 @@ def test_a_job_that_ignores_cancel_is_stopped_after_the_grace_period(start_worke
     start_worker()
     wait_until(lambda: job(result.id).status == JobStatus.RUNNING, 30, "the job started")
     Job.objects.filter(pk=result.id).cancel()
-    wait_until(lambda: job(result.id).status == JobStatus.CANCELLED, 20, "the child was killed")
-    assert "ignoring the request" in job(result.id).error["message"]
+    # Seen at the next heartbeat (0.5 s), killed CANCEL_GRACE (1 s) later.
+    wait_until(lambda: job(result.id).status == JobStatus.CANCELLED, 10, "the child was killed")
+    error = job(result.id).error
+    assert error["type"] == "jobqueue.exceptions.JobCancelled"
+    assert "ignoring the request" in error["message"]
 
 
 def test_progress_is_visible_from_another_connection_while_running(start_worker):
@@ -319,3 +340,72 @@ def test_short_jobs_are_not_queued_behind_a_long_one(start_worker):
     cutoff = job(long.id).finished_at - timedelta(seconds=2)
     late = [r.id for r in after if job(r.id).finished_at > cutoff]
     assert not late, f"{len(late)} short jobs waited behind the long one"
+
+
+def test_children_die_with_their_supervisor(start_worker, execution_log):
+    """PR_SET_PDEATHSIG: the job runs far longer than the check window, so nothing but the
+    kernel's kill can end the child within it."""
+    tasks.record_then_sleep.enqueue(seconds=60)
+    doomed = start_worker("--concurrency", "1")
+    wait_until(execution_log, 30, "the job started")
+    children = psutil.Process(doomed.pid).children()
+    assert children, "the worker has no child process"
+    try:
+        doomed.signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+        wait_until(
+            lambda: not any(c.is_running() and c.status() != "zombie" for c in children),
+            5,
+            "the killed worker's child died with it",
+        )
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+
+def test_a_second_sigterm_stops_at_once(start_worker, execution_log):
+    result = tasks.record_then_sleep.enqueue(seconds=60)
+    worker = start_worker("--concurrency", "1", "--shutdown-timeout", "60")
+    wait_until(execution_log, 30, "the job started")
+    worker.signal(signal.SIGTERM)
+    time.sleep(1)
+    assert worker.proc.poll() is None, "the first SIGTERM lets the running job go on"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0, worker.output()
+    given_back = job(result.id)
+    assert (given_back.status, given_back.attempts) == (JobStatus.QUEUED, 0)
+
+
+def test_an_idle_worker_wakes_on_notify_not_on_its_poll(start_worker):
+    """Only the insert's NOTIFY can start the job within the bound: the poll is a minute."""
+    worker = start_worker("--concurrency", "1", JOBQUEUE_POLL_INTERVAL="60")
+    wait_until(lambda: Worker.objects.filter(pid=worker.pid).exists(), 30, "it registered")
+    time.sleep(1)  # its first claim has found nothing; it now waits
+    result = demo.echo.enqueue()
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 5, "the worker woke on NOTIFY")
+
+
+def test_outcomes_wait_while_the_database_is_down_and_reconnects_back_off(
+    start_worker, execution_log, db_proxy
+):
+    """The worker reaches the database through a proxy the test takes down for 6 s: the
+    child finishes its job meanwhile, its outcome waits in the supervisor, reconnection
+    attempts back off (0.5 s doubling), and once the database is back the outcome is
+    written: the job ran once and succeeded on its first attempt."""
+    result = tasks.record_then_sleep_quietly.enqueue(seconds=2)
+    worker = start_worker("--concurrency", "1", DATABASE_URL=db_proxy.url())
+    wait_until(execution_log, 30, "the job started")
+    db_proxy.down()
+    time.sleep(6)
+    attempts = db_proxy.attempts
+    assert job(result.id).status == JobStatus.RUNNING, "nothing could be written meanwhile"
+    db_proxy.bring_up()
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 15, "the outcome was written")
+
+    assert worker.proc.poll() is None, worker.output()
+    done = job(result.id)
+    assert done.attempts == 1 and done.errors == []
+    assert [row[2] for row in execution_log()] == ["attempt 1"], "the job ran once"
+    # Attempts at about 0.5, 1.5, 3.5 s (then 7.5 s): without the doubling there would be 12.
+    assert 2 <= attempts <= 5, (attempts, worker.output())

@@ -3,6 +3,8 @@
 Screenshots go to test-output/screenshots/ (kept as CI artefacts).
 """
 
+import itertools
+import json
 import os
 import re
 import socket
@@ -237,3 +239,68 @@ def test_live_job_page_cancel_button_stops_the_job(login, server, start_worker) 
 
     page.wait_for_function("document.querySelector('#jq-job').dataset.state === 'cancelled'")
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def job_body(job_id: int, status: str) -> str:
+    progress = {"percent": None, "message": "", "updated_at": None}
+    body = {"id": job_id, "status": status, "progress": progress, "attempts": 1}
+    return json.dumps({**body, "cancel_requested": False})
+
+
+IMPORT_POLL_JOB = 'const { pollJob } = await import("/static/jobqueue/pollJob.js");'
+
+
+def test_poll_job_backs_off_on_server_errors_then_follows_the_job_to_its_end(
+    browser, server
+) -> None:
+    """pollJob.js against a server that fails three times: each retry waits longer
+    (jittered: 0.5-1 s, 1-2 s, 2-4 s), then the finished job resolves ``done``."""
+    page = browser.new_page()
+    page.goto(f"{server}/accounts/login/")
+    hits: list[float] = []
+
+    def answer(route) -> None:
+        hits.append(time.monotonic())
+        if len(hits) <= 3:
+            route.fulfill(status=503, body="down for a moment")
+        else:
+            done = job_body(7, "succeeded")
+            route.fulfill(status=200, content_type="application/json", body=done)
+
+    page.route("**/api/jobs/7/*", answer)
+    status = page.evaluate(
+        f"async () => {{ {IMPORT_POLL_JOB} return (await pollJob(7).done).status; }}"
+    )
+
+    assert status == "succeeded"
+    gaps = [later - earlier for earlier, later in itertools.pairwise(hits)]
+    assert len(gaps) == 3, gaps
+    assert gaps[0] >= 0.45 and gaps[1] >= 0.95 and gaps[2] >= 1.95, gaps
+
+
+def test_poll_job_abort_stops_polling_and_resolves_done_with_null(browser, server) -> None:
+    page = browser.new_page()
+    page.goto(f"{server}/accounts/login/")
+    hits: list[float] = []
+
+    def answer(route) -> None:  # a job that never finishes, answered at once
+        hits.append(time.monotonic())
+        route.fulfill(status=200, content_type="application/json", body=job_body(8, "running"))
+
+    page.route("**/api/jobs/8/*", answer)
+    done = page.evaluate(
+        "async () => {"
+        f"  {IMPORT_POLL_JOB}"
+        "  const poll = pollJob(8);"
+        "  await new Promise((r) => setTimeout(r, 1500));"
+        "  poll.abort();"
+        "  const late = new Promise((r) => setTimeout(() => r('still polling'), 3000));"
+        "  return await Promise.race([poll.done, late]);"
+        "}"
+    )
+    seen = len(hits)
+    time.sleep(2.5)
+
+    assert done is None
+    assert seen >= 2, "it polled before the abort"
+    assert len(hits) == seen, "it polled after the abort"

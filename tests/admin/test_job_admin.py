@@ -101,8 +101,11 @@ def test_actions_are_offered_by_permission(staff_client, jobs) -> None:
 
 
 def test_a_user_without_retry_permission_cannot_post_the_action(staff_client, jobs) -> None:
-    action(staff_client("view_job", "cancel_job"), "retry_jobs", jobs["failed"])
+    client = staff_client("view_job", "cancel_job")
+    action(client, "retry_jobs", jobs["failed"])
+    button = client.post(reverse("admin:jobqueue_job_retry", args=[jobs["failed"].pk]))
 
+    assert button.status_code == 403
     assert Job.objects.get(pk=jobs["failed"].pk).status == JobStatus.FAILED
 
 
@@ -198,3 +201,58 @@ def test_a_live_worker_cannot_be_deleted_from_the_admin(db) -> None:
     assert "delete_selected" not in changelist.content.decode()
     assert client.get(reverse("admin:jobqueue_worker_delete", args=[live.pk])).status_code == 403
     assert client.get(reverse("admin:jobqueue_worker_delete", args=[lost.pk])).status_code == 200
+
+
+def test_cancel_and_purge_are_refused_without_their_permission(staff_client, jobs) -> None:
+    client = staff_client("view_job", "retry_job")
+
+    action(client, "cancel_jobs", jobs["queued"], jobs["running"])
+    action(client, "purge_jobs", jobs["succeeded"], jobs["failed"])
+    button = client.post(reverse("admin:jobqueue_job_cancel", args=[jobs["queued"].pk]))
+
+    assert button.status_code == 403
+    assert Job.objects.get(pk=jobs["queued"].pk).status == JobStatus.QUEUED
+    assert not Job.objects.get(pk=jobs["running"].pk).cancel_requested
+    assert Job.objects.filter(pk__in=[jobs["succeeded"].pk, jobs["failed"].pk]).count() == 2
+
+
+def insert_jobs(n: int, queue: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO jobqueue_job (task, queue, priority, status, args, kwargs, errors,
+                progress_message, attempts, max_attempts, cancel_requested, created_at,
+                scheduled_at)
+            SELECT 'demo.echo', %s, 0, 'queued', '[]', '{}', '[]', '', 0, 1, false, now(), now()
+            FROM generate_series(1, %s)
+            """,
+            [queue, n],
+        )
+
+
+def count_queries(queries) -> list[str]:
+    return [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
+
+
+def test_exact_counts_up_to_10000_and_never_a_count_of_the_whole_table(staff_client) -> None:
+    """Each count the changelist makes stops at 10,001 rows; past that it shows an estimate."""
+    client = staff_client("view_job")
+    insert_jobs(10_000, "exact")
+    insert_jobs(50, "other")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobqueue_job")
+
+    with CaptureQueriesContext(connection) as exact_queries:
+        exact = client.get(CHANGELIST, {"queue": "exact"})
+    assert exact.context["cl"].result_count == 10_000
+    insert_jobs(1, "exact")
+    with CaptureQueriesContext(connection) as beyond_queries:
+        beyond = client.get(CHANGELIST, {"queue": "exact"})
+        whole = client.get(CHANGELIST)
+
+    assert beyond.context["cl"].result_count > 10_000
+    assert whole.context["cl"].result_count > 10_000
+    counts = count_queries(exact_queries) + count_queries(beyond_queries)
+    assert counts, "the changelist counted nothing"
+    unbounded = [sql for sql in counts if "LIMIT 10001" not in sql]
+    assert not unbounded, unbounded

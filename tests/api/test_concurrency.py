@@ -1,6 +1,7 @@
 """State changes that race: duplicate idempotent submits, and a cancel against a claim."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from jobqueue import db, queries
@@ -28,45 +29,50 @@ def test_parallel_duplicate_submits_make_one_job(api, make_user):
     assert Job.objects.count() == 1
 
 
-def race_cancel_against_claim(api, token: str, conn, worker_id: int, job_id: int):
-    """Start a claim and an API cancel of ``job_id`` at once; returns (claimed rows, reply)."""
-    start = threading.Barrier(2)
-
-    def claim() -> list[tuple]:
-        start.wait()
-        with conn.cursor() as cursor:
-            queries.claim(cursor, worker=worker_id, demand=1, queues=[])
-            return queries.claimed(cursor)
-
-    def cancel():
-        start.wait()
-        return api.call("POST", f"/api/jobs/{job_id}/cancel/", token=token)
-
-    with ThreadPoolExecutor(2) as pool:
-        claiming = pool.submit(claim)
-        reply = pool.submit(cancel).result()
-        return claiming.result(), reply
-
-
-def test_cancel_racing_a_claim_is_one_or_the_other(api, make_user):
-    """The cancel wins (cancelled, never claimed) or the claim does (running, asked to stop)."""
+def test_cancel_that_holds_the_row_while_a_claim_runs_wins(api, make_user):
+    """Order forced with a held row lock: the cancel has the row (the lock stands in for its
+    transaction), a claim runs meanwhile and passes over it at once, then the cancel commits:
+    cancelled, never claimed, no attempt charged."""
     _, token = make_user()
+    job_id = api.call("POST", "/api/jobs/", {"task": "demo.echo"}, token=token).body["id"]
     worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
-    with db.connect() as conn:
-        for _ in range(15):
-            job_id = api.call("POST", "/api/jobs/", {"task": "demo.echo"}, token=token).body["id"]
-            claimed, reply = race_cancel_against_claim(api, token, conn, worker.pk, job_id)
-            job = Job.objects.get(pk=job_id)
-            if claimed:
-                assert [row[0] for row in claimed] == [job_id]
-                assert job.status == JobStatus.RUNNING and job.cancel_requested
-                assert reply.status == 202 and reply.body["status"] == "running"
-                Job.objects.filter(pk=job_id).update(
-                    status=JobStatus.CANCELLED, finished_at=job.started_at
-                )
-            else:
-                assert job.status == JobStatus.CANCELLED and job.attempts == 0
-                assert reply.status == 200 and reply.body["status"] == "cancelled"
+    with db.connect() as holder, db.connect() as claimer, ThreadPoolExecutor(1) as pool:
+        claimer.execute("SET lock_timeout = '2s'")  # a claim that waited would fail here
+        with holder.transaction():
+            holder.execute("SELECT 1 FROM jobqueue_job WHERE id = %s FOR UPDATE", [job_id])
+            cancelling = pool.submit(api.call, "POST", f"/api/jobs/{job_id}/cancel/", token=token)
+            time.sleep(0.5)
+            assert not cancelling.done(), "the cancel waits for the row"
+            with claimer.cursor() as cursor:
+                queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+                assert queries.claimed(cursor) == []
+        reply = cancelling.result(timeout=30)  # the row is released: the cancel goes on
+        with claimer.cursor() as cursor:
+            queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+            assert queries.claimed(cursor) == []
+    assert reply.status == 200 and reply.body["status"] == "cancelled"
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.CANCELLED and job.attempts == 0
+
+
+def test_cancel_that_waits_on_an_uncommitted_claim_asks_the_running_job_to_stop(api, make_user):
+    """Order forced the other way: the claim holds the row uncommitted while the cancel
+    arrives. The cancel waits for it, then sees a running job: 202, stop requested."""
+    _, token = make_user()
+    job_id = api.call("POST", "/api/jobs/", {"task": "demo.echo"}, token=token).body["id"]
+    worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
+    with db.connect() as claimer, ThreadPoolExecutor(1) as pool:
+        with claimer.transaction(), claimer.cursor() as cursor:
+            queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+            claimed = queries.claimed(cursor)
+            cancelling = pool.submit(api.call, "POST", f"/api/jobs/{job_id}/cancel/", token=token)
+            time.sleep(0.5)
+            assert not cancelling.done(), "the cancel waits for the claim's transaction"
+        reply = cancelling.result(timeout=30)
+    assert [row[0] for row in claimed] == [job_id]
+    assert reply.status == 202 and reply.body["status"] == "running"
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.RUNNING and job.cancel_requested and job.attempts == 1
 
 
 def test_retry_racing_a_second_retry_requeues_once(api, make_user):

@@ -1,12 +1,9 @@
 """Fixtures: the real test database, and real runworker processes against it."""
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +11,8 @@ from urllib.parse import quote
 
 import pytest
 from django.db import connection
+
+from tests.proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,92 +145,20 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ a database that goes down
-class DatabaseProxy:
-    """A TCP proxy in front of the test database that the test can take down and bring back.
-
-    While down it cuts every connection through it and closes each new one at once, as a
-    server that went away would; ``attempts`` counts the connections refused meanwhile.
-    """
-
-    def __init__(self) -> None:
-        s = connection.settings_dict
-        host = s.get("HOST") or "127.0.0.1"
-        port = int(s.get("PORT") or 5432)
-        if host.startswith("/"):  # the embedded server: a Unix socket in its data folder
-            self.target: tuple = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
-        else:
-            self.target = (socket.AF_INET, (host, port))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.up = True
-        self.attempts = 0
-        self.lock = threading.Lock()
-        self.open: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self) -> str:
-        s = connection.settings_dict
-        password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-        user = s.get("USER") or "postgres"
-        return f"postgres://{user}{password}@127.0.0.1:{self.port}/{s['NAME']}"
-
-    def down(self) -> None:
-        with self.lock:
-            self.up = False
-            self.attempts = 0
-            for sock in self.open:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            self.open.clear()
-
-    def bring_up(self) -> None:
-        with self.lock:
-            self.up = True
-
-    def close(self) -> None:
-        self.closed = True
-        self.down()
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                if not self.up:
-                    self.attempts += 1
-                    client.close()
-                    continue
-                family, address = self.target
-                server = socket.socket(family, socket.SOCK_STREAM)
-                try:
-                    server.connect(address)
-                except OSError:
-                    client.close()
-                    continue
-                self.open += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+def proxy_to_test_database() -> tuple[TcpProxy, str]:
+    """A proxy in front of the test database, and the DATABASE_URL that goes through it."""
+    s = connection.settings_dict
+    host, port = s.get("HOST") or "127.0.0.1", int(s.get("PORT") or 5432)
+    # The embedded server listens on a Unix socket in its data folder.
+    proxy = TcpProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    user = s.get("USER") or "postgres"
+    return proxy, f"postgres://{user}{password}@127.0.0.1:{proxy.port}/{s['NAME']}"
 
 
 @pytest.fixture
-def db_proxy(transactional_db: None) -> Iterator[DatabaseProxy]:
-    proxy = DatabaseProxy()
-    yield proxy
+def db_proxy(transactional_db: None) -> Iterator[tuple[TcpProxy, str]]:
+    """A proxy in front of the test database that the test can take down, and its URL."""
+    proxy, url = proxy_to_test_database()
+    yield proxy, url
     proxy.close()

@@ -18,7 +18,7 @@ from bench import fault_checks, recording
 from bench.fault_workers import WORKER_APPLICATION, Worker
 from bench.owned_postgres import OwnedPostgres, Unavailable
 from tests.conftest import wait_until
-from tests.faults.proxy import TcpProxy
+from tests.proxy import TcpProxy
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +122,7 @@ def proxy_to(owned_pg: OwnedPostgres) -> Iterator[Callable[[], TcpProxy]]:
     made: list[TcpProxy] = []
 
     def make() -> TcpProxy:
-        made.append(TcpProxy("127.0.0.1", owned_pg.port))
+        made.append(TcpProxy(("127.0.0.1", owned_pg.port)))
         return made[-1]
 
     yield make

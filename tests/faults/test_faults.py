@@ -16,7 +16,7 @@ from bench.fault_checks import Findings
 from bench.fault_workers import LEASE, Worker
 from tests.conftest import wait_until
 from tests.faults.conftest import FaultDatabase
-from tests.faults.proxy import TcpProxy
+from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.faults
 
@@ -90,7 +90,7 @@ def blackhole_outcome(owned_pg, tmp_path_factory):
     db = FaultDatabase(owned_pg, "t_blackhole")
     with db.connect() as conn:
         recording.create_table(conn)
-    proxy = TcpProxy("127.0.0.1", owned_pg.port)
+    proxy = TcpProxy(("127.0.0.1", owned_pg.port))
     logs = tmp_path_factory.mktemp("blackhole")
     workers = []
     try:

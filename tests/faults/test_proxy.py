@@ -2,25 +2,18 @@
 
 import threading
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 from django.db import connection
 
-from tests.faults.proxy import TcpProxy
+from tests.proxy import TcpProxy
 
 
 @pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    """A proxy to the test database's server (the one DATABASE_URL names)."""
-    settings = connection.settings_dict
-    host = settings.get("HOST") or "127.0.0.1"
-    if host.startswith("/"):
-        pytest.skip("the test database is on a Unix socket; the proxy needs TCP")
-    made = TcpProxy(host, int(settings.get("PORT") or 5432))
-    yield made
-    made.close()
+def proxy(db_proxy: tuple[TcpProxy, str]) -> TcpProxy:
+    """A proxy to the test database's server (TCP, or the embedded one's Unix socket)."""
+    return db_proxy[0]
 
 
 def connect(proxy: TcpProxy, **kwargs: object) -> psycopg.Connection:
@@ -66,5 +59,22 @@ def test_blackhole_hangs_queries_and_connections_until_restored(proxy: TcpProxy)
     query.join(timeout=5)
     assert answers == [(7,)], "the held query was not answered once the network healed"
     conn.close()
+    with connect(proxy) as again:
+        assert again.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_refuse_resets_open_connections_and_closes_new_ones_until_restored(
+    proxy: TcpProxy,
+) -> None:
+    conn = connect(proxy)
+    conn.execute("SELECT 1")
+    proxy.refuse()
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+    conn.close()
+    with pytest.raises(psycopg.OperationalError):
+        connect(proxy, connect_timeout=2)
+    assert proxy.refused == 1
+    proxy.restore()
     with connect(proxy) as again:
         assert again.execute("SELECT 3").fetchone() == (3,)

@@ -1,4 +1,4 @@
-"""A TCP proxy between a worker and PostgreSQL that can cut or silence the network on demand.
+"""A TCP proxy between a worker and PostgreSQL that can cut, silence or refuse on demand.
 
 Killing a backend (pg_terminate_backend) or restarting the server are faults
 the server announces: the client gets an error or a FIN at once. A broken
@@ -10,7 +10,12 @@ network is worse: nothing arrives at all. This proxy makes both kinds:
   no RST and no FIN, so each peer sees silence; new connections are
   accepted but not connected onward. Bytes read before the silence are held,
   not dropped, as TCP would retransmit them once the network heals.
+- ``refuse()``: every proxied connection is reset and each new one closed at
+  once (``refused`` counts them), as a server that went away would answer.
 - ``restore()``: bytes move again, on the old connections and the new.
+
+The target is a TCP ``(host, port)`` or, for the embedded server, the path
+of its Unix socket.
 
 Plain threads: a few connections per worker, and a test's lifetime.
 """
@@ -34,6 +39,15 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
+def _connect(target: tuple[str, int] | str) -> socket.socket:
+    if isinstance(target, str):  # a Unix socket's path
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(target)
+        return sock
+    return socket.create_connection(target, timeout=5)
+
+
 class _Link:
     """One client connection and, once bytes may flow, its connection to the target."""
 
@@ -53,8 +67,10 @@ class _Link:
 class TcpProxy:
     """Listens on 127.0.0.1:``port`` and forwards to ``target_host:target_port``."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target: tuple[str, int] | str) -> None:
+        self.target = target
+        self.refused = 0  # connections closed at once while refusing
+        self._refusing = False
         self._flowing = threading.Event()
         self._flowing.set()
         self._closed = threading.Event()
@@ -78,8 +94,15 @@ class TcpProxy:
         """Stop moving bytes in both directions; sockets stay open and silent."""
         self._flowing.clear()
 
+    def refuse(self) -> None:
+        """Reset every proxied connection, and close new ones at once, until ``restore()``."""
+        self._refusing = True
+        self.refused = 0
+        self.cut()
+
     def restore(self) -> None:
-        """Move bytes again, including those held during the silence."""
+        """Accept and move bytes again, including those held during a silence."""
+        self._refusing = False
         self._flowing.set()
 
     def close(self) -> None:
@@ -112,6 +135,10 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            if self._refusing:
+                self.refused += 1
+                _reset(client)
+                continue
             link = _Link(client)
             with self._lock:
                 self._links.add(link)
@@ -128,7 +155,7 @@ class TcpProxy:
         if not self._wait_flowing(link):
             return
         try:
-            link.upstream = socket.create_connection(self.target, timeout=5)
+            link.upstream = _connect(self.target)
         except OSError:
             self._drop(link)
             return

@@ -30,6 +30,8 @@ P = "tests/api/test_promises.py::"
 A = "tests/admin/test_job_admin.py::"
 B = "tests/admin/test_browser.py::"
 U = "tests/test_purge.py::"
+F = "tests/faults/test_fencing.py::"
+CW = "tests/faults/test_outcomes.py::"
 
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Running workers
@@ -66,18 +68,18 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "claim-queue-filter",
         "jobqueue/queries.py",
-        'CLAIM_QUEUES = CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)")',
-        'CLAIM_QUEUES = CLAIM.format(queue_filter="")',
+        'queue_filter="AND queue = ANY(%(queues)s)", chunk',
+        'queue_filter="", chunk',
         (W + "test_queue_selection",),
         "runworker --queues serves only those queues",
     ),
     Mutant(
         "ack-guard-dropped",
         "jobqueue/queries.py",
-        "WHERE j.id = o.id AND j.worker_id = %(worker)s AND j.status = 'running'",
-        "WHERE j.id = o.id",
-        (Q + "test_an_outcome_is_recorded_only_by_the_worker_that_holds_the_job",),
-        "an outcome is recorded only if the job is still held by the worker that ran it",
+        "WHERE j.id = o.id AND j.lease_token = o.token AND j.status = 'running'",
+        "WHERE j.id = o.id AND j.status = 'running'",
+        (Q + "test_an_outcome_is_recorded_only_by_the_attempt_that_holds_the_job",),
+        "an outcome is recorded only while the attempt that ran it holds the job (fencing token)",
     ),
     Mutant(
         "errors-not-kept",
@@ -121,8 +123,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "timeout-not-killed",
-        "jobqueue/worker/supervisor.py",
-        "child.kill(reason)",
+        "jobqueue/worker/pool.py",
+        "child.kill(reason, job.assignment.job_id)",
         "pass",
         (
             W + "test_a_job_that_ignores_cancel_is_stopped_after_the_grace_period",
@@ -132,8 +134,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "crash-no-new-child",
-        "jobqueue/worker/supervisor.py",
-        "if self.stopping_at is None:\n            self._add_child()",
+        "jobqueue/worker/pool.py",
+        "if self.respawn:\n            self._add_child()",
         "if False:\n            self._add_child()",
         (W + "test_a_crashed_job_with_attempts_left_is_retried",),
         "after a crash the supervisor forks a new child",
@@ -157,8 +159,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "rescue-cancel-ignored",
         "jobqueue/queries.py",
-        "WHEN j.cancel_requested THEN 'cancelled'",
-        "WHEN false THEN 'cancelled'",
+        "WHEN j.cancel_requested THEN 'cancelled'\n            WHEN j.attempts <",
+        "WHEN false THEN 'cancelled'\n            WHEN j.attempts <",
         (Q + "test_rescue_requeues_fails_or_cancels_by_attempts_and_cancel_request",),
         "a rescued job whose cancel was requested ends cancelled",
     ),
@@ -173,8 +175,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "heartbeat-no-lease-renewal",
         "jobqueue/queries.py",
-        "UPDATE jobqueue_job SET heartbeat_at = now()",
-        "UPDATE jobqueue_job SET heartbeat_at = heartbeat_at",
+        "UPDATE jobqueue_job AS j SET heartbeat_at = now()",
+        "UPDATE jobqueue_job AS j SET heartbeat_at = j.heartbeat_at",
         (Q + "test_a_heartbeat_renews_the_lease_of_the_workers_jobs",),
         "every HEARTBEAT_INTERVAL the worker updates its running jobs",
     ),
@@ -189,15 +191,14 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "progress-cancel-check",
         "jobqueue/progress.py",
-        "    if _current.report(None if percent is None else float(percent), message):\n"
-        '        raise JobCancelled(f"job {_current.job_id} was cancelled")',
-        "    _current.report(None if percent is None else float(percent), message)",
+        "    if cancel:\n        raise JobCancelled(",
+        "    if False:\n        raise JobCancelled(",
         (W + "test_cancel_a_running_job_stops_it_at_its_next_progress_call",),
         "a running job stops at its next progress() call when cancelled",
     ),
     Mutant(
         "cancel-grace-not-enforced",
-        "jobqueue/worker/supervisor.py",
+        "jobqueue/worker/pool.py",
         "deadline = min(deadline, job.cancel_seen_at + grace)",
         "deadline = deadline",
         (W + "test_a_job_that_ignores_cancel_is_stopped_after_the_grace_period",),
@@ -213,9 +214,9 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "worker-listen-removed",
-        "jobqueue/worker/supervisor.py",
-        'self.db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")',
-        'self.db.execute("SELECT 1")',
+        "jobqueue/worker/session.py",
+        'db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")',
+        'db.execute("SELECT 1")',
         (W + "test_an_idle_worker_wakes_on_notify_not_on_its_poll",),
         "the worker wakes on LISTEN/NOTIFY",
     ),
@@ -230,7 +231,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "shutdown-no-give-back",
         "jobqueue/worker/supervisor.py",
-        "queries.give_back(cur, worker=self.worker_id, ids=unfinished)",
+        "queries.give_back(cur, worker_name=self.name, jobs=unfinished)",
         "pass",
         (W + "test_sigterm_gives_back_a_job_that_outlives_the_shutdown_timeout",),
         "SIGTERM gives back the rest to queued",
@@ -238,9 +239,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "give-back-no-refund",
         "jobqueue/queries.py",
-        "SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, "
-        "heartbeat_at = NULL\nWHERE id = ANY(%(ids)s)",
-        "SET status = 'queued', worker_id = NULL, heartbeat_at = NULL\nWHERE id = ANY(%(ids)s)",
+        "ELSE GREATEST(j.attempts - 1, 0) END",
+        "ELSE j.attempts END",
         (Q + "test_shutdown_gives_a_job_back_with_its_attempt_refunded",),
         "a job given back has its interrupted attempt refunded",
     ),
@@ -255,31 +255,30 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "outcomes-dropped-on-disconnect",
         "jobqueue/worker/supervisor.py",
-        "self.reconnect_at = time.monotonic() + self.reconnect_delay",
-        "self.outcomes.clear()\n"
-        "        self.reconnect_at = time.monotonic() + self.reconnect_delay",
+        "self.session.lost(e)\n\n    def _connect",
+        "self.recorder.waiting.clear()\n            self.session.lost(e)\n\n    def _connect",
         (W + "test_outcomes_wait_while_the_database_is_down_and_reconnects_back_off",),
         "a lost connection: children keep running, outcomes wait",
     ),
     Mutant(
         "reconnect-no-backoff",
-        "jobqueue/worker/supervisor.py",
-        "self.reconnect_delay = min(RECONNECT_MAX_DELAY, self.reconnect_delay * 2)",
-        "self.reconnect_delay = min(RECONNECT_MAX_DELAY, self.reconnect_delay * 1)",
+        "jobqueue/worker/session.py",
+        "self.reconnect_delay = min(self.conf.LEASE / 4, self.reconnect_delay * 2)",
+        "self.reconnect_delay = min(self.conf.LEASE / 4, self.reconnect_delay * 1)",
         (W + "test_outcomes_wait_while_the_database_is_down_and_reconnects_back_off",),
         "the supervisor reconnects with backoff (0.5 s doubling)",
     ),
     Mutant(
         "worker-never-rescues",
         "jobqueue/worker/supervisor.py",
-        "if now >= self.next_rescue:",
-        "if False:",
+        "rescue = now >= self.lease.next_rescue",
+        "rescue = False",
         (W + "test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere",),
         "any live worker rescues running jobs whose heartbeat is older than LEASE",
     ),
     Mutant(
         "pipeline-behind-unseen-task",
-        "jobqueue/worker/supervisor.py",
+        "jobqueue/worker/dispatch.py",
         "UNSEEN_TASK_SECONDS = 1.0",
         "UNSEEN_TASK_SECONDS = 0.0",
         (W + "test_short_jobs_are_not_queued_behind_a_long_one",),
@@ -297,16 +296,16 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "cancel-finished-job",
         "jobqueue/queries.py",
-        "WHERE id = ANY(%(ids)s) AND status IN ('queued', 'running')\n    RETURNING id",
-        "WHERE id = ANY(%(ids)s)\n    RETURNING id",
+        "FROM locked WHERE j.id = locked.id AND j.status IN ('queued', 'running')",
+        "FROM locked WHERE j.id = locked.id",
         (C + "test_cancel_queued_then_409_then_retry_then_409",),
         "cancel answers 409 once the job is finished",
     ),
     Mutant(
         "retry-any-state",
         "jobqueue/queries.py",
-        "WHERE id = ANY(%(ids)s) AND status IN ('failed', 'cancelled')",
-        "WHERE id = ANY(%(ids)s)",
+        "FROM locked WHERE j.id = locked.id AND j.status IN ('failed', 'cancelled')",
+        "FROM locked WHERE j.id = locked.id",
         (C + "test_cancel_queued_then_409_then_retry_then_409",),
         "retry: failed/cancelled -> queued, 409 otherwise",
     ),
@@ -490,5 +489,122 @@ MUTANTS: list[Mutant] = [
         "return { abort: () => {}, done };",
         (B + "test_poll_job_abort_stops_polling_and_resolves_done_with_null",),
         "pollJob returns {abort, done}: abort stops it",
+    ),
+    # ------------------------------------------------------------ Fencing and self-fencing
+    Mutant(
+        "heartbeat-renews-any-attempt",
+        "jobqueue/queries.py",
+        "WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'",
+        "WHERE j.id = h.id AND j.status = 'running'",
+        (
+            Q + "test_a_heartbeat_renews_only_the_attempts_in_hand",
+            F + "test_a_job_rescued_while_its_worker_was_cut_off_is_stopped_there",
+        ),
+        "the heartbeat renews exactly the jobs it holds, by id and token",
+    ),
+    Mutant(
+        "progress-of-any-attempt",
+        "jobqueue/queries.py",
+        "WHERE id = %(id)s AND lease_token = %(token)s AND status = 'running'",
+        "WHERE id = %(id)s",
+        (
+            "tests/test_progress.py::test_progress_of_an_attempt_that_lost_its_job_is_not_stored_and_stops_it",
+        ),
+        "progress() of an attempt that lost its job changes nothing and raises LeaseLost",
+    ),
+    Mutant(
+        "give-back-of-any-attempt",
+        "jobqueue/queries.py",
+        "WHERE j.id = g.id AND j.lease_token = g.token AND j.status = 'running'",
+        "WHERE j.id = g.id AND j.status = 'running'",
+        (Q + "test_a_give_back_of_an_attempt_that_lost_its_job_changes_nothing",),
+        "the give-back at shutdown carries the attempt's token",
+    ),
+    Mutant(
+        "child-watchdog-off",
+        "jobqueue/worker/fence.py",
+        "os._exit(EXIT_FENCED)",
+        "pass",
+        (F + "test_a_child_of_a_frozen_supervisor_stops_on_its_own",),
+        "a child stops its job by itself once its worker's lease could run out",
+    ),
+    Mutant(
+        "rescue-right-after-connect",
+        "jobqueue/worker/lease.py",
+        "self.next_rescue = max(self.next_rescue, now + self.conf.LEASE)",
+        "self.next_rescue = now",
+        (F + "test_no_rescue_within_one_lease_of_a_workers_connection",),
+        "a worker rescues nothing within one LEASE of its own (re)connection",
+    ),
+    Mutant(
+        "taken-job-keeps-running",
+        "jobqueue/worker/pool.py",
+        'child.kill("taken", current.assignment.job_id if current.lost else None)',
+        "pass",
+        (F + "test_a_job_rescued_while_its_worker_was_cut_off_is_stopped_there",),
+        "a heartbeat that finds a job in hand taken away stops the child running it",
+    ),
+    Mutant(
+        "worker-row-not-recreated",
+        "jobqueue/worker/supervisor.py",
+        "self._register(cur)\n                beat = self.lease.beat(",
+        "beat = self.lease.beat(",
+        (F + "test_a_deleted_worker_row_is_recreated_and_its_job_finishes",),
+        "a worker row deleted under a live worker is registered again and its jobs re-adopted",
+    ),
+    Mutant(
+        "ack-retry-beats-cancel",
+        "jobqueue/queries.py",
+        "CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed')",
+        "CASE WHEN false AND o.status IN ('queued', 'failed')",
+        (CW + "test_cancel_wins_over_a_retry",),
+        "cancel wins over a failed attempt with attempts left",
+    ),
+    Mutant(
+        "give-back-beats-cancel",
+        "jobqueue/queries.py",
+        "SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END",
+        "SET status = CASE WHEN false THEN 'cancelled' ELSE 'queued' END",
+        (CW + "test_cancel_wins_over_a_give_back_at_shutdown",),
+        "cancel wins over a give-back at shutdown",
+    ),
+    Mutant(
+        "send-blocks",
+        "jobqueue/worker/channel.py",
+        "if self.sock.getblocking():",
+        "if True:",
+        (
+            "tests/test_channel.py::test_a_nonblocking_end_never_waits_for_a_peer_that_does_not_read",
+        ),
+        "the supervisor never blocks on a child",
+    ),
+    Mutant(
+        "result-not-checked",
+        "jobqueue/worker/executor.py",
+        "result_json = encode_result(value)",
+        "result_json = json.dumps(value)",
+        (
+            "tests/faults/test_poison.py::test_unstorable_results_and_errors_fail_only_their_own_job",
+        ),
+        "an unstorable result fails that attempt with UnstorableResult, saying where",
+    ),
+    Mutant(
+        "connections-not-cleaned",
+        "jobqueue/worker/executor.py",
+        "self.hygiene.reset()  # a timeout may have landed inside a query",
+        "pass",
+        (
+            "tests/faults/test_poison.py::"
+            "test_a_job_timed_out_in_a_query_leaves_the_next_job_a_clean_connection",
+        ),
+        "after every job a query left running is cancelled and its connection closed",
+    ),
+    Mutant(
+        "claim-not-announced",
+        "jobqueue/queries.py",
+        "SELECT claimed.* FROM claimed WHERE (SELECT count(*) FROM announced) >= 0",
+        "SELECT claimed.* FROM claimed",
+        (C + "test_long_poll_returns_when_the_job_is_claimed",),
+        "claim, rescue and give-back notify the events channel",
     ),
 ]

@@ -56,15 +56,15 @@ def test_blocking_receive_from_a_closed_peer_raises():
 def test_a_nonblocking_end_never_waits_for_a_peer_that_does_not_read():
     """The supervisor's end queues what the socket cannot take: a child busy with a job
     (or stopped) must not stall the supervisor's loop, whose heartbeat holds the leases."""
-    import time
+    import threading
 
     parent, child = Channel.pair()
     parent.set_nonblocking()
     big = "\U0001f600" * 1_000_000  # 4 MB as UTF-8, far over any socket buffer
-    started = time.monotonic()
-    parent.send([big])
-    parent.send(None)
-    assert time.monotonic() - started < 1.0
+    sending = threading.Thread(target=lambda: (parent.send([big]), parent.send(None)), daemon=True)
+    sending.start()
+    sending.join(timeout=5)
+    assert not sending.is_alive(), "send waited for a peer that does not read"
     assert parent.unsent > 0
     received = []
     while parent.unsent:  # the peer reads; what was queued goes out as it does

@@ -157,3 +157,18 @@ def test_claim_order_is_priority_then_schedule_then_creation():
             order.append(rows[0][0])
     assert order == [int(high.id), int(low_old.id), int(low_1.id)]
     assert job(later.id).status == JobStatus.QUEUED, "a job is not claimed before it is due"
+
+
+def test_a_give_back_of_an_attempt_that_lost_its_job_changes_nothing():
+    """Shutdown gives back by (id, token): a job rescued and claimed again meanwhile stays
+    with the attempt that holds it now."""
+    result = demo.echo.using(max_attempts=3).enqueue()
+    me = worker()
+    with db.connect() as conn, conn.cursor() as cursor:
+        [first] = claim(cursor, me)
+        Job.objects.filter(pk=result.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+        queries.rescue(cursor, lease=30)
+        [second] = claim(cursor, me)
+        assert queries.give_back(cursor, worker_name="me", jobs=[(first[0], first[-1])]) == []
+    held = job(result.id)
+    assert (held.status, held.attempts, held.lease_token) == (JobStatus.RUNNING, 2, second[-1])

@@ -222,9 +222,9 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "shutdown-no-grace",
-        "jobqueue/worker/supervisor.py",
-        "self.stopping_at = time.monotonic() + self.options.shutdown_timeout",
-        "self.stopping_at = time.monotonic()",
+        "jobqueue/worker/stopping.py",
+        "self.at = time.monotonic() + self.shutdown_timeout",
+        "self.at = time.monotonic()",
         (W + "test_sigterm_lets_the_running_job_finish_and_exits_zero",),
         "SIGTERM lets running jobs finish within --shutdown-timeout",
     ),
@@ -246,8 +246,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "second-signal-ignored",
-        "jobqueue/worker/supervisor.py",
-        "self.stopping_at = time.monotonic()\n",
+        "jobqueue/worker/stopping.py",
+        "self.at = time.monotonic()\n",
         "pass\n",
         (W + "test_a_second_sigterm_stops_at_once",),
         "a second signal stops at once",

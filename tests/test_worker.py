@@ -343,10 +343,13 @@ def test_short_jobs_are_not_queued_behind_a_long_one(start_worker):
 
 
 def test_children_die_with_their_supervisor(start_worker, execution_log):
-    """PR_SET_PDEATHSIG: the job runs far longer than the check window, so nothing but the
-    kernel's kill can end the child within it."""
+    """PR_SET_PDEATHSIG: the job runs far longer than the check window, and the lease is
+    long enough that the child's own fence (at 4/5 of it) falls far outside it too, so
+    nothing but the kernel's kill can end the child within it."""
     tasks.record_then_sleep.enqueue(seconds=60)
-    doomed = start_worker("--concurrency", "1")
+    doomed = start_worker(
+        "--concurrency", "1", JOBQUEUE_LEASE="60", JOBQUEUE_HEARTBEAT_INTERVAL="5"
+    )
     wait_until(execution_log, 30, "the job started")
     children = psutil.Process(doomed.pid).children()
     assert children, "the worker has no child process"

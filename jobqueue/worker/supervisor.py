@@ -18,11 +18,9 @@ rescue, then ack and claim in one round trip), and shuts down.
 import logging
 import os
 import selectors
-import signal
 import socket
 import time
 from dataclasses import dataclass
-from types import FrameType
 
 import psycopg
 from django.db import connections
@@ -36,6 +34,7 @@ from jobqueue.worker.lease import Beat, LeaseKeeper
 from jobqueue.worker.pool import ChildPool
 from jobqueue.worker.recorder import OutcomeRecorder
 from jobqueue.worker.session import DatabaseSession
+from jobqueue.worker.stopping import StopDeadline
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -77,11 +76,10 @@ class Supervisor:
             dispatcher=self.dispatcher,
             recorder=self.recorder,
         )
-        self.stopping_at: float | None = None  # monotonic deadline once asked to stop
+        self.stop = StopDeadline(worker_name=self.name, shutdown_timeout=options.shutdown_timeout)
         self.claim_wanted = True
         self.drained = False  # burst: the last claim found nothing ready
         self.next_poll = time.monotonic()
-        self.wakeup_r, self.wakeup_w = socket.socketpair()
 
     @property
     def db(self) -> psycopg.Connection | None:
@@ -90,7 +88,7 @@ class Supervisor:
     # ---------------------------------------------------------------- run
     def run(self) -> int:
         """Serve until asked to stop (or drained, in burst mode); returns the exit code."""
-        self._install_signals()
+        self.stop.install(self.selector)
         connections.close_all()  # children must not inherit Django's connections
         self.pool.start(self.options.concurrency)
         logger.info(
@@ -118,43 +116,18 @@ class Supervisor:
 
     def _finished(self) -> bool:
         busy = self._busy()
-        if self.stopping_at is None and self.options.burst and self.drained and not busy:
-            self._request_stop("burst: queue drained")
+        self.stop.in_hand = len(self.pool.in_hand())
+        if self.stop.at is None and self.options.burst and self.drained and not busy:
+            self.stop.request("burst: queue drained")
         if (
-            self.stopping_at is None
+            self.stop.at is None
             and self.options.max_jobs is not None
             and self.recorder.recorded >= self.options.max_jobs
         ):
-            self._request_stop(f"processed {self.recorder.recorded} jobs (--max-jobs)")
-        if self.stopping_at is None:
+            self.stop.request(f"processed {self.recorder.recorded} jobs (--max-jobs)")
+        if self.stop.at is None:
             return False
-        return (not busy and not self.recorder.waiting) or time.monotonic() >= self.stopping_at
-
-    # ------------------------------------------------------------ signals
-    def _install_signals(self) -> None:
-        self.wakeup_r.setblocking(False)
-        self.wakeup_w.setblocking(False)
-        signal.set_wakeup_fd(self.wakeup_w.fileno(), warn_on_full_buffer=False)
-        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping_at is not None:
-            logger.warning("second %s: stopping now", signal.Signals(signum).name)
-            self.stopping_at = time.monotonic()
-        else:
-            self._request_stop(f"got {signal.Signals(signum).name}")
-
-    def _request_stop(self, why: str) -> None:
-        logger.info(
-            "worker %s stopping (%s): finishing %d running jobs within %.0f s",
-            self.name,
-            why,
-            len(self.pool.in_hand()),
-            self.options.shutdown_timeout,
-        )
-        self.stopping_at = time.monotonic() + self.options.shutdown_timeout
+        return (not busy and not self.recorder.waiting) or time.monotonic() >= self.stop.at
 
     # ------------------------------------------------------------ waiting
     def _wait(self) -> None:
@@ -164,11 +137,7 @@ class Supervisor:
             timeout = 0.0  # work for the database now; never while there is no connection
         for key, events in self.selector.select(timeout):
             if key.data == "signal":
-                try:
-                    while self.wakeup_r.recv(4096):
-                        pass
-                except BlockingIOError:
-                    pass
+                self.stop.woken()
             elif key.data == "db":
                 self.claim_wanted = True  # a NOTIFY arrived; _db_step reads it
             else:
@@ -182,7 +151,7 @@ class Supervisor:
         else:
             timers = [self.lease.next_heartbeat, self.lease.next_rescue, self.next_poll]
             timers.extend(t for t in [self.recorder.next_due()] if t is not None)
-        timers.extend(t for t in [self.pool.next_deadline(), self.stopping_at] if t is not None)
+        timers.extend(t for t in [self.pool.next_deadline(), self.stop.at] if t is not None)
         return min(timers)
 
     # ----------------------------------------------------------- database
@@ -259,12 +228,10 @@ class Supervisor:
         return self.db.cursor()
 
     def _ack_due(self, now: float) -> bool:
-        return self.recorder.due(
-            now, idle=not self.pool.busy(), stopping=self.stopping_at is not None
-        )
+        return self.recorder.due(now, idle=not self.pool.busy(), stopping=self.stop.at is not None)
 
     def _demand(self) -> int:
-        if self.stopping_at is not None:
+        if self.stop.at is not None:
             return 0
         return self.dispatcher.demand(self.pool.children, limit=self.options.max_jobs)
 

@@ -255,8 +255,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "outcomes-dropped-on-disconnect",
         "jobqueue/worker/supervisor.py",
-        "self.session.lost(e)\n\n    def _connect",
-        "self.recorder.waiting.clear()\n            self.session.lost(e)\n\n    def _connect",
+        "self.session.lost(e)\n            return False",
+        "self.recorder.waiting.clear()\n            self.session.lost(e)\n            return False",
         (W + "test_outcomes_wait_while_the_database_is_down_and_reconnects_back_off",),
         "a lost connection: children keep running, outcomes wait",
     ),

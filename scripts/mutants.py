@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from mutant_list import MUTANTS, Mutant  # noqa: E402
 
-# What the copy leaves out: environments, caches, databases, and outputs.
+# What the copy leaves out: environments (bench/.venvs holds the peers'), caches, databases, outputs.
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", ".pgdata", "__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache",
-    ".ruff_cache", "test-output", "bench", "*.egg-info",
+    ".ruff_cache", "test-output", ".venvs", "*.egg-info",
 )  # fmt: skip
 # pytest exit status 1: tests ran and at least one failed. Anything else but 0 is ERROR.
 PYTEST_FAILED = 1

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from mutant_list import MUTANTS, Mutant  # noqa: E402
 
-# What the copy leaves out: environments (bench/.venvs holds the peers'), caches, databases, outputs.
+# What the copy leaves out: environments (the peers' in bench/.venvs too), caches, databases.
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", ".pgdata", "__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache",
     ".ruff_cache", "test-output", ".venvs", "*.egg-info",

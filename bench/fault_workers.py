@@ -19,8 +19,8 @@ from bench.recording import RECORD_URL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Short heartbeats and leases (as tests.conftest.WORKER_ENV) so that a lost
-# worker's jobs are rescued within seconds.
+# Short heartbeats and leases so that a lost worker's jobs are rescued within seconds
+# (tests.conftest.WORKER_ENV is this too).
 FAULT_WORKER_ENV = {
     "JOBQUEUE_HEARTBEAT_INTERVAL": "0.5",
     "JOBQUEUE_LEASE": "3",

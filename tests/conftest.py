@@ -12,19 +12,14 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
+from bench.fault_workers import FAULT_WORKER_ENV
 from tests.proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Short heartbeats and leases so that tests of lost workers take seconds.
-WORKER_ENV = {
-    "JOBQUEUE_HEARTBEAT_INTERVAL": "0.5",
-    "JOBQUEUE_LEASE": "3",
-    "JOBQUEUE_POLL_INTERVAL": "0.5",
-    "JOBQUEUE_CANCEL_GRACE": "1",
-    "JOBQUEUE_BACKOFF_BASE": "0.2",
-    "JOBQUEUE_BACKOFF_MAX": "1",
-}
+# Short heartbeats and leases so that tests of lost workers take seconds (the fault
+# tools' settings: one set for every worker a test starts).
+WORKER_ENV = FAULT_WORKER_ENV
 
 
 def database_url() -> str:

@@ -182,42 +182,56 @@ def test_delete_cancels_and_never_deletes(api, make_user):
 def test_cancel_running_job_is_a_request_202(api, make_user):
     _, token = make_user()
     job = submit(api, token).body
-    worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
-    with db.connect() as conn, conn.cursor() as cursor:
-        queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+    claim_one(Worker.objects.create(hostname="h", pid=1, concurrency=1))
     reply = api.call("POST", f"/api/jobs/{job['id']}/cancel/", token=token)
     assert reply.status == 202
     assert reply.body["status"] == "running" and reply.body["cancel_requested"] is True
+
+
+def reply_to_change(api, token: str, job_id: int, change) -> tuple[object, float]:
+    """Long-poll ``job_id`` (``wait=10``), make ``change()`` once the request waits; the reply
+    and how many seconds after the change it came. The poll thread is a daemon: without the
+    wake-up it would hold 10 s, and the test fails without waiting for it."""
+    replies = []
+    poll = threading.Thread(
+        target=lambda: replies.append(
+            (api.call("GET", f"/api/jobs/{job_id}/?wait=10", token=token), time.monotonic())
+        ),
+        daemon=True,
+    )
+    poll.start()
+    time.sleep(1)  # let the request start waiting
+    assert not replies, "the long-poll answered before anything changed"
+    change()
+    changed_at = time.monotonic()
+    poll.join(timeout=5)
+    assert replies, "no reply within 5 s of the change"
+    [(reply, replied_at)] = replies
+    return reply, replied_at - changed_at
+
+
+def claim_one(worker: Worker) -> int:
+    """Claim the next job for ``worker``, as a worker would; its fencing token."""
+    with db.connect() as conn, conn.cursor() as cursor:
+        queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+        return queries.claimed(cursor)[0][-1]
 
 
 def test_long_poll_returns_when_progress_changes(api, make_user):
     """The reply comes within 2 s of the change (the NOTIFY), not at the end of ``wait=10``."""
     _, token = make_user()
     job = submit(api, token).body
-    worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
-    with db.connect() as conn, conn.cursor() as cursor:
-        queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
-        lease_token = queries.claimed(cursor)[0][-1]
-    replies = []
-    poll = threading.Thread(
-        target=lambda: replies.append(
-            (api.call("GET", f"/api/jobs/{job['id']}/?wait=10", token=token), time.monotonic())
-        ),
-        daemon=True,  # without the wake-up it would hold 10 s: the test fails without waiting
-    )
-    poll.start()
-    time.sleep(1)  # let the request start waiting
-    assert not replies, "the long-poll answered before anything changed"
-    with db.connect() as conn, conn.cursor() as cursor:
-        queries.report_progress(
-            cursor, job_id=job["id"], token=lease_token, percent=50, message="half way"
-        )
-    changed_at = time.monotonic()
-    poll.join(timeout=5)
-    assert replies, "no reply within 5 s of the change"
-    [(reply, replied_at)] = replies
+    lease_token = claim_one(Worker.objects.create(hostname="h", pid=1, concurrency=1))
+
+    def change() -> None:
+        with db.connect() as conn, conn.cursor() as cursor:
+            queries.report_progress(
+                cursor, job_id=job["id"], token=lease_token, percent=50, message="half way"
+            )
+
+    reply, after = reply_to_change(api, token, job["id"], change)
     assert reply.status == 200
-    assert replied_at - changed_at < 2, f"replied {replied_at - changed_at:.1f} s after the change"
+    assert after < 2, f"replied {after:.1f} s after the change"
     assert reply.body["progress"]["message"] == "half way"
     assert reply.body["progress"]["percent"] == 50
 
@@ -330,42 +344,22 @@ def test_long_poll_returns_when_the_job_is_claimed(api, make_user):
     _, token = make_user()
     job = submit(api, token).body
     worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
-    replies = []
-    poll = threading.Thread(
-        target=lambda: replies.append(
-            api.call("GET", f"/api/jobs/{job['id']}/?wait=20", token=token)
-        )
-    )
-    poll.start()
-    time.sleep(0.5)  # let the request start waiting
-    claimed_at = time.monotonic()
-    with db.connect() as conn, conn.cursor() as cursor:
-        queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
-    poll.join(timeout=30)
-    assert replies and replies[0].status == 200
-    assert replies[0].body["status"] == "running"
-    assert time.monotonic() - claimed_at < 2, "the long-poll slept past the claim"
+    reply, after = reply_to_change(api, token, job["id"], lambda: claim_one(worker))
+    assert reply.body["status"] == "running"
+    assert after < 2, f"replied {after:.1f} s after the claim"
 
 
 def test_long_poll_returns_when_the_job_is_rescued(api, make_user):
     """The rescue announces the jobs it takes back: a watcher sees its job change."""
     _, token = make_user()
     job = submit(api, token).body
-    worker = Worker.objects.create(hostname="h", pid=1, concurrency=1)
-    with db.connect() as conn, conn.cursor() as cursor:
-        queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
+    claim_one(Worker.objects.create(hostname="h", pid=1, concurrency=1))
     Job.objects.filter(pk=job["id"]).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
-    replies = []
-    poll = threading.Thread(
-        target=lambda: replies.append(
-            api.call("GET", f"/api/jobs/{job['id']}/?wait=20", token=token)
-        )
-    )
-    poll.start()
-    time.sleep(0.5)  # let the request start waiting
-    rescued_at = time.monotonic()
-    with db.connect() as conn, conn.cursor() as cursor:
-        assert queries.rescue(cursor, lease=30)
-    poll.join(timeout=30)
-    assert replies and replies[0].body["status"] != "running"  # queued, or failed: no attempt left
-    assert time.monotonic() - rescued_at < 2, "the long-poll slept past the rescue"
+
+    def rescue() -> None:
+        with db.connect() as conn, conn.cursor() as cursor:
+            assert queries.rescue(cursor, lease=30)
+
+    reply, after = reply_to_change(api, token, job["id"], rescue)
+    assert reply.body["status"] != "running"  # queued, or failed: no attempt left
+    assert after < 2, f"replied {after:.1f} s after the rescue"

@@ -7,6 +7,7 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Callable
 from types import FrameType
 
 logger = logging.getLogger("jobqueue.worker")
@@ -20,11 +21,13 @@ class StopDeadline:
     socket the selector watches (set_wakeup_fd), so that the loop wakes at once.
     """
 
-    def __init__(self, *, worker_name: str, shutdown_timeout: float) -> None:
+    def __init__(
+        self, *, worker_name: str, shutdown_timeout: float, running: Callable[[], int]
+    ) -> None:
         self.worker_name = worker_name
         self.shutdown_timeout = shutdown_timeout
+        self.running = running  # how many jobs run now, for the log line
         self.at: float | None = None
-        self.in_hand = 0  # jobs running now, for the log line; kept up to date by the loop
         self._wakeup_r, self._wakeup_w = socket.socketpair()
 
     def install(self, selector: selectors.BaseSelector) -> None:
@@ -55,7 +58,7 @@ class StopDeadline:
             "worker %s stopping (%s): finishing %d running jobs within %.0f s",
             self.worker_name,
             why,
-            self.in_hand,
+            self.running(),
             self.shutdown_timeout,
         )
         self.at = time.monotonic() + self.shutdown_timeout

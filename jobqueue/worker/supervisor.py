@@ -76,7 +76,11 @@ class Supervisor:
             dispatcher=self.dispatcher,
             recorder=self.recorder,
         )
-        self.stop = StopDeadline(worker_name=self.name, shutdown_timeout=options.shutdown_timeout)
+        self.stop = StopDeadline(
+            worker_name=self.name,
+            shutdown_timeout=options.shutdown_timeout,
+            running=lambda: len(self.pool.in_hand()),
+        )
         self.claim_wanted = True
         self.drained = False  # burst: the last claim found nothing ready
         self.next_poll = time.monotonic()
@@ -116,7 +120,6 @@ class Supervisor:
 
     def _finished(self) -> bool:
         busy = self._busy()
-        self.stop.in_hand = len(self.pool.in_hand())
         if self.stop.at is None and self.options.burst and self.drained and not busy:
             self.stop.request("burst: queue drained")
         if (

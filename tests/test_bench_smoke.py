@@ -5,6 +5,7 @@ databases of its own (bench_smoke_*), so that the suite cannot rot unnoticed.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -17,9 +18,22 @@ from tests.conftest import ROOT, database_url
 
 @pytest.mark.django_db
 def test_bench_smoke_reports_every_workload() -> None:
+    # The API workload drives wrk; without it (a new user's machine) the rest still runs.
+    has_wrk = shutil.which("wrk") is not None
+    workloads = [w for w in WORKLOADS if has_wrk or w.name != "api"]
     server = urlunsplit(urlsplit(database_url())._replace(path="/postgres"))
+    names = ",".join(w.name for w in workloads)
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--prefix", "bench_smoke_test_"],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--prefix",
+            "bench_smoke_test_",
+            "--workloads",
+            names,
+        ],
         cwd=ROOT,
         env={**os.environ, "BENCH_PG_URL": server},
         capture_output=True,
@@ -29,7 +43,7 @@ def test_bench_smoke_reports_every_workload() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
-    for workload in WORKLOADS:
+    for workload in workloads:
         label = workload.label(smoke=True)
         if workload.name == "latency":
             label = label.replace("latency", "latency p99 (ms),")
@@ -39,3 +53,5 @@ def test_bench_smoke_reports_every_workload() -> None:
         assert value[:1].isdigit(), f"{workload.name}: {value!r}"
     memory = [r for r in rows if r.startswith("| memory")]
     assert memory and memory[0].split("|")[2].strip()[:1].isdigit()
+    if not has_wrk:
+        pytest.skip("wrk is not installed (apt-get install wrk): the API workload was left out")

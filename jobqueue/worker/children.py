@@ -15,7 +15,7 @@ from jobqueue.worker.channel import Channel, ChannelClosed
 from jobqueue.worker.child import STOP, child_main
 from jobqueue.worker.executor import Assignment
 from jobqueue.worker.fence import EXIT_FENCED, LeaseFence
-from jobqueue.worker.outcome import Report
+from jobqueue.worker.outcome import Report, error_of
 
 _fork = multiprocessing.get_context("fork")
 
@@ -125,31 +125,27 @@ class Child:
             reason = "fenced"
         match reason:
             case "cancel":
-                error = _error(
+                error = error_of(
                     JobCancelled,
                     f"cancelled: stopped after ignoring the request for {cancel_grace:g} s",
                 )
                 return Report(job_id=job.assignment.job_id, kind="cancelled", error=error)
             case "timeout":
-                error = _error(
+                error = error_of(
                     JobTimeout,
                     f"ran past its timeout of {job.assignment.timeout:g} s and was killed",
                 )
             case "fenced":
-                error = _error(
+                error = error_of(
                     WorkerLost,
                     "stopped before its lease could run out: the worker's heartbeat had not "
                     f"succeeded for too long ({note})",
                 )
             case "taken":
-                error = _error(WorkerLost, "stopped: the job was rescued from this worker")
+                error = error_of(WorkerLost, "stopped: the job was rescued from this worker")
             case _:
-                error = _error(ChildCrashed, note)
+                error = error_of(ChildCrashed, note)
         return Report(job_id=job.assignment.job_id, kind="failed", error=error)
-
-
-def _error(cls: type[Exception], message: str) -> dict[str, str]:
-    return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message, "traceback": ""}
 
 
 def start_child(others: list[Child], worker_name: str, fence: LeaseFence) -> Child:

@@ -39,6 +39,11 @@ class Report:
         )
 
 
+def error_of(cls: type[BaseException], message: str) -> dict[str, str]:
+    """An error the supervisor records itself (a kill, a fence, a refused outcome): no traceback."""
+    return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message, "traceback": ""}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """The job's next state, as the ack statement writes it, for the attempt holding ``token``."""

@@ -18,7 +18,7 @@ from jobqueue.conf import JobQueueSettings
 from jobqueue.exceptions import JobCancelled, UnstorableResult
 from jobqueue.worker.backoff import retry_delay
 from jobqueue.worker.children import InHand
-from jobqueue.worker.outcome import Outcome, Report, decide
+from jobqueue.worker.outcome import Outcome, Report, decide, error_of
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -46,11 +46,7 @@ class OutcomeRecorder:
 
     def record_cancelled_before_start(self, job: InHand) -> None:
         """A buffered job whose cancel was requested before a child began it."""
-        error = {
-            "type": f"{JobCancelled.__module__}.{JobCancelled.__qualname__}",
-            "message": "cancelled before it started",
-            "traceback": "",
-        }
+        error = error_of(JobCancelled, "cancelled before it started")
         self.record(job, Report(job_id=job.assignment.job_id, kind="cancelled", error=error))
 
     def _decide(self, job: InHand, report: Report) -> Outcome:
@@ -116,12 +112,11 @@ class OutcomeRecorder:
                 refused = Report(
                     job_id=job_id,
                     kind="failed",
-                    error={
-                        "type": f"{UnstorableResult.__module__}.{UnstorableResult.__qualname__}",
-                        "message": "the database refused this attempt's outcome: "
+                    error=error_of(
+                        UnstorableResult,
+                        "the database refused this attempt's outcome: "
                         + str(e).encode("ascii", "replace").decode()[:1000],
-                        "traceback": "",
-                    },
+                    ),
                     started_at=None,
                 )
                 try:

@@ -85,6 +85,17 @@ def tick(context, seconds: float = 5) -> dict:
         time.sleep(0.1)
 
 
+@task(takes_context=True, max_attempts=3, execution="async")
+async def async_tick(context, seconds: float = 5) -> dict:
+    """tick() as an async-mode job."""
+    deadline = time.monotonic() + seconds
+    while True:
+        await sync_to_async(_record)(context.task_result.id, f"attempt {context.attempt}")
+        if time.monotonic() >= deadline:
+            return {"attempt": context.attempt, "pid": os.getpid()}
+        await asyncio.sleep(0.1)
+
+
 @task(takes_context=True, max_attempts=3)
 def record_payload(context, n: int = 0, payload: str = "", seconds: float = 0) -> int:
     """Record one execution, then sleep ``seconds``; ``payload`` only makes the arguments large."""

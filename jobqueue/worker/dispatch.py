@@ -65,9 +65,14 @@ class Dispatcher:
         demand = n + target - in_hand
         if self.modes_seen and in_hand and demand < n // 8:
             return 0
+        if self.modes_seen and self._process_waiting() > self.concurrency + target:
+            return 0  # slots for concurrent jobs must not hoard process-mode ones
         if limit is not None:
             demand = min(demand, limit - self.claimed)
         return max(0, demand)
+
+    def _process_waiting(self) -> int:
+        return sum(1 for job in self.buffer if job.assignment.execution == "process")
 
     def take(self, rows: Iterable[tuple]) -> int:
         """Buffer freshly claimed rows (queries.CLAIM's columns); returns how many."""

@@ -17,22 +17,17 @@ import psycopg
 import pytest
 
 from bench.fault_workers import ROOT
-from bench.owned_postgres import OwnedPostgres, Unavailable
+from bench.owned_postgres import OwnedPostgres
 from tests.conftest import wait_until
+from tests.faults.conftest import owned_postgres
 
 JOBS = 256
 
 
 @pytest.fixture(scope="module")
 def small_pg() -> Iterator[OwnedPostgres]:
-    try:
-        server = OwnedPostgres.create(max_connections="50")
-    except Unavailable as e:
-        pytest.skip(f"no PostgreSQL of our own: {e}")
-    try:
+    with owned_postgres(max_connections="50") as server:
         yield server
-    finally:
-        server.drop()
 
 
 def enqueue_orm_jobs(url: str, n: int) -> list[int]:

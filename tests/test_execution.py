@@ -28,7 +28,8 @@ def job(result) -> Job:
 
 def drain(start_worker, *options: str) -> WorkerProcess:
     """Run a worker with ``options`` until no job is ready (--burst); it must exit cleanly."""
-    worker = drain(start_worker, *options)
+    worker = start_worker(*options, "--burst")
+    assert worker.wait(timeout=60) == 0, worker.output()
     return worker
 
 

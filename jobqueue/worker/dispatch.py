@@ -31,17 +31,25 @@ MAX_PIPELINE = 64
 # up. Sends never block whatever this is (the supervisor's channel ends queue
 # what a socket cannot take), so it is about waiting, not about stalling.
 PIPELINE_BYTES = 64 * 1024
+# Concurrent jobs (thread, async) end in waves, hundreds at a time: a slot that
+# waited for the ack-and-claim round trip after its job would stay idle for it.
+# Half the slots' worth claimed ahead lets the next claim overlap the running wave.
+CONCURRENT_AHEAD = 0.5
 
 
 class Dispatcher:
-    def __init__(self, concurrency: int, executions: Executions) -> None:
+    def __init__(
+        self, concurrency: int, executions: Executions, *, expected: Iterable[str] = ()
+    ) -> None:
         self.concurrency = concurrency
         self.executions = executions  # how each job runs, and each child's slots per mode
         self.buffer: deque[InHand] = deque()  # claimed, waiting for a child
         self.mean_duration = 1.0  # seconds; assume long jobs until shown otherwise
         self.task_durations: dict[str, float] = {}  # task path: mean seconds per job
         self.claimed = 0
-        self.modes_seen: set[str] = set()  # the concurrent modes of the jobs claimed so far
+        # The concurrent modes of the jobs claimed so far, and those the worker was started
+        # for (--async-slots, --threads), so that its first claim fills their slots.
+        self.modes_seen: set[str] = set(expected)
 
     def capacity(self) -> int:
         """Jobs the children can run at once: one each, or their slots once concurrent jobs
@@ -50,7 +58,8 @@ class Dispatcher:
         return self.concurrency * per_child
 
     def demand(self, children: list[Child], *, limit: int | None) -> int:
-        """How many jobs to claim now: free slots, plus a buffer sized for short jobs.
+        """How many jobs to claim now: free slots, plus a buffer sized for short jobs (or,
+        with concurrent slots, half the slots: CONCURRENT_AHEAD).
 
         The buffer is refilled only once it is half empty, so that short jobs
         are claimed in large batches rather than one statement per job; for
@@ -58,14 +67,15 @@ class Dispatcher:
         ``limit`` caps the total ever claimed (--max-jobs).
         """
         n = self.capacity()
-        target = min(MAX_BUFFER_PER_CHILD * n, int(BUFFER_SECONDS / max(self.mean_duration, 1e-4)))
+        short = min(MAX_BUFFER_PER_CHILD * n, int(BUFFER_SECONDS / max(self.mean_duration, 1e-4)))
+        target = max(short, int(n * CONCURRENT_AHEAD)) if self.modes_seen else short
         in_hand = sum(len(c.jobs) + len(c.flying) for c in children) + len(self.buffer)
         if self.buffer and len(self.buffer) > target // 2:
             return 0
         demand = n + target - in_hand
         if self.modes_seen and in_hand and demand < n // 8:
             return 0
-        if self.modes_seen and self._process_waiting() > self.concurrency + target:
+        if self.modes_seen and self._process_waiting() > self.concurrency + short:
             return 0  # slots for concurrent jobs must not hoard process-mode ones
         if limit is not None:
             demand = min(demand, limit - self.claimed)

@@ -79,7 +79,12 @@ class Supervisor:
             },
             queue_modes=self.conf.QUEUE_EXECUTION,
         )
-        self.dispatcher = Dispatcher(options.concurrency, self.executions)
+        started_for = {"async": options.async_slots, "thread": options.threads}
+        self.dispatcher = Dispatcher(
+            options.concurrency,
+            self.executions,
+            expected=[mode for mode, slots in started_for.items() if slots],
+        )
         self.recorder = OutcomeRecorder(self.conf, self.name)
         self.pool = ChildPool(
             self.conf,

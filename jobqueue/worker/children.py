@@ -55,7 +55,7 @@ class Child:
     flying: dict[int, InHand] = field(default_factory=dict)  # concurrent jobs, by job id
     # Why the supervisor killed it, and for which jobs, so their errors say so:
     # "timeout", "cancel", "fenced" (the lease was about to run out), "taken" (a
-    # job was rescued from this worker) or "shutdown".
+    # job was rescued from this worker), "retired" (see below, once idle) or "shutdown".
     kill_reason: str | None = None
     killed_for: frozenset[int] = frozenset()
     # A thread job ran past its deadline and CANCEL_GRACE without stopping (a thread

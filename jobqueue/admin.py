@@ -8,9 +8,11 @@ recent rows only, and a date drill-down that never scans the table.
 """
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast, Coalesce
@@ -22,13 +24,62 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import health
+from jobqueue import admin_audit, health
 from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter
 from jobqueue.models import FINISHED, Job, JobStatus, Worker
 from jobqueue.purge import purge_ids
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
 CANCELLABLE = {JobStatus.QUEUED, JobStatus.RUNNING}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkAction:
+    """What a bulk action's confirmation page says: its name, verb and the jobs it changes."""
+
+    # The action's name in the changelist form, posted back on confirmation.
+    name: str
+    verb: str
+    # Statuses the action changes; the rest of a selection is left as it is.
+    applies_to: frozenset[str]
+    # What happens to the jobs it changes, and to the others.
+    effect: str
+    # Purge deletes history for good, so it asks even for a single job.
+    always_confirm: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectedGroup:
+    """One line of a confirmation page: the selected jobs of one status in one queue."""
+
+    status: str
+    queue: str
+    jobs: int
+    changes: bool  # whether the action changes these jobs
+
+
+RETRY = BulkAction(
+    name="retry_jobs",
+    verb="retry",
+    applies_to=frozenset(RETRYABLE),
+    effect="Failed and cancelled jobs go back to the queue with a fresh attempt budget; "
+    "their error history stays. Other jobs are not changed.",
+)
+CANCEL = BulkAction(
+    name="cancel_jobs",
+    verb="cancel",
+    applies_to=frozenset(CANCELLABLE),
+    effect="Queued jobs are cancelled at once; running jobs are asked to stop and end "
+    "cancelled at their next check. Finished jobs are not changed.",
+)
+PURGE = BulkAction(
+    name="purge_jobs",
+    verb="purge",
+    applies_to=frozenset(FINISHED),
+    effect="Finished jobs are deleted with their results and error history, for good. "
+    "Queued and running jobs are kept.",
+    always_confirm=True,
+)
 
 
 class QueueFilter(RecentValuesFilter):
@@ -248,24 +299,78 @@ class JobAdmin(admin.ModelAdmin):
     # --- actions ---
 
     @admin.action(permissions=["retry"], description="Retry selected failed or cancelled jobs")
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        if confirmation := self.confirmation(request, queryset, RETRY):
+            return confirmation
         changed = queryset.retry()  # type: ignore[attr-defined]
+        admin_audit.log_retried(request.user, changed, "from the job list")
         self.message_user(
             request, f"Re-queued {len(changed)} jobs (only failed or cancelled ones)."
         )
+        return None
 
     @admin.action(permissions=["cancel"], description="Cancel selected queued or running jobs")
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        if confirmation := self.confirmation(request, queryset, CANCEL):
+            return confirmation
         changed = queryset.cancel()  # type: ignore[attr-defined]
+        admin_audit.log_cancelled(request.user, changed, "from the job list")
         self.message_user(
             request, f"Cancelled {len(changed)} jobs (running ones stop at their next check)."
         )
+        return None
 
     @admin.action(permissions=["purge"], description="Purge selected finished jobs")
-    def purge_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    def purge_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        if confirmation := self.confirmation(request, queryset, PURGE):
+            return confirmation
         ids = list(queryset.filter(status__in=FINISHED).values_list("id", flat=True))
         deleted = purge_ids(ids)
-        self.message_user(request, f"Purged {deleted} finished jobs (others are kept).")
+        admin_audit.log_purged(request.user, deleted, "from the job list")
+        self.message_user(request, f"Purged {len(deleted)} finished jobs (others are kept).")
+        return None
+
+    def confirmation(
+        self, request: HttpRequest, queryset: QuerySet[Job], action: BulkAction
+    ) -> TemplateResponse | None:
+        """The page between choosing a bulk action and running it, as Django's delete has.
+
+        It counts the selection per status and queue, marks what the action would
+        change, and posts the same selection back with ``post=yes``; only that second
+        POST runs the action (None here). Purge always asks; retry and cancel ask when
+        more than one job is selected ("select all" counts as more than one).
+        """
+        if request.POST.get("post") == "yes":
+            return None
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        select_across = request.POST.get("select_across") == "1"
+        if not action.always_confirm and not select_across and len(selected) <= 1:
+            return None
+        groups = [
+            SelectedGroup(
+                status=status, queue=queue, jobs=jobs, changes=status in action.applies_to
+            )
+            for status, queue, jobs in queryset.order_by()
+            .values("status", "queue")
+            .annotate(jobs=Count("id"))
+            .order_by("status", "queue")
+            .values_list("status", "queue", "jobs")
+        ]
+        changing = sum(g.jobs for g in groups if g.changes)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.verb.capitalize()} {changing} jobs?",
+            "opts": self.model._meta,
+            "action": action,
+            "groups": groups,
+            "changing": changing,
+            "kept": sum(g.jobs for g in groups) - changing,
+            "selected": selected,
+            "select_across": select_across,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/jobqueue/job/action_confirmation.html", context)
 
     # --- detail page buttons and the health page ---
 
@@ -309,7 +414,9 @@ class JobAdmin(admin.ModelAdmin):
         if not allowed:
             raise PermissionDenied
         job = get_object_or_404(Job.objects.only("id"), pk=pk)
-        if getattr(Job.objects.filter(pk=job.pk), verb)():
+        if changed := getattr(Job.objects.filter(pk=job.pk), verb)():
+            log = {"retry": admin_audit.log_retried, "cancel": admin_audit.log_cancelled}[verb]
+            log(request.user, changed, "from the job's page")
             done = {"retry": "re-queued", "cancel": "cancelled"}[verb]
             self.message_user(request, f"Job {pk} {done}.")
         else:

@@ -99,13 +99,16 @@ def purge(plan: PurgePlan, on_batch: Callable[[int], None] | None = None) -> Pur
     return report
 
 
-def purge_ids(ids: Sequence[int], batch_size: int = 1000) -> int:
-    """Delete the finished jobs among ``ids`` (the admin's purge action); returns how many."""
-    deleted = 0
+def purge_ids(ids: Sequence[int], batch_size: int = 1000) -> list[tuple[int, str, str]]:
+    """Delete the finished jobs among ``ids`` (the admin's purge action).
+
+    Returns ``(id, task, status)`` of each job deleted, for the admin's audit trail.
+    """
+    deleted: list[tuple[int, str, str]] = []
     for start in range(0, len(ids), batch_size):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(queries.PURGE_IDS, {"ids": list(ids[start : start + batch_size])})
-            deleted += cursor.rowcount
+            deleted += cursor.fetchall()
     return deleted
 
 

@@ -577,6 +577,7 @@ DELETE FROM jobqueue_job WHERE id IN (
     WHERE id = ANY(%(ids)s) AND status IN ('succeeded', 'failed', 'cancelled')
     FOR UPDATE SKIP LOCKED
 )
+RETURNING id, task, status
 """
 
 

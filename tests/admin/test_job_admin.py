@@ -79,10 +79,10 @@ def test_query_count_does_not_grow_with_rows(staff_client, jobs) -> None:
     assert not any("SELECT DISTINCT" in q["sql"] and "LIMIT" not in q["sql"] for q in many)
 
 
-def action(client: Client, name: str, *jobs: Job):
-    return client.post(
-        CHANGELIST, {"action": name, "_selected_action": [j.pk for j in jobs]}, follow=True
-    )
+def action(client: Client, name: str, *jobs: Job, confirm: bool = True, **extra: str):
+    """Post a bulk action from the list; ``confirm`` also answers its confirmation page."""
+    data = {"action": name, "_selected_action": [j.pk for j in jobs], **extra}
+    return client.post(CHANGELIST, {**data, **({"post": "yes"} if confirm else {})}, follow=True)
 
 
 def test_actions_are_offered_by_permission(staff_client, jobs) -> None:

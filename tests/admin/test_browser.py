@@ -163,6 +163,11 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
     shot(page, "admin-job-detail-failed")
     page.click("#jq-retry")
     assert f"Job {job.pk} re-queued." in page.inner_text(".messagelist")
+    page.click("a.historylink")  # the audit trail: who retried it, and when
+    assert "Retried (re-queued) from the job's page." in page.inner_text("#change-history")
+    assert "boss" in page.inner_text("#change-history")
+    shot(page, "admin-job-history")
+    page.go_back()
 
     def succeeded_on_page() -> bool:
         page.reload()
@@ -179,6 +184,12 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
         page.check(f"input.action-select[value='{failed.pk}']")
     page.select_option("select[name=action]", "purge_jobs")
     page.click("button[name=index]")
+    # A confirmation page first, with the counts per status and queue; nothing deleted yet.
+    assert "This will purge 2 jobs" in page.inner_text("#jq-confirm-summary")
+    assert page.inner_text("#jq-confirm-counts tbody").split() == ["failed", "default", "2", "yes"]
+    assert Job.objects.filter(pk__in=[f.pk for f in failing]).count() == 2
+    shot(page, "admin-purge-confirmation")
+    page.click("#jq-confirm")
     assert "Purged 2 finished jobs" in page.inner_text(".messagelist")
     shot(page, "admin-after-purge")
     assert not Job.objects.filter(pk__in=[f.pk for f in failing]).exists()

@@ -102,9 +102,9 @@ def main() -> None:
     pages = {
         "changelist": "/admin/jobqueue/job/",
         "changelist page 200": "/admin/jobqueue/job/?p=200",
-        "status=failed": "/admin/jobqueue/job/?status__exact=failed",
+        "status=failed": "/admin/jobqueue/job/?status=failed",
         "queue=q3": "/admin/jobqueue/job/?queue=q3",
-        "task+status": "/admin/jobqueue/job/?task=demo.fail&status__exact=failed",
+        "task+status": "/admin/jobqueue/job/?task=demo.fail&status=failed",
         f"drill-down {year}": f"/admin/jobqueue/job/?created_at__year={year}",
         "search id": f"/admin/jobqueue/job/?q={newest}",
         "search error text": "/admin/jobqueue/job/?q=node+7",

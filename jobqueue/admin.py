@@ -8,6 +8,7 @@ recent rows only, and a date drill-down that never scans the table.
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import admin_audit, health
-from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter
+from jobqueue import admin_audit, admin_time, health
+from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter, StatusFilter
 from jobqueue.models import FINISHED, Job, JobStatus, Worker
 from jobqueue.purge import purge_ids
 
@@ -93,16 +94,41 @@ class TaskFilter(RecentValuesFilter):
 
 
 def pretty_json(value: Any) -> SafeString:
-    return format_html('<pre class="jq-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
+    """Indented JSON with non-ASCII text as written ("Müller", not "M\\u00fcller")."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return format_html('<pre class="jq-json">{}</pre>', text)
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes} min {secs} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+def worker_link(run: dict[str, Any]) -> SafeString | str:
+    """The worker (host:pid) of one attempt, linked to its page while its row is kept."""
+    name = run.get("worker") or f"worker #{run.get('worker_id')}"
+    if run.get("worker_id") is None:
+        return str(name)
+    url = reverse("admin:jobqueue_worker_change", args=[run["worker_id"]])
+    return format_html('<a href="{}">{}</a>', url, name)
+
+
+def job_links(jobs: Iterable[Job]) -> SafeString | str:
+    """Jobs as a list of links to their admin pages, each with its status."""
+    items = format_html_join(
+        "",
+        '<li><a href="{}">{}</a> <span class="jq-status jq-{}">{}</span></li>',
+        (
+            (
+                reverse("admin:jobqueue_job_change", args=[j.pk]),
+                f"{j.task} #{j.pk}",
+                j.status,
+                j.status,
+            )
+            for j in jobs
+        ),
+    )
+    return format_html('<ul class="jq-job-links">{}</ul>', items) if items else "none"
+
+
+def is_scheduled(job: Job) -> bool:
+    """Queued but not yet due: delayed, or waiting out a retry's backoff."""
+    return job.status == JobStatus.QUEUED and job.scheduled_at > timezone.now()
 
 
 @admin.register(Job)
@@ -116,11 +142,12 @@ class JobAdmin(admin.ModelAdmin):
         "priority",
         "attempts_used",
         "created_at",
+        "due",
         "duration",
-        "worker",
+        "worker_name",
     ]
     list_display_links = ["id", "task"]
-    list_filter = ["status", QueueFilter, TaskFilter]
+    list_filter = [StatusFilter, QueueFilter, TaskFilter]
     list_select_related = ["worker"]
     date_hierarchy = "created_at"
     search_fields = ["task"]  # the real search is get_search_results()
@@ -176,11 +203,24 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> SafeString:
         cancel = " (cancel requested)" if job.cancel_requested and not job.is_finished else ""
+        if is_scheduled(job):
+            return format_html('<span class="jq-status jq-scheduled">Scheduled</span>{}', cancel)
         return format_html(
             '<span class="jq-status jq-{}">{}{}</span>',
             job.status,
             job.get_status_display(),
             cancel,
+        )
+
+    @admin.display(description="due", ordering="scheduled_at")
+    def due(self, job: Job) -> SafeString | str:
+        """When a scheduled job becomes due, and how long until then; blank once it is."""
+        if not is_scheduled(job):
+            return ""
+        return format_html(
+            '<span title="{}">{}</span>',
+            admin_time.absolute(job.scheduled_at),
+            admin_time.relative(job.scheduled_at),
         )
 
     @admin.display(description="progress")
@@ -202,9 +242,18 @@ class JobAdmin(admin.ModelAdmin):
     def attempts_used(self, job: Job) -> str:
         return f"{job.attempts}/{job.max_attempts}"
 
+    @admin.display(description="worker")
+    def worker_name(self, job: Job) -> SafeString | str:
+        """The worker running the job, else the one that ran its last attempt."""
+        if job.worker is not None:
+            return str(job.worker)
+        if job.runs:
+            return format_html('<span class="jq-past">{}</span>', job.runs[-1].get("worker", ""))
+        return ""
+
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
-        return seconds(job.elapsed_seconds)
+        return admin_time.duration(job.elapsed_seconds)
 
     # --- detail fields ---
 
@@ -231,7 +280,7 @@ class JobAdmin(admin.ModelAdmin):
             (
                 (
                     error.get("attempt", "?"),
-                    error.get("at", "?"),
+                    admin_time.absolute(error.get("at")),
                     error.get("type", ""),
                     error.get("message", ""),
                     error.get("traceback", "") or "(no traceback)",
@@ -253,7 +302,9 @@ class JobAdmin(admin.ModelAdmin):
         return format_html(
             '<table class="jq-timeline">{}</table>',
             format_html_join(
-                "", "<tr><th>{}</th><td>{}</td></tr>", ((n, at) for n, at in events if at)
+                "",
+                "<tr><th>{}</th><td>{}</td></tr>",
+                ((n, admin_time.both(at)) for n, at in events if at),
             ),
         )
 
@@ -271,9 +322,9 @@ class JobAdmin(admin.ModelAdmin):
                 (
                     (
                         run.get("attempt", "?"),
-                        run.get("worker") or f"worker #{run.get('worker_id')}",
-                        run.get("started_at") or "",
-                        run.get("finished_at") or "",
+                        worker_link(run),
+                        admin_time.absolute(run.get("started_at")),
+                        admin_time.absolute(run.get("finished_at")),
                         run.get("outcome", ""),
                     )
                     for run in job.runs
@@ -455,6 +506,18 @@ class WorkerAdmin(admin.ModelAdmin):
         "lost",
     ]
     list_filter = [("lost_at", admin.EmptyFieldListFilter)]
+    fields = [
+        "hostname",
+        "pid",
+        "queues",
+        "concurrency",
+        "started_at",
+        "last_heartbeat",
+        "lost_at",
+        "current_jobs",
+        "recent_jobs",
+    ]
+    readonly_fields = ["current_jobs", "recent_jobs"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         # A correlated count over running jobs only; a join would read every job of a worker.
@@ -482,6 +545,14 @@ class WorkerAdmin(admin.ModelAdmin):
         if obj is None or not health.is_lost(obj):
             return False
         return super().has_delete_permission(request, obj)
+
+    @admin.display(description="running now")
+    def current_jobs(self, worker: Worker) -> SafeString | str:
+        return job_links(Job.objects.running().filter(worker=worker).order_by("id")[:100])
+
+    @admin.display(description="finished in the last hour (newest 20)")
+    def recent_jobs(self, worker: Worker) -> SafeString | str:
+        return job_links(health.recent_jobs_of(worker))
 
     @admin.display(description="jobs in hand", ordering="in_hand")
     def in_hand(self, worker: Worker) -> int:

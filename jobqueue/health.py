@@ -134,6 +134,21 @@ def running_per_worker() -> dict[int, int]:
     return {worker: n for worker, n in rows if worker is not None}
 
 
+def recent_jobs_of(worker: Worker, limit: int = 20) -> list[Job]:
+    """The newest jobs that ``worker`` ran an attempt of and that finished in the last hour.
+
+    A backward range scan of the jobqueue_job_finished index, stopped after ``limit``
+    matches (``runs`` keeps each attempt's worker after the job's own link is cleared).
+    """
+    since = max(worker.started_at, timezone.now() - timedelta(hours=1))
+    return list(
+        Job.objects.finished()
+        .filter(finished_at__gte=since, runs__contains=[{"worker_id": worker.pk}])
+        .only("id", "task", "status", "finished_at")
+        .order_by("-finished_at", "-id")[:limit]
+    )
+
+
 def worker_rows(limit: int = 200) -> list[Worker]:
     """Live workers first, then the most recently lost, each with its running job count."""
     workers = list(Worker.objects.order_by("lost_at", "-last_heartbeat")[:limit])

@@ -177,6 +177,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One date-time format with seconds and the time zone (project/formats/en/formats.py).
+FORMAT_MODULE_PATH = "project.formats"
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

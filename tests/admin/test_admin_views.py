@@ -1,0 +1,107 @@
+"""What staff read in the admin: scheduled jobs apart, one time format, workers and their jobs."""
+
+import re
+from datetime import timedelta
+
+from django.urls import reverse
+from django.utils import timezone
+
+from jobqueue.models import Job, JobStatus, Worker
+from tests.admin.test_job_admin import ALL_PERMS, CHANGELIST, listed_ids
+
+# The site's one format: date, time with seconds, time zone.
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+
+
+def test_scheduled_jobs_have_their_own_filter_badge_and_time_until_due(staff_client, jobs) -> None:
+    later = Job.objects.create(task="demo.echo", scheduled_at=timezone.now() + timedelta(minutes=5))
+    client = staff_client("view_job")
+
+    scheduled = client.get(CHANGELIST, {"status": "scheduled"})
+    queued = client.get(CHANGELIST, {"status": "queued"})
+
+    assert listed_ids(scheduled) == {later.pk}
+    assert listed_ids(queued) == {later.pk, jobs["queued"].pk}
+    html = scheduled.content.decode()
+    assert '<span class="jq-status jq-scheduled">Scheduled</span>' in html
+    assert re.search(r'<td class="field-due"><span title="[^"]+ UTC">in 4 min 5\d s</span>', html)
+    # The chosen value is highlighted, as ?status=running is too.
+    assert re.search(r'<li class="selected">\s*<a href="\?status=scheduled"', html)
+    running = client.get(CHANGELIST, {"status": "running"}).content.decode()
+    assert re.search(r'<li class="selected">\s*<a href="\?status=running"', running)
+
+
+def test_times_have_seconds_and_a_time_zone_and_the_timeline_says_how_long_ago(
+    staff_client, jobs
+) -> None:
+    client = staff_client("view_job")
+
+    listing = client.get(CHANGELIST).content.decode()
+    detail = client.get(reverse("admin:jobqueue_job_change", args=[jobs["failed"].pk]))
+
+    created = re.search(r'<td class="field-created_at[^"]*">([^<]+)</td>', listing)
+    assert created and STAMP.fullmatch(created.group(1)), created
+    html = detail.content.decode()
+    assert re.search(r"<strong>attempt 1</strong> at " + STAMP.pattern, html)
+    assert re.search(STAMP.pattern + r'</time> <span class="jq-relative">\(\d+\.\d s ago\)', html)
+
+
+def test_non_ascii_arguments_are_shown_as_written(staff_client) -> None:
+    job = Job.objects.create(task="demo.echo", kwargs={"name": "Müller", "city": "東京"})
+
+    html = staff_client("view_job").get(reverse("admin:jobqueue_job_change", args=[job.pk]))
+
+    assert "&quot;name&quot;: &quot;Müller&quot;" in html.content.decode()
+    assert "東京" in html.content.decode() and "\\u00fc" not in html.content.decode()
+
+
+def test_each_attempt_shows_its_worker_and_a_workers_page_lists_its_jobs(staff_client) -> None:
+    now = timezone.now()
+    start = now - timedelta(minutes=1)
+    gone = Worker.objects.create(
+        hostname="host-old", pid=7, concurrency=1, started_at=start, lost_at=now
+    )
+    here = Worker.objects.create(hostname="host-new", pid=8, concurrency=1, started_at=start)
+    run = {"started_at": now.isoformat(), "finished_at": now.isoformat()}
+    done = Job.objects.create(
+        task="demo.fail",
+        status=JobStatus.FAILED,
+        started_at=now,
+        finished_at=now,
+        attempts=2,
+        runs=[
+            {
+                **run,
+                "attempt": 1,
+                "worker_id": gone.pk,
+                "worker": "host-old:7",
+                "outcome": "failed",
+            },
+            {
+                **run,
+                "attempt": 2,
+                "worker_id": here.pk,
+                "worker": "host-new:8",
+                "outcome": "failed",
+            },
+        ],
+    )
+    running = Job.objects.create(
+        task="demo.sleep", status=JobStatus.RUNNING, started_at=now, worker=here
+    )
+    client = staff_client(*ALL_PERMS, "view_worker")
+
+    detail = client.get(reverse("admin:jobqueue_job_change", args=[done.pk])).content.decode()
+    worker_page = client.get(reverse("admin:jobqueue_worker_change", args=[here.pk]))
+    old_page = client.get(reverse("admin:jobqueue_worker_change", args=[gone.pk]))
+    listing = client.get(CHANGELIST).content.decode()
+
+    old_url = reverse("admin:jobqueue_worker_change", args=[gone.pk])
+    assert f'<td>1</td><td><a href="{old_url}">host-old:7</a></td>' in detail
+    assert '<span class="jq-past">host-new:8</span>' in listing  # the last attempt's worker
+    recent = worker_page.content.decode()
+    job_url = reverse("admin:jobqueue_job_change", args=[running.pk])
+    assert f'<a href="{job_url}">demo.sleep #{running.pk}</a>' in recent
+    assert f"demo.fail #{done.pk}</a>" in recent
+    assert f"demo.fail #{done.pk}</a>" in old_page.content.decode()
+    assert f"demo.sleep #{running.pk}" not in old_page.content.decode()

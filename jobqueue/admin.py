@@ -15,8 +15,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, TextField
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -27,7 +27,7 @@ from django.utils.safestring import SafeString
 
 from jobqueue import admin_audit, admin_time, health
 from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter, StatusFilter
-from jobqueue.models import FINISHED, Job, JobStatus, Worker
+from jobqueue.models import FINISHED, Job, JobStatus, Worker, matches_words
 from jobqueue.purge import purge_ids
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
@@ -151,7 +151,10 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["worker"]
     date_hierarchy = "created_at"
     search_fields = ["task"]  # the real search is get_search_results()
-    search_help_text = "A job id, part of a task path, or text from an error."
+    search_help_text = (
+        "Words from the task path, an error's type or message, or the arguments "
+        "(keys and values); a number also finds the job with that id."
+    )
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
@@ -332,20 +335,20 @@ class JobAdmin(admin.ModelAdmin):
             ),
         )
 
-    # --- search: an id exactly, else task path or error text ---
+    # --- search: the words of a job as staff see them, or its id ---
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        term = search_term.strip().lstrip("#")
+        """Jobs with every word of the term in their task, error types and messages, or
+        argument keys and values (``JobQuerySet.search``); a number is also a job id."""
+        term = search_term.strip()
         if not term:
             return queryset, False
-        if term.isdigit():
-            return queryset.filter(id=int(term)), False
-        errors_text = Cast("errors", TextField())
-        return queryset.annotate(errors_text=errors_text).filter(
-            Q(task__icontains=term) | Q(errors_text__icontains=term)
-        ), False
+        words = matches_words(term)
+        if term.lstrip("#").isdigit():
+            return queryset.filter(Q(id=int(term.lstrip("#"))) | words), False
+        return queryset.filter(words), False
 
     # --- actions ---
 

@@ -105,3 +105,26 @@ def test_each_attempt_shows_its_worker_and_a_workers_page_lists_its_jobs(staff_c
     assert f"demo.fail #{done.pk}</a>" in recent
     assert f"demo.fail #{done.pk}</a>" in old_page.content.decode()
     assert f"demo.sleep #{running.pk}" not in old_page.content.decode()
+
+
+def test_search_matches_words_as_users_see_them_not_json_text(staff_client, jobs) -> None:
+    now = timezone.now()
+    xss = Job.objects.create(
+        task="demo.fail",
+        status=JobStatus.FAILED,
+        finished_at=now,
+        kwargs={"user_id": 1003, "name": "Müller"},
+        errors=[{"attempt": 1, "type": "builtins.ValueError", "message": 'alert("xss")'}],
+    )
+    client = staff_client("view_job")
+
+    def found(term: str) -> set[int]:
+        return listed_ids(client.get(CHANGELIST, {"q": term}))
+
+    assert found('alert("xss")') == {xss.pk}
+    assert found("ValueError") == found("builtins.ValueError") == {xss.pk}
+    assert found("1003") == found("user_id") == found("müller") == {xss.pk}
+    assert found("second disk") == {jobs["failed"].pk}
+    assert found("[") == found("type") == found("message") == found("-1") == set()
+    assert found("demo.sleep") == found("sleep") == {jobs["running"].pk, jobs["cancelled"].pk}
+    assert found(f"#{jobs['queued'].pk}") == {jobs["queued"].pk}

@@ -113,6 +113,19 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def shots(page, name: str) -> None:
+    """``name`` at 1,400 and 1,920 px wide, in light and dark mode (the admin follows the
+    browser's colour scheme), then the page as it was."""
+    viewport = page.viewport_size
+    for width in (1400, 1920):
+        page.set_viewport_size({"width": width, "height": 900})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            shot(page, f"{name}-{width}-{scheme}")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size(viewport)
+
+
 def lost_job() -> Job:
     """A demo.echo job that failed when its worker died: retrying it will succeed."""
     now = timezone.now()
@@ -155,12 +168,12 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
     page.wait_for_url(re.compile(r"status=failed"))
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 3
-    shot(page, "admin-list-failed")
+    shots(page, "admin-list-failed")
 
     page.click(f"#result_list a[href*='/{job.pk}/change/']")
     page.wait_for_url(re.compile(rf"/{job.pk}/change/"))
     assert "stopped heart-beating" in page.inner_text("body")
-    shot(page, "admin-job-detail-failed")
+    shots(page, "admin-job-detail-failed")
     page.click("#jq-retry")
     assert f"Job {job.pk} re-queued." in page.inner_text(".messagelist")
     page.click("a.historylink")  # the audit trail: who retried it, and when
@@ -188,7 +201,7 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
     assert "This will purge 2 jobs" in page.inner_text("#jq-confirm-summary")
     assert page.inner_text("#jq-confirm-counts tbody").split() == ["failed", "default", "2", "yes"]
     assert Job.objects.filter(pk__in=[f.pk for f in failing]).count() == 2
-    shot(page, "admin-purge-confirmation")
+    shots(page, "admin-purge-confirmation")
     page.click("#jq-confirm")
     assert "Purged 2 finished jobs" in page.inner_text(".messagelist")
     shot(page, "admin-after-purge")
@@ -197,7 +210,7 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
     page.goto(f"{server}/admin/jobqueue/job/health/")
     assert page.locator("svg.jq-chart rect.jq-bar-ok").count() >= 1
     assert "live" in page.inner_text("#jq-workers")
-    shot(page, "admin-queue-health")
+    shots(page, "admin-queue-health")
 
 
 def test_staff_without_retry_permission_see_no_retry(login, server) -> None:
@@ -315,3 +328,25 @@ def test_poll_job_abort_stops_polling_and_resolves_done_with_null(browser, serve
     assert done is None
     assert seen >= 2, "it polled before the abort"
     assert len(hits) == seen, "it polled after the abort"
+
+
+def test_api_docs_list_the_operations_with_the_network_blocked(browser, server) -> None:
+    """Swagger UI comes from drf-spectacular-sidecar's static files, not a CDN."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    outside: list[str] = []
+
+    def only_our_server(route) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_our_server)
+    page.goto(f"{server}/api/docs/")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+
+    paths = {p.strip() for p in page.locator(".opblock-summary-path").all_inner_texts()}
+    assert {"/api/jobs/", "/api/jobs/{id}/", "/api/jobs/{id}/cancel/", "/api/health/"} <= paths
+    assert outside == []
+    shots(page, "api-docs")

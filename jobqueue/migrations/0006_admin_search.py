@@ -1,0 +1,49 @@
+"""The admin's search: the words of a job as staff see them, indexed for finished jobs.
+
+- jobqueue_search_document(task, args, kwargs, errors): a tsvector of the task
+  path (whole and in parts), each error's type (whole and in parts) and
+  message, and the arguments' keys and values, read from the JSON (so a
+  message with quotes is found by its words, not by its escaped JSON text,
+  and the keys "type" and "message" themselves are not words).
+  IMMUTABLE: it depends on its arguments only, so it can be indexed.
+- jobqueue_job_search: a GIN index over it for finished jobs only. Every job
+  enters it once, when it finishes (that UPDATE writes new index entries
+  anyway); indexing queued jobs too would add a GIN insert to every enqueue and
+  every claim. The backlog is searched through its own partial indexes.
+
+Built CONCURRENTLY (the migration is not atomic) so that it never blocks workers.
+The 'simple' configuration: no stemming and no stop words, as ids and names need.
+"""
+
+from django.db import migrations
+
+FUNCTION = """
+CREATE OR REPLACE FUNCTION jobqueue_search_document(task text, args jsonb, kwargs jsonb,
+                                                    errors jsonb)
+RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT to_tsvector('simple', task || ' ' || translate(task, '._', '  ') || ' '
+                   || types || ' ' || translate(types, '._', '  '))
+    || jsonb_to_tsvector('simple', jsonb_path_query_array(errors, 'strict $[*].message'),
+                         '["string"]')
+    || jsonb_to_tsvector('simple', args, '["string", "numeric", "key"]')
+    || jsonb_to_tsvector('simple', kwargs, '["string", "numeric", "key"]')
+FROM (SELECT jsonb_path_query_array(errors, 'strict $[*].type')::text AS types) AS t
+$$
+"""
+
+INDEX = """
+CREATE INDEX CONCURRENTLY IF NOT EXISTS jobqueue_job_search
+ON jobqueue_job USING gin (jobqueue_search_document(task, args, kwargs, errors))
+WHERE status IN ('succeeded', 'failed', 'cancelled')
+"""
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("jobqueue", "0005_fencing")]
+    operations = [
+        migrations.RunSQL(
+            FUNCTION, "DROP FUNCTION jobqueue_search_document(text, jsonb, jsonb, jsonb)"
+        ),
+        migrations.RunSQL(INDEX, "DROP INDEX CONCURRENTLY IF EXISTS jobqueue_job_search"),
+    ]

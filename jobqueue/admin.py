@@ -15,7 +15,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -25,9 +26,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import admin_audit, admin_time, health
-from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter, StatusFilter
-from jobqueue.models import FINISHED, Job, JobStatus, Worker, matches_words
+from jobqueue import admin_audit, admin_time, health, queries
+from jobqueue.admin_list import (
+    COUNT_CAP,
+    EstimatedCountPaginator,
+    RecentValuesFilter,
+    StatusFilter,
+)
+from jobqueue.models import FINISHED, Job, JobStatus, Worker
 from jobqueue.purge import purge_ids
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
@@ -341,14 +347,15 @@ class JobAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
         """Jobs with every word of the term in their task, error types and messages, or
-        argument keys and values (``JobQuerySet.search``); a number is also a job id."""
+        argument keys and values (the newest ``COUNT_CAP``); a number is also a job id."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        words = matches_words(term)
+        with connection.cursor() as cursor:
+            ids = queries.search_ids(cursor, term, COUNT_CAP)
         if term.lstrip("#").isdigit():
-            return queryset.filter(Q(id=int(term.lstrip("#"))) | words), False
-        return queryset.filter(words), False
+            ids.append(int(term.lstrip("#")))
+        return queryset.filter(id__in=ids), False
 
     # --- actions ---
 

@@ -5,7 +5,6 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
-from django.db.models.expressions import RawSQL
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResultStatus
 from django.utils import timezone
 
@@ -40,30 +39,6 @@ class JobStatus(models.TextChoices):
 
 
 FINISHED = JobStatus.finished()
-
-
-# The admin's search: the document is the indexed expression of migration 0006,
-# matched word by word ('simple': no stemming, no stop words).
-_MATCHES = (
-    "jobqueue_search_document(jobqueue_job.task, jobqueue_job.args, jobqueue_job.kwargs,"
-    " jobqueue_job.errors) @@ plainto_tsquery('simple', %s)"
-)
-_SEARCH = (
-    f"((jobqueue_job.status IN ('succeeded', 'failed', 'cancelled') AND {_MATCHES})"
-    f" OR (jobqueue_job.status = 'queued' AND {_MATCHES})"
-    f" OR (jobqueue_job.status = 'running' AND {_MATCHES}))"
-)
-
-
-def matches_words(text: str) -> RawSQL:
-    """A filter: the job's task, error types and messages, or argument keys and values
-    hold every word of ``text``. Text with no words (``[``) matches nothing.
-
-    One arm per partial index: finished jobs through the GIN index of migration 0006,
-    the backlog through the claim and lease indexes, so the planner ORs bitmap scans
-    instead of reading the table.
-    """
-    return RawSQL(_SEARCH, [text] * 3, output_field=models.BooleanField())
 
 
 class JobQuerySet(models.QuerySet["Job"]):

@@ -17,17 +17,20 @@ The 'simple' configuration: no stemming and no stop words, as ids and names need
 
 from django.db import migrations
 
+# One SELECT of one expression, so that the planner inlines it (a FROM clause, or
+# plpgsql, would cost a function call per row where the backlog is searched).
 FUNCTION = """
 CREATE OR REPLACE FUNCTION jobqueue_search_document(task text, args jsonb, kwargs jsonb,
                                                     errors jsonb)
 RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT to_tsvector('simple', task || ' ' || translate(task, '._', '  ') || ' '
-                   || types || ' ' || translate(types, '._', '  '))
+                   || jsonb_path_query_array(errors, 'strict $[*].type')::text || ' '
+                   || translate(jsonb_path_query_array(errors, 'strict $[*].type')::text,
+                                '._', '  '))
     || jsonb_to_tsvector('simple', jsonb_path_query_array(errors, 'strict $[*].message'),
                          '["string"]')
     || jsonb_to_tsvector('simple', args, '["string", "numeric", "key"]')
     || jsonb_to_tsvector('simple', kwargs, '["string", "numeric", "key"]')
-FROM (SELECT jsonb_path_query_array(errors, 'strict $[*].type')::text AS types) AS t
 $$
 """
 

@@ -4,7 +4,8 @@
   path (whole and in parts), each error's type (whole and in parts) and
   message, and the arguments' keys and values, read from the JSON (so a
   message with quotes is found by its words, not by its escaped JSON text,
-  and the keys "type" and "message" themselves are not words).
+  and the keys "type" and "message" themselves are not words). Arguments or
+  messages over 64 KiB of JSON are left out of it.
   IMMUTABLE: it depends on its arguments only, so it can be indexed.
 - jobqueue_job_search: a GIN index over it for finished jobs only. Every job
   enters it once, when it finishes (that UPDATE writes new index entries
@@ -19,6 +20,8 @@ from django.db import migrations
 
 # One SELECT of one expression, so that the planner inlines it (a FROM clause, or
 # plpgsql, would cost a function call per row where the backlog is searched).
+# Arguments and messages over 64 KiB of JSON are left out: a tsvector holds at most
+# 1 MB, and a job whose words did not fit would fail the UPDATE that finishes it.
 FUNCTION = """
 CREATE OR REPLACE FUNCTION jobqueue_search_document(task text, args jsonb, kwargs jsonb,
                                                     errors jsonb)
@@ -27,10 +30,16 @@ SELECT to_tsvector('simple', task || ' ' || translate(task, '._', '  ') || ' '
                    || jsonb_path_query_array(errors, 'strict $[*].type')::text || ' '
                    || translate(jsonb_path_query_array(errors, 'strict $[*].type')::text,
                                 '._', '  '))
-    || jsonb_to_tsvector('simple', jsonb_path_query_array(errors, 'strict $[*].message'),
-                         '["string"]')
-    || jsonb_to_tsvector('simple', args, '["string", "numeric", "key"]')
-    || jsonb_to_tsvector('simple', kwargs, '["string", "numeric", "key"]')
+    || CASE WHEN octet_length(jsonb_path_query_array(errors, 'strict $[*].message')::text)
+                 <= 65536
+            THEN jsonb_to_tsvector('simple',
+                                   jsonb_path_query_array(errors, 'strict $[*].message'),
+                                   '["string"]')
+            ELSE ''::tsvector END
+    || CASE WHEN octet_length(args::text) + octet_length(kwargs::text) <= 65536
+            THEN jsonb_to_tsvector('simple', args, '["string", "numeric", "key"]')
+                 || jsonb_to_tsvector('simple', kwargs, '["string", "numeric", "key"]')
+            ELSE ''::tsvector END
 $$
 """
 

@@ -128,3 +128,15 @@ def test_search_matches_words_as_users_see_them_not_json_text(staff_client, jobs
     assert found("[") == found("type") == found("message") == found("-1") == set()
     assert found("demo.sleep") == found("sleep") == {jobs["running"].pk, jobs["cancelled"].pk}
     assert found(f"#{jobs['queued'].pk}") == {jobs["queued"].pk}
+
+
+def test_a_job_with_more_words_than_a_tsvector_holds_still_finishes(db) -> None:
+    """Arguments over 64 KiB are left out of the search index, which could not hold them
+    (1 MB of words): the UPDATE or INSERT of a finished job must never fail on it."""
+    words = " ".join(f"w{i}" for i in range(200_000))
+
+    job = Job.objects.create(
+        task="demo.echo", status=JobStatus.SUCCEEDED, finished_at=timezone.now(), args=[words]
+    )
+
+    assert Job.objects.filter(pk=job.pk).exists()

@@ -172,6 +172,21 @@ class JobAdmin(admin.ModelAdmin):
         ("Outcome", {"fields": ["result_json", "attempts_used", "error_history"]}),
         ("Timeline", {"fields": ["timeline", "run_history"]}),
     ]
+    # A job that has errors shows them, and where each attempt ran, right below its
+    # summary; its progress, empty or stale by then, is folded away.
+    failed_fieldsets = [
+        (None, {"fields": ["task", "status_badge", "queue", "priority", "owner", "worker"]}),
+        ("Errors and attempts", {"fields": ["attempts_used", "error_history", "run_history"]}),
+        ("Arguments", {"fields": ["args_json", "kwargs_json"]}),
+        ("Timeline", {"fields": ["timeline"]}),
+        (
+            "Progress and result",
+            {
+                "fields": ["progress_bar", "progress_message", "cancel_requested", "result_json"],
+                "classes": ["collapse"],
+            },
+        ),
+    ]
     readonly_fields = [
         "status_badge",
         "progress_bar",
@@ -186,6 +201,14 @@ class JobAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["jobqueue/admin.css"]}
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> Any:
+        return self.failed_fieldsets if obj is not None and obj.errors else self.fieldsets
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        """The list without the admin's app sidebar: at 1,400 px its columns need the room."""
+        context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     # --- permissions: read-only rows; each change is its own permission ---
 
@@ -317,7 +340,7 @@ class JobAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.display(description="attempts")
+    @admin.display(description="where and when each attempt ran")
     def run_history(self, job: Job) -> SafeString | str:
         """Where and when each attempt ran (kept after the worker's own row is gone)."""
         if not job.runs:

@@ -350,3 +350,24 @@ def test_api_docs_list_the_operations_with_the_network_blocked(browser, server) 
     assert {"/api/jobs/", "/api/jobs/{id}/", "/api/jobs/{id}/cancel/", "/api/health/"} <= paths
     assert outside == []
     shots(page, "api-docs")
+
+
+def test_the_job_list_follows_a_job_from_queued_to_succeeded_without_a_reload(
+    login, server, start_worker
+) -> None:
+    page, _ = login("watcher", superuser=True)
+    job = Job.objects.create(task="demo.sleep", kwargs={"seconds": 6})
+    page.goto(f"{server}/admin/jobqueue/job/")
+    page.evaluate("window.jqSamePage = true")  # gone if the page reloads
+    status = page.locator(f"#result_list tr:has(a[href$='/{job.pk}/change/']) .jq-status")
+    sync_api.expect(status).to_have_text("Queued")
+
+    start_worker()
+
+    sync_api.expect(status).to_have_text("Running", timeout=30_000)
+    shots(page, "admin-list-live")
+    sync_api.expect(status).to_have_text("Succeeded", timeout=30_000)
+    assert page.evaluate("window.jqSamePage") is True
+    sync_api.expect(page.locator("#jq-live-status")).to_contain_text("nothing is running")
+    page.click("#jq-live-toggle")
+    sync_api.expect(page.locator("#jq-live-toggle")).to_have_text("Resume live updates")

@@ -520,6 +520,8 @@ class JobAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "queues": health.queue_rows(),
             "chart": health.throughput_chart(health.throughput()),
+            "timings": dict(zip(("queue", "task"), health.timings(), strict=True)),
+            "timings_sample": health.TIMINGS_SAMPLE,
             "workers": health.worker_rows(),
             "now": timezone.now(),
         }

@@ -620,6 +620,32 @@ FROM waiting AS w FULL JOIN active AS a USING (queue) FULL JOIN recent AS r USIN
 ORDER BY queue
 """
 
+# The health page's timings, per queue and per task, over the newest jobs that
+# finished in the last hour (at most %(sample)s of them: a backward range scan of
+# the jobqueue_job_finished index that stops there, so a busy hour costs no more
+# than a quiet one): wait (due to start, which is enqueue to start unless the job
+# was delayed or waited to retry) and run time percentiles, and outcomes.
+TIMINGS = """
+WITH newest AS (
+    SELECT queue, task, status, scheduled_at, started_at, finished_at
+    FROM jobqueue_job
+    WHERE status IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at >= now() - interval '60 minutes'
+    ORDER BY finished_at DESC
+    LIMIT %(sample)s
+)
+SELECT queue, task, count(*) FILTER (WHERE status = 'succeeded'),
+       count(*) FILTER (WHERE status = 'failed'),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM started_at - scheduled_at)),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM finished_at - started_at))
+FROM newest
+GROUP BY GROUPING SETS ((queue), (task))
+ORDER BY queue, task
+"""
+
+
 # For a job ``me``, while it is queued (NULLs otherwise): how many ready jobs
 # of its queue are ahead of it in claim order, the mean run time of the last
 # 100 jobs of its queue that finished within the hour, the concurrency of the
@@ -669,6 +695,13 @@ WHERE me.id = %(id)s AND (%(owner)s::bigint IS NULL OR me.owner_id = %(owner)s::
 def queue_stats(cursor: Any) -> list[tuple]:
     """One row per queue with a backlog, running jobs or jobs finished in the last hour."""
     cursor.execute(QUEUE_STATS)
+    return cursor.fetchall()
+
+
+def timings(cursor: Any, sample: int) -> list[tuple]:
+    """``(queue, task, succeeded, failed, wait p50/p95/p99, run p50/p95/p99)`` rows, one
+    per queue (task None) and one per task (queue None); see ``TIMINGS``."""
+    cursor.execute(TIMINGS, {"sample": sample})
     return cursor.fetchall()
 
 

@@ -140,3 +140,35 @@ def test_a_job_with_more_words_than_a_tsvector_holds_still_finishes(db) -> None:
     )
 
     assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_health_page_has_a_chart_with_axes_and_timings_per_queue_and_task(staff_client) -> None:
+    now = timezone.now()
+
+    def finished(task: str, status: str, wait: float, run: float) -> None:
+        started = now - timedelta(seconds=run)
+        Job.objects.create(
+            task=task,
+            queue="reports",
+            status=status,
+            scheduled_at=started - timedelta(seconds=wait),
+            started_at=started,
+            finished_at=now,
+        )
+
+    finished("demo.echo", JobStatus.SUCCEEDED, wait=1, run=2)
+    finished("demo.echo", JobStatus.SUCCEEDED, wait=3, run=4)
+    finished("demo.fail", JobStatus.FAILED, wait=5, run=6)
+    finished("demo.fail", JobStatus.SUCCEEDED, wait=5, run=6)
+
+    response = staff_client("view_job").get(reverse("admin:jobqueue_job_health"))
+
+    html = response.content.decode()
+    assert html.count('class="jq-axis" text-anchor="middle"') == 6  # a time label per 10 min
+    assert "jobs / min" in html
+    (queue,) = response.context["timings"]["queue"]
+    assert queue.name == "reports" and queue.wait[0] == 4.0 and queue.run[0] == 5.0
+    tasks = {t.name: t for t in response.context["timings"]["task"]}
+    assert tasks["demo.echo"].wait[0] == 2.0 and tasks["demo.echo"].failure_rate == 0
+    assert tasks["demo.fail"].run[2] == 6.0 and tasks["demo.fail"].failure_rate == 50.0
+    assert '<table id="jq-timings-task"' in html

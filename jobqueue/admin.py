@@ -10,6 +10,7 @@ recent rows only, and a date drill-down that never scans the table.
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -514,12 +515,23 @@ class JobAdmin(admin.ModelAdmin):
     def health_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        health.record_sample()  # the workers sample too; this keeps a watched page current
         context = {
             **self.admin_site.each_context(request),
             "title": "Queue and worker health",
             "opts": self.model._meta,
             "queues": health.queue_rows(),
             "chart": health.throughput_chart(health.throughput()),
+            "depth_hour": health.depth_chart(
+                health.depth(timedelta(hours=1), timedelta(minutes=1)),
+                timedelta(hours=1),
+                "jobs waiting and running over the last hour",
+            ),
+            "depth_day": health.depth_chart(
+                health.depth(timedelta(hours=24), timedelta(minutes=15)),
+                timedelta(hours=24),
+                "jobs waiting and running over the last 24 hours",
+            ),
             "timings": dict(zip(("queue", "task"), health.timings(), strict=True)),
             "timings_sample": health.TIMINGS_SAMPLE,
             "workers": health.worker_rows(),

@@ -5,24 +5,20 @@ REST API's /api/queues/), which reads only the backlog and the last hour.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import queries
+from jobqueue import charts, queries
 from jobqueue.conf import get_settings
-from jobqueue.models import FINISHED, Job, JobStatus, Worker
+from jobqueue.models import FINISHED, Job, JobStatus, QueueSample, Worker
 
 CHART_MINUTES = 60
-BAR = 10
-# The plot area, and the margins that hold the axes' labels.
-PLOT_WIDTH, PLOT_HEIGHT = CHART_MINUTES * BAR, 120
-LEFT, BOTTOM, TOP = 40, 22, 8
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where depth buckets start counting
 # Percentiles are read from at most this many of the last hour's newest finished jobs.
 TIMINGS_SAMPLE = 10_000
 
@@ -130,70 +126,75 @@ def throughput(minutes: int = CHART_MINUTES) -> list[Minute]:
 
 
 def throughput_chart(buckets: list[Minute], minutes: int = CHART_MINUTES) -> SafeString:
-    """A stacked bar per minute (succeeded over failed), oldest on the left, as inline SVG,
-    with a y axis (jobs per minute: 0, half the peak, the peak) and a time axis labelled
-    every 10 minutes."""
-    now = timezone.now().replace(second=0, microsecond=0)
-    by_slot = {minutes - 1 - int((now - b.at).total_seconds() // 60): b for b in buckets}
-    peak = max((b.succeeded + b.failed for b in buckets), default=0) or 1
-    scale = (PLOT_HEIGHT - TOP) / peak
-    base = PLOT_HEIGHT  # the y of the x axis; TOP keeps the peak's label inside
-
-    def bars() -> list[tuple]:
-        out = []
-        for slot, b in sorted(by_slot.items()):
-            if not 0 <= slot < minutes:
-                continue
-            x = LEFT + slot * BAR
-            ok_h, fail_h = b.succeeded * scale, b.failed * scale
-            label = f"{b.at:%H:%M}: {b.succeeded} succeeded, {b.failed} failed"
-            top, fail_top = base - ok_h - fail_h, base - fail_h
-            out.append(
-                (x, f"{top:.1f}", f"{ok_h:.1f}", x, f"{fail_top:.1f}", f"{fail_h:.1f}", label)
-            )
-        return out
-
-    y_ticks = [(base - value * scale, value) for value in sorted({0, peak // 2, peak})]
-    x_ticks = [
-        (LEFT + slot * BAR, f"{now - timedelta(minutes=minutes - 1 - slot):%H:%M}")
-        for slot in range(0, minutes, 10)
-    ]
-    return format_html(
-        '<svg class="jq-chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-        'aria-label="jobs finished per minute over the last hour">'
-        '<g class="jq-y-axis">{y_ticks}<text x="2" y="{mid}" class="jq-axis" '
-        'transform="rotate(-90 8 {mid})">jobs / min</text></g>'
-        '<g class="jq-x-axis"><line x1="{left}" y1="{base}" x2="{right}" y2="{base}" '
-        'class="jq-axis-line"/>{x_ticks}</g>{bars}</svg>',
-        w=LEFT + PLOT_WIDTH + 10,
-        h=PLOT_HEIGHT + BOTTOM,
-        left=LEFT,
-        right=LEFT + PLOT_WIDTH,
-        base=base,
-        mid=PLOT_HEIGHT // 2,
-        y_ticks=format_html_join(
-            "",
-            '<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" class="jq-grid"/>'
-            '<text x="{3}" y="{4}" class="jq-axis" text-anchor="end">{5}</text>',
-            (
-                (LEFT, f"{y:.1f}", LEFT + PLOT_WIDTH, LEFT - 4, f"{y + 3:.1f}", value)
-                for y, value in y_ticks
-            ),
-        ),
-        x_ticks=format_html_join(
-            "",
-            '<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" class="jq-axis-line"/>'
-            '<text x="{0}" y="{3}" class="jq-axis" text-anchor="middle">{4}</text>',
-            ((x, base, base + 4, base + 15, label) for x, label in x_ticks),
-        ),
-        bars=format_html_join(
-            "",
-            '<g><title>{6}</title><rect x="{0}" y="{1}" width="9" height="{2}" '
-            'class="jq-bar-ok"/><rect x="{3}" y="{4}" width="9" height="{5}" '
-            'class="jq-bar-fail"/></g>',
-            bars(),
-        ),
+    """A stacked bar per minute (succeeded, failed on top) over the last ``minutes``."""
+    end = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    frame = charts.Frame(
+        start=end - timedelta(minutes=minutes),
+        end=end,
+        peak=max((b.succeeded + b.failed for b in buckets), default=0),
     )
+    bars = [
+        (b.at, b.succeeded, b.failed, f"{b.at:%H:%M}: {b.succeeded} succeeded, {b.failed} failed")
+        for b in buckets
+        if b.at >= frame.start
+    ]
+    body = charts.stacked_bars(frame, bars, width=charts.WIDTH / minutes - 1)
+    return charts.svg(
+        frame, "jobs finished per minute over the last hour", "jobs / min", body, "%H:%M"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Depth:
+    """The backlog over all queues at one time."""
+
+    at: datetime
+    ready: int
+    scheduled: int
+    running: int
+
+
+def depth(span: timedelta, bucket: timedelta) -> list[Depth]:
+    """The backlog samples of the last ``span``, the largest of each ``bucket``."""
+    rows = QueueSample.objects.filter(queue="", minute__gte=timezone.now() - span).order_by(
+        "minute"
+    )
+    merged: dict[datetime, Depth] = {}
+    for row in rows:
+        start = row.minute - (row.minute - EPOCH) % bucket
+        seen = merged.get(start)
+        merged[start] = Depth(
+            at=start,
+            ready=max(row.ready, seen.ready if seen else 0),
+            scheduled=max(row.scheduled, seen.scheduled if seen else 0),
+            running=max(row.running, seen.running if seen else 0),
+        )
+    return list(merged.values())
+
+
+def depth_chart(points: list[Depth], span: timedelta, label: str) -> SafeString:
+    """Ready, scheduled and running jobs over ``span`` as three lines."""
+    end = timezone.now()
+    frame = charts.Frame(
+        start=end - span,
+        end=end,
+        peak=max((max(p.ready, p.scheduled, p.running) for p in points), default=0),
+    )
+    body = charts.lines(
+        frame,
+        {
+            "ready": [(p.at, p.ready) for p in points],
+            "scheduled": [(p.at, p.scheduled) for p in points],
+            "running": [(p.at, p.running) for p in points],
+        },
+    )
+    return charts.svg(frame, label, "jobs", body, "%H:%M")
+
+
+def record_sample() -> None:
+    """Sample the backlog for this minute if nobody has (the health page and workers call it)."""
+    with connection.cursor() as cursor:
+        queries.record_sample(cursor)
 
 
 def is_lost(worker: Worker) -> bool:

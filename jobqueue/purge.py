@@ -79,7 +79,8 @@ def count(plan: PurgePlan) -> PurgeReport:
 
 
 def purge(plan: PurgePlan, on_batch: Callable[[int], None] | None = None) -> PurgeReport:
-    """Delete the jobs of ``plan`` batch by batch, then the workers lost before its cutoff."""
+    """Delete the jobs of ``plan`` batch by batch, then the workers lost before its cutoff
+    and the health page's backlog samples older than two days."""
     report = PurgeReport()
     after_at, after_id = EPOCH_START, 0
     while True:
@@ -96,6 +97,7 @@ def purge(plan: PurgePlan, on_batch: Callable[[int], None] | None = None) -> Pur
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(queries.PURGE_LOST_WORKERS, {"before": plan.before})
         report.workers = cursor.rowcount
+        cursor.execute(queries.PRUNE_SAMPLES)  # the health page's backlog samples
     return report
 
 

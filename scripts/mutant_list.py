@@ -454,7 +454,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-search-json-text",
-        "jobqueue/migrations/0006_admin_search.py",
+        "jobqueue/migrations/0006_admin.py",
         "THEN jsonb_to_tsvector('simple',\n"
         "                                   jsonb_path_query_array(errors, 'strict $[*].message'),",
         "THEN to_tsvector('simple', errors::text) || jsonb_to_tsvector('simple',\n"

@@ -164,7 +164,7 @@ def test_health_page_has_a_chart_with_axes_and_timings_per_queue_and_task(staff_
     response = staff_client("view_job").get(reverse("admin:jobqueue_job_health"))
 
     html = response.content.decode()
-    assert html.count('class="jq-axis" text-anchor="middle"') == 6  # a time label per 10 min
+    assert html.count('class="jq-axis" text-anchor="middle"') == 7 * 3  # 3 charts, 7 times each
     assert "jobs / min" in html
     (queue,) = response.context["timings"]["queue"]
     assert queue.name == "reports" and queue.wait[0] == 4.0 and queue.run[0] == 5.0
@@ -172,3 +172,37 @@ def test_health_page_has_a_chart_with_axes_and_timings_per_queue_and_task(staff_
     assert tasks["demo.echo"].wait[0] == 2.0 and tasks["demo.echo"].failure_rate == 0
     assert tasks["demo.fail"].run[2] == 6.0 and tasks["demo.fail"].failure_rate == 50.0
     assert '<table id="jq-timings-task"' in html
+
+
+def test_queue_depth_is_sampled_once_a_minute_charted_and_pruned_by_purge(
+    staff_client, jobs
+) -> None:
+    from django.db import connection
+
+    from jobqueue import health, queries
+    from jobqueue.models import QueueSample
+    from jobqueue.purge import PurgePlan, purge
+
+    # The test's transaction fixes now(): the fixture's queued job is made due before it.
+    Job.objects.filter(pk=jobs["queued"].pk).update(scheduled_at=timezone.now() - timedelta(1))
+    Job.objects.create(task="demo.echo", scheduled_at=timezone.now() + timedelta(hours=1))
+    old = timezone.now() - timedelta(days=3)
+    QueueSample.objects.create(minute=old, queue="", ready=1, scheduled=0, running=0)
+
+    response = staff_client("view_job").get(reverse("admin:jobqueue_job_health"))
+    Job.objects.create(task="demo.echo")  # a second sample this minute would count it
+    with connection.cursor() as cursor:
+        queries.record_sample(cursor)
+
+    now = QueueSample.objects.filter(minute__gt=old)
+    assert {(s.queue, s.ready, s.scheduled, s.running) for s in now} == {
+        ("", 1, 1, 1),
+        ("default", 1, 1, 0),
+        ("reports", 0, 0, 1),
+    }
+    html = response.content.decode()
+    assert html.count('class="jq-line jq-line-ready"') == 2  # the last hour and the last day
+    assert health.depth(timedelta(hours=1), timedelta(minutes=1))[0].scheduled == 1
+    purge(PurgePlan.retention())
+    assert not QueueSample.objects.filter(minute=old).exists()
+    assert QueueSample.objects.filter(minute__gt=old).count() == 3

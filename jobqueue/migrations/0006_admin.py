@@ -1,4 +1,10 @@
-"""The admin's search: the words of a job as staff see them, indexed for finished jobs.
+"""The admin: its search index, and the per-minute backlog samples of the health page.
+
+- jobqueue_queuesample: one row per queue and minute (plus the total, queue ""),
+  written at most once a minute from the backlog's indexes (jobqueue/samples.py)
+  and pruned by purge_jobs; the health page charts queue depth over time from it.
+
+The search: the words of a job as staff see them, indexed for finished jobs.
 
 - jobqueue_search_document(task, args, kwargs, errors): a tsvector of the task
   path (whole and in parts), each error's type (whole and in parts) and
@@ -16,7 +22,7 @@ Built CONCURRENTLY (the migration is not atomic) so that it never blocks workers
 The 'simple' configuration: no stemming and no stop words, as ids and names need.
 """
 
-from django.db import migrations
+from django.db import migrations, models
 
 # One SELECT of one expression, so that the planner inlines it (a FROM clause, or
 # plpgsql, would cost a function call per row where the backlog is searched).
@@ -54,6 +60,29 @@ class Migration(migrations.Migration):
     atomic = False
     dependencies = [("jobqueue", "0005_fencing")]
     operations = [
+        migrations.CreateModel(
+            name="QueueSample",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField()),
+                ("queue", models.CharField(max_length=100)),
+                ("ready", models.PositiveIntegerField()),
+                ("scheduled", models.PositiveIntegerField()),
+                ("running", models.PositiveIntegerField()),
+            ],
+            options={
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("minute", "queue"), name="jobqueue_sample_minute"
+                    )
+                ],
+            },
+        ),
         migrations.RunSQL(
             FUNCTION, "DROP FUNCTION jobqueue_search_document(text, jsonb, jsonb, jsonb)"
         ),

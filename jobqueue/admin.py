@@ -475,14 +475,16 @@ class JobAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict | None = None,
     ) -> HttpResponse:
-        status = (
-            Job.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        status, owner = (
+            Job.objects.filter(pk=object_id).values_list("status", "owner").first()
             if object_id.isdigit()
             else None
-        )
+        ) or (None, None)
         extra = {
             "can_retry": status in RETRYABLE and self.has_retry_permission(request),
             "can_cancel": status in CANCELLABLE and self.has_cancel_permission(request),
+            # The live page /jobs/<id>/ is its owner's only (a 404 for anyone else).
+            "live_page": owner is not None and owner == request.user.pk,
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 

@@ -206,3 +206,18 @@ def test_queue_depth_is_sampled_once_a_minute_charted_and_pruned_by_purge(
     purge(PurgePlan.retention())
     assert not QueueSample.objects.filter(minute=old).exists()
     assert QueueSample.objects.filter(minute__gt=old).count() == 3
+
+
+def test_the_job_page_links_its_live_page_for_the_jobs_owner_only(staff_client) -> None:
+    from django.contrib.auth.models import User
+
+    client = staff_client("view_job")
+    staff = User.objects.get(username="staff")
+    own = Job.objects.create(task="demo.echo", owner=staff)
+    other = Job.objects.create(task="demo.echo", owner=User.objects.create_user("someone"))
+
+    mine = client.get(reverse("admin:jobqueue_job_change", args=[own.pk])).content.decode()
+    theirs = client.get(reverse("admin:jobqueue_job_change", args=[other.pk])).content.decode()
+
+    assert f'<a href="/jobs/{own.pk}/" id="jq-live-page">' in mine
+    assert 'id="jq-live-page"' not in theirs

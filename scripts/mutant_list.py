@@ -327,8 +327,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "long-poll-notify-ignored",
-        "jobqueue/api/events.py",
-        "self._wake(notify.payload)",
+        "jobqueue/api/hub.py",
+        "self._changed(notify.payload)",
         "pass",
         (C + "test_long_poll_returns_when_progress_changes",),
         "?wait=N returns as soon as the job changes",

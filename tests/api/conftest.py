@@ -23,7 +23,7 @@ from tests.conftest import ROOT, database_url
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One HTTP response: status, headers (names in any case) and the decoded JSON body (or text)."""
+    """One HTTP response: status, headers (any case) and the decoded JSON body (or the text)."""
 
     status: int
     headers: Message
@@ -102,6 +102,9 @@ def start_gunicorn(
             "1",
             "--timeout",
             "60",
+            # At the end of a test, open event streams are cut after this, not gunicorn's 30 s.
+            "--graceful-timeout",
+            "2",
         ],
         cwd=ROOT,
         env={**os.environ, "GUNICORN_THREADS": str(threads), **env},

@@ -32,7 +32,7 @@ def connect(alias: str = "default", **extra: Any) -> psycopg.Connection:
     return psycopg.connect(autocommit=True, **connection_params(alias), **extra)
 
 
-async def connect_async(alias: str = "default") -> psycopg.AsyncConnection:
+async def connect_async(alias: str = "default", **extra: Any) -> psycopg.AsyncConnection:
     """A new autocommit asyncio connection to ``alias`` that loads values as Django's do.
 
     It keeps Django's adapters (jsonb read as text, timestamps in Django's
@@ -41,7 +41,7 @@ async def connect_async(alias: str = "default") -> psycopg.AsyncConnection:
     params = connections[alias].get_connection_params()
     for key in ("cursor_factory", "prepare_threshold"):
         params.pop(key, None)
-    return await psycopg.AsyncConnection.connect(autocommit=True, **params)
+    return await psycopg.AsyncConnection.connect(autocommit=True, **{**params, **extra})
 
 
 class LazyConnection:

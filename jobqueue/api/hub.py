@@ -32,6 +32,8 @@ from jobqueue.models import Job
 
 logger = logging.getLogger(__name__)
 
+# The hub's connection in pg_stat_activity: one per web process.
+APP_NAME = "jobqueue watchers"
 # A job's JSON and the id of its state (``stream.event_id``).
 State = tuple[dict[str, Any], str]
 
@@ -152,7 +154,7 @@ class JobHub:
         backoff = 0.5
         while True:
             try:
-                async with await db.connect_async(self.alias) as conn:
+                async with await db.connect_async(self.alias, application_name=APP_NAME) as conn:
                     await conn.execute(f"LISTEN {queries.EVENTS_CHANNEL}")
                     backoff = 0.5
                     # Changes made while nobody listened went unheard: read every watched job.

@@ -263,7 +263,7 @@ class JobViewSet(
         if job is None or not (job.owner_id == request.user.pk or sees_all_jobs(request.user)):
             raise Http404(NOT_FOUND)
         self.check_object_permissions(request, job)
-        return job, s.job_data(job, position, show_traceback=request.user.is_staff)
+        return job, s.job_data(job, position, show_traceback=shows_traceback(request.user))
 
     def perform_authentication(self, request: Request) -> None:
         """For a poll with a token, authenticate and read the job in one statement.
@@ -399,12 +399,17 @@ class JobViewSet(
         return Response(self._serialize([job]))
 
 
+def shows_traceback(user: Any) -> bool:
+    """Tracebacks are shown to staff only: to the job's poll and to its watchers alike."""
+    return bool(user.is_staff)
+
+
 def _grant(request: Request, job: Job, data: dict[str, Any]) -> None:
     """Let the watching layer hold this request open for ``job``, from the state in ``data``."""
     request.META[GRANT_KEY] = WatchGrant(
         job_id=job.pk,
         user_id=request.user.pk,
-        show_traceback=request.user.is_staff,
+        show_traceback=shows_traceback(request.user),
         seen=event_id(data),
         finished=job.is_finished,
     )

@@ -95,14 +95,16 @@ class WatchingApp:
         answer, grant = admitted
         # The view's length was that of its one event; the stream goes on (chunked).
         headers = [(k, v) for k, v in answer.headers if k != b"content-length"]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
         if grant.finished:
+            await send(start)
             await send({"type": "http.response.body", "body": answer.body})
             return
         settings = get_settings()
-        watcher = self.hub.watch(grant)
+        watcher = self.hub.watch(grant)  # counted from now on, before any await
         leaving = asyncio.ensure_future(_close_on_disconnect(receive, watcher))
         try:
+            await send(start)
             if not await _write(send, answer.body, watcher, settings.WATCH_SEND_TIMEOUT):
                 return
             while (states := await watcher.changes(settings.WATCH_KEEPALIVE)) is not None:

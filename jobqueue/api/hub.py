@@ -19,14 +19,14 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, deque
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import router
 
 from jobqueue import db, queries
 from jobqueue.api.serializers import job_data
 from jobqueue.api.sql import RowLoader, quoted_columns
-from jobqueue.api.stream import WatchGrant, event_id
+from jobqueue.api.stream import WatchGrant, event_id, job_event
 from jobqueue.conf import get_settings
 from jobqueue.models import Job
 
@@ -34,8 +34,14 @@ logger = logging.getLogger(__name__)
 
 # The hub's connection in pg_stat_activity: one per web process.
 APP_NAME = "jobqueue watchers"
-# A job's JSON and the id of its state (``stream.event_id``).
-State = tuple[dict[str, Any], str]
+
+
+class State(NamedTuple):
+    """One state of a job, rendered once for all its watchers."""
+
+    data: dict[str, Any]  # the job's JSON, as GET /api/jobs/{id}/ answers it
+    id: str  # stream.event_id(data)
+    event: bytes  # the server-sent event that carries it
 
 
 class Watcher:
@@ -53,14 +59,14 @@ class Watcher:
 
     def offer(self, state: State) -> None:
         """Queue a state of the job, unless it is the last one already; drop a slow reader."""
-        if self.closed or state[1] == self.last_id:
+        if self.closed or state.id == self.last_id:
             return
         if len(self._pending) >= self.limit:
             # Buffering without bound would let one stalled client grow the process.
             self.dropped = True
             self.close()
             return
-        self.last_id = state[1]
+        self.last_id = state.id
         self._pending.append(state)
         self._ready.set()
 
@@ -198,7 +204,8 @@ class JobHub:
             staff = watcher.grant.show_traceback
             if staff not in rendered:
                 data = job_data(job, position, show_traceback=staff)
-                rendered[staff] = (data, event_id(data))
+                state_id = event_id(data)
+                rendered[staff] = State(data, state_id, job_event(data, state_id))
             watcher.offer(rendered[staff])
 
     def _prepared(self) -> tuple[str, RowLoader]:

@@ -33,7 +33,7 @@ from django.urls import reverse
 from rest_framework.renderers import JSONRenderer
 
 from jobqueue.api.hub import JobHub, Watcher, hub
-from jobqueue.api.stream import FINISHED, GRANT_KEY, KEEP_ALIVE, WatchGrant, job_event
+from jobqueue.api.stream import FINISHED, GRANT_KEY, KEEP_ALIVE, WatchGrant
 from jobqueue.conf import get_settings
 
 Scope = dict[str, Any]
@@ -108,10 +108,10 @@ class WatchingApp:
             if not await _write(send, answer.body, watcher, settings.WATCH_SEND_TIMEOUT):
                 return
             while (states := await watcher.changes(settings.WATCH_KEEPALIVE)) is not None:
-                body = b"".join(job_event(data, state) for data, state in states) or KEEP_ALIVE
+                body = b"".join(state.event for state in states) or KEEP_ALIVE
                 if not await _write(send, body, watcher, settings.WATCH_SEND_TIMEOUT):
                     return
-                if any(data["status"] in FINISHED for data, _ in states):
+                if any(state.data["status"] in FINISHED for state in states):
                     break
             # Finished, dropped or stopping: end the response (a client that reconnects with
             # Last-Event-ID gets the latest state at once).
@@ -141,7 +141,7 @@ class WatchingApp:
         if gone:
             return
         if states:
-            body = JSONRenderer().render(states[-1][0])
+            body = JSONRenderer().render(states[-1].data)
             await _respond(send, answer.status, answer.headers, body)
         else:
             # Nothing changed (or the server is stopping): the job as it is now, read afresh.

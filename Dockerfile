@@ -26,4 +26,4 @@ EXPOSE 8000
 ENV GUNICORN_BIND=0.0.0.0:8000
 
 # The web process by default; docker-compose.yml gives worker and cleanup their own commands.
-CMD ["gunicorn", "project.wsgi", "--config", "project/gunicorn.conf.py"]
+CMD ["gunicorn", "project.asgi", "--config", "project/gunicorn.conf.py"]

@@ -51,7 +51,7 @@ worker: $(STAMP)
 	$(BIN)/python manage.py runworker
 
 web: $(STAMP)
-	$(BIN)/gunicorn project.wsgi --config project/gunicorn.conf.py
+	$(BIN)/gunicorn project.asgi --config project/gunicorn.conf.py
 
 ## mutants: each README promise broken on a throwaway copy; its guarding tests must fail
 ## (MUTANTS="name ..." for a subset, MUTANTS_BUDGET=seconds to stop starting new ones)

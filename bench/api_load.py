@@ -4,8 +4,9 @@
 
 Serves the project with gunicorn on a free 127.0.0.1 port against
 DATABASE_URL (migrated first), with the production settings that the README
-documents (project/gunicorn.conf.py: gthread, one worker per core, 16
-threads; --workers/--threads override them), creates a user, a token and a queued job,
+documents (project/gunicorn.conf.py: uvicorn workers, one per core, each with
+16 threads for the requests that do not watch; --workers/--threads override
+them), creates a user, a token and a queued job,
 optionally adds N finished jobs (an hour-old history, to show that
 /api/queues/ does not scan it), then runs wrk for a bounded time per route
 and prints requests/s and p50/p99 latency. 127.0.0.1 only; needs `wrk`.
@@ -82,7 +83,7 @@ def start_gunicorn(workers: int | None, threads: int | None) -> tuple[subprocess
         env["GUNICORN_THREADS"] = str(threads)
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "project.wsgi:application",
+            sys.executable, "-m", "gunicorn", "project.asgi:application",
             "--config", "project/gunicorn.conf.py", "--log-level", "warning",
         ],
         cwd=ROOT,

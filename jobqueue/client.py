@@ -4,21 +4,27 @@
     job = client.submit("demo.sleep", kwargs={"seconds": 3})
     done = client.wait(job["id"], timeout=60, on_progress=lambda j: print(j["progress"]))
     print(done["status"], done["result"])
+    for state in client.watch(job["id"]):       # each change, as server-sent events
+        print(state["status"], state["progress"])
 
-``wait()`` long-polls (``?wait=N``) so that it hears of changes at once
-without hammering the server; when the server or network fails it backs off
-and tries again until its own timeout runs out. Errors are typed: a 404 is
+``watch()`` follows the job's event stream (``GET /api/jobs/{id}/events/``)
+and reconnects with ``Last-Event-ID`` after a lost connection or a server
+restart, so it misses no change. ``wait()`` long-polls (``?wait=N``) so that
+it hears of changes at once without hammering the server. When the server
+or network fails, both back off and try again until their own timeout runs
+out. Errors are typed: a 404 is
 ``NotFound``, a 409 ``Conflict``, and so on, each carrying the server's
 ``detail`` that says what to change.
 """
 
+import http.client
 import json
 import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 from urllib.parse import urlencode
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -117,6 +123,12 @@ class Client:
     # Backoff between attempts after a server or network failure, in seconds.
     BACKOFF_MIN = 0.5
     BACKOFF_MAX = 10.0
+    # Seconds an event stream may stay silent before it counts as lost (the server sends a
+    # keep-alive comment every 15 s by default).
+    STREAM_SILENCE = 45.0
+    # Seconds between long-polls that the server answered at once with no change (a
+    # server without the ASGI layer does), so that wait() does not hammer it.
+    POLL_INTERVAL = 1.0
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -176,6 +188,7 @@ class Client:
             remaining = self.LONG_POLL if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeout(f"job {job_id} did not finish within {timeout} s", job=last)
+            sent = time.monotonic()
             try:
                 job = self.get(job_id, wait=max(1, min(self.LONG_POLL, int(remaining))))
             except (ServerError, ConnectionFailed):
@@ -183,11 +196,48 @@ class Client:
                 backoff = min(backoff * 2, self.BACKOFF_MAX)
                 continue
             backoff = self.BACKOFF_MIN
-            if on_progress is not None and _changed(last, job):
+            changed = _changed(last, job)
+            if on_progress is not None and changed:
                 on_progress(job)
             last = job
             if job["status"] in FINISHED:
                 return job
+            if not changed and time.monotonic() - sent < self.POLL_INTERVAL / 2:
+                time.sleep(self.POLL_INTERVAL)
+
+    def watch(self, job_id: int, timeout: float | None = None) -> Iterator[Job]:
+        """Yield the job now, then at each change of status or progress, until it finishes.
+
+        Follows the server-sent events of ``GET /api/jobs/{id}/events/``. A
+        lost connection, a server restart or a full server (429, 503) is
+        retried with backoff, resuming with ``Last-Event-ID`` so that the
+        first state after a reconnection is the job as it is then, and no
+        state is repeated. Errors such as NotFound are raised at once;
+        WaitTimeout after ``timeout`` seconds (None: no limit).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = self.BACKOFF_MIN
+        seen: str | None = None
+        last: Job | None = None
+        while True:
+            delay = 0.0
+            try:
+                with self._open_events(job_id, seen) as stream:
+                    backoff = self.BACKOFF_MIN
+                    for event_id, job in read_events(stream):
+                        seen, last = event_id, job
+                        yield job
+                        if job["status"] in FINISHED:
+                            return
+            except Throttled as e:
+                delay = e.retry_after or backoff
+            except (ServerError, ConnectionFailed, OSError, http.client.HTTPException):
+                # OSError: the socket timed out or was reset; HTTPException: a cut chunk.
+                delay = backoff * random.uniform(0.5, 1.5)
+                backoff = min(backoff * 2, self.BACKOFF_MAX)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise WaitTimeout(f"job {job_id} did not finish within {timeout} s", job=last)
+            time.sleep(delay)
 
     def result(self, job_id: int, timeout: float | None = None) -> Any:
         """Wait for the job and return its result; JobFailed when it failed or was cancelled."""
@@ -212,10 +262,27 @@ class Client:
     def queues(self) -> list[dict[str, Any]]:
         return self._request("GET", "/api/queues/")
 
+    def _open_events(self, job_id: int, last_event_id: str | None) -> Any:
+        """The open event stream of the job (a response to read lines from)."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        path = f"/api/jobs/{int(job_id)}/events/"
+        return self._open("GET", path, None, headers, self.STREAM_SILENCE)
+
     def _request(
         self, method: str, path: str, body: Any = None, *, timeout: float | None = None
     ) -> Any:
         headers = {"Accept": "application/json"}
+        with self._open(method, path, body, headers, timeout or self.timeout) as response:
+            try:
+                return json.loads(response.read() or b"null")
+            except (TimeoutError, ConnectionError) as e:
+                raise ConnectionFailed(f"{method} {path}: {e}") from e
+
+    def _open(
+        self, method: str, path: str, body: Any, headers: dict[str, str], timeout: float
+    ) -> Any:
         if self.token:
             headers["Authorization"] = f"Token {self.token}"
         data = None
@@ -226,8 +293,7 @@ class Client:
             self.base_url + path, data=data, headers=headers, method=method
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
-                return json.loads(response.read() or b"null")
+            return urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as e:
             raise _api_error(e) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
@@ -252,6 +318,20 @@ def _api_error(e: urllib.error.HTTPError) -> ApiError:
             retry_after=float(retry_after) if retry_after else None,
         )
     return cls(message, status=e.code, body=body)
+
+
+def read_events(stream: IO[bytes]) -> Iterator[tuple[str, Job]]:
+    """The (id, job) of each event of a server-sent event stream, until it ends."""
+    event_id, data = "", ""
+    for raw in stream:
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+        elif not line and data:
+            yield event_id, json.loads(data)
+            data = ""
 
 
 def _changed(before: Job | None, after: Job) -> bool:

@@ -39,6 +39,18 @@ class JobQueueSettings:
     ASYNC_SLOTS: int = 100
     THREADS: int = 16
     QUEUE_EXECUTION: dict[str, str] = field(default_factory=dict)
+    # Watchers (event streams and ?wait= long-polls) one user may hold open at once in
+    # one web process; beyond it the API answers 429.
+    WATCH_PER_USER: int = 50
+    # Watchers one web process holds at most, all users together; beyond it 503.
+    WATCH_MAX: int = 20_000
+    # Seconds between keep-alive comments on an idle event stream (proxies close silent ones).
+    WATCH_KEEPALIVE: float = 15.0
+    # Changes a watcher may fall behind by before it is dropped (its stream closed; the
+    # client reconnects with Last-Event-ID and gets the latest state at once).
+    WATCH_BUFFER: int = 64
+    # Seconds a write to a watcher may wait for the client to read before it is dropped.
+    WATCH_SEND_TIMEOUT: float = 10.0
 
     def __post_init__(self) -> None:
         if self.DEFAULT_MAX_ATTEMPTS < 1:
@@ -46,7 +58,8 @@ class JobQueueSettings:
                 f"DEFAULT_MAX_ATTEMPTS must be at least 1, got {self.DEFAULT_MAX_ATTEMPTS}"
             )
         for name in (
-            "HEARTBEAT_INTERVAL", "LEASE", "POLL_INTERVAL", "BACKOFF_BASE", "MAX_RESULT_BYTES"
+            "HEARTBEAT_INTERVAL", "LEASE", "POLL_INTERVAL", "BACKOFF_BASE", "MAX_RESULT_BYTES",
+            "WATCH_PER_USER", "WATCH_MAX", "WATCH_KEEPALIVE", "WATCH_BUFFER", "WATCH_SEND_TIMEOUT",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

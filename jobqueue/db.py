@@ -32,6 +32,18 @@ def connect(alias: str = "default", **extra: Any) -> psycopg.Connection:
     return psycopg.connect(autocommit=True, **connection_params(alias), **extra)
 
 
+async def connect_async(alias: str = "default", **extra: Any) -> psycopg.AsyncConnection:
+    """A new autocommit asyncio connection to ``alias`` that loads values as Django's do.
+
+    It keeps Django's adapters (jsonb read as text, timestamps in Django's
+    time zone), so that rows read on it load into models like the ORM's.
+    """
+    params = connections[alias].get_connection_params()
+    for key in ("cursor_factory", "prepare_threshold"):
+        params.pop(key, None)
+    return await psycopg.AsyncConnection.connect(autocommit=True, **{**params, **extra})
+
+
 class LazyConnection:
     """An autocommit connection opened on first use, and again after the server dropped it."""
 

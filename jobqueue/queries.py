@@ -691,6 +691,15 @@ FROM jobqueue_job AS me
 WHERE me.id = %(id)s AND (%(owner)s::bigint IS NULL OR me.owner_id = %(owner)s::bigint)
 """
 
+# The watched jobs among %(ids)s and their figures, in one statement: what the
+# web process's event hub reads when their NOTIFYs arrive (jobqueue/api/hub.py).
+# No owner check: each watcher was authorised for its job when it started.
+JOBS_WITH_POSITIONS = f"""
+SELECT {{columns}}, {POSITION_FIGURES}
+FROM jobqueue_job AS me
+WHERE me.id = ANY(%(ids)s::bigint[])
+"""
+
 
 def queue_stats(cursor: Any) -> list[tuple]:
     """One row per queue with a backlog, running jobs or jobs finished in the last hour."""
@@ -716,6 +725,11 @@ def queue_positions(cursor: Any, ids: Sequence[int]) -> dict[int, tuple]:
 def job_with_position_sql(columns: str) -> str:
     """``JOB_WITH_POSITION`` for these job columns (``me."id", me."task", ...``)."""
     return JOB_WITH_POSITION.replace("{columns}", columns)
+
+
+def jobs_with_positions_sql(columns: str) -> str:
+    """``JOBS_WITH_POSITIONS`` for these job columns, as ``job_with_position_sql``."""
+    return JOBS_WITH_POSITIONS.replace("{columns}", columns)
 
 
 def job_with_position(

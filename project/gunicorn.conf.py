@@ -1,15 +1,18 @@
-"""gunicorn settings: threads, so that API long-polls (?wait=N) do not starve other requests.
+"""gunicorn settings of the ASGI server: ``gunicorn project.asgi -c project/gunicorn.conf.py``.
 
-Each long-poll holds one thread for up to 30 s while it waits on a NOTIFY, so
-size threads for the number of clients polling at once. A worker process
-runs Python on one core at a time, so one worker per core serves the short
-requests (polls, submits); more processes only add switching. Every request
-has a persistent database connection per thread (CONN_MAX_AGE).
+Each worker process is a uvicorn event loop (project.asgi_worker). Watchers
+(event streams, ``?wait=N`` long-polls) wait there as coroutines, so tens of
+thousands of them cost memory, not threads; every other request runs on the
+process's pool of GUNICORN_THREADS threads, each with a persistent database
+connection (CONN_MAX_AGE). A worker process runs Python on one core at a
+time, so one worker per core serves the short requests (polls, submits); more
+processes only add switching.
 
 Environment: GUNICORN_BIND, GUNICORN_WORKERS (default: one per core, at most
-4), GUNICORN_THREADS (default 16), GUNICORN_ACCESSLOG (unset: no access log;
-"-" logs every request to stdout, which costs about a fifth of a job poll's
-CPU time).
+4), GUNICORN_THREADS (default 16), GUNICORN_GRACEFUL_TIMEOUT (default 10: at
+a restart, event streams still open then are cut, and their clients
+reconnect), GUNICORN_ACCESSLOG (unset: no access log; "-" logs every request
+to stdout, which costs about a fifth of a job poll's CPU time).
 """
 
 import gc
@@ -19,10 +22,9 @@ from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", str(min(4, multiprocessing.cpu_count()))))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+worker_class = "project.asgi_worker.UvicornWorker"
 timeout = 60
-graceful_timeout = 30
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "10"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 
 

@@ -130,6 +130,11 @@ JOBQUEUE = {
         for item in os.environ.get("JOBQUEUE_QUEUE_EXECUTION", "").split(",")
         if "=" in item
     ),
+    # Watchers (event streams, ?wait= long-polls) per user and in all, per web process.
+    "WATCH_PER_USER": int(os.environ.get("JOBQUEUE_WATCH_PER_USER", "50")),
+    "WATCH_MAX": int(os.environ.get("JOBQUEUE_WATCH_MAX", "20000")),
+    "WATCH_KEEPALIVE": env_float("JOBQUEUE_WATCH_KEEPALIVE", 15),
+    "WATCH_SEND_TIMEOUT": env_float("JOBQUEUE_WATCH_SEND_TIMEOUT", 10),
     # Tasks that REST clients may submit, by dotted path. The demo tasks are
     # exposed in development only unless JOBQUEUE_EXPOSE_DEMO is set.
     "API_TASKS": (

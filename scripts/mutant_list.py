@@ -35,6 +35,7 @@ CW = "tests/faults/test_outcomes.py::"
 X = "tests/test_execution.py::"
 AS = "tests/admin/test_admin_safety.py::"
 AV = "tests/admin/test_admin_views.py::"
+WA = "tests/api/test_watch.py::"
 
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Running workers
@@ -330,8 +331,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "long-poll-notify-ignored",
-        "jobqueue/api/events.py",
-        "self._wake(notify.payload)",
+        "jobqueue/api/hub.py",
+        "self._changed(notify.payload)",
         "pass",
         (C + "test_long_poll_returns_when_progress_changes",),
         "?wait=N returns as soon as the job changes",
@@ -358,8 +359,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "api-traceback-for-all",
         "jobqueue/api/views.py",
-        "show_traceback=request.user.is_staff",
-        "show_traceback=True",
+        "return bool(user.is_staff)",
+        "return True",
         (C + "test_traceback_is_shown_to_staff_only",),
         "tracebacks are shown to staff only",
     ),
@@ -534,6 +535,47 @@ MUTANTS: list[Mutant] = [
         "return { abort: () => {}, done };",
         (B + "test_poll_job_abort_stops_polling_and_resolves_done_with_null",),
         "pollJob returns {abort, done}: abort stops it",
+    ),
+    # ------------------------------------------------------------ Watching jobs
+    Mutant(
+        "stream-last-event-id-ignored",
+        "jobqueue/api/views.py",
+        'seen = request.headers.get("Last-Event-ID") == event_id(data) and not job.is_finished',
+        "seen = False",
+        (WA + "test_last_event_id_resumes_with_the_missed_change_and_repeats_nothing",),
+        "Last-Event-ID: no change missed, nothing repeated",
+    ),
+    Mutant(
+        "watch-no-per-user-limit",
+        "jobqueue/api/watching.py",
+        "self.hub.watching(grant.user_id) >= settings.WATCH_PER_USER",
+        "False",
+        (WA + "test_watchers_are_limited_per_user_429_and_per_server_503",),
+        "a per-user limit on watchers (429)",
+    ),
+    Mutant(
+        "watch-no-server-cap",
+        "jobqueue/api/watching.py",
+        "if len(self.hub) >= settings.WATCH_MAX:",
+        "if False:",
+        (WA + "test_watchers_are_limited_per_user_429_and_per_server_503",),
+        "a server-wide cap on watchers (503 with Retry-After)",
+    ),
+    Mutant(
+        "watch-slow-reader-kept",
+        "jobqueue/api/watching.py",
+        "async with asyncio.timeout(timeout):\n            await send(",
+        "async with asyncio.timeout(None):\n            await send(",
+        (WA + "test_a_reader_that_stops_reading_is_dropped_not_buffered",),
+        "slow readers are dropped, not buffered without bound",
+    ),
+    Mutant(
+        "polljob-no-event-stream",
+        "jobqueue/static/jobqueue/pollJob.js",
+        'if (typeof EventSource === "undefined" || Object.keys(headers).length) {',
+        "if (true) {",
+        (B + "test_live_job_page_follows_the_event_stream_across_a_server_restart",),
+        "the live page follows the event stream and reconnects after a server restart",
     ),
     # ------------------------------------------------------------ Fencing and self-fencing
     Mutant(

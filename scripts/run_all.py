@@ -16,7 +16,7 @@ PYTHON = sys.executable
 def main() -> int:
     procs = [
         subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "project.wsgi", "--config", "project/gunicorn.conf.py"]
+            [PYTHON, "-m", "gunicorn", "project.asgi", "--config", "project/gunicorn.conf.py"]
         ),
         subprocess.Popen(
             [PYTHON, "manage.py", "runworker", "--concurrency",

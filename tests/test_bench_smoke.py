@@ -4,6 +4,7 @@
 databases of its own (bench_smoke_*), so that the suite cannot rot unnoticed.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,3 +61,23 @@ def test_bench_smoke_reports_every_workload() -> None:
         assert row.split("|")[2].strip()[:1].isdigit(), row
     if not has_wrk:
         pytest.skip("wrk is not installed (apt-get install wrk): the API workload was left out")
+
+
+def test_watch_load_smoke_reports_latency_and_connections(transactional_db: None) -> None:
+    """bench/watch_load.py, small: every stream opens and gets every update, the hubs hold
+    one connection per web process."""
+    proc = subprocess.run(
+        [
+            sys.executable, "bench/watch_load.py", "--streams", "60", "--polls", "10",
+            "--jobs", "20", "--seconds", "2", "--rate", "10",
+        ],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url()},
+        capture_output=True, check=False, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["streams_open"] == 60 and not report["refused"]
+    assert report["progress_updates"] > 0 and report["events_dropped"] == 0
+    assert report["latency_p99_ms"] is not None and report["health_p99_ms"] is not None
+    assert 1 <= report["db_connections_of_watcher_hubs"] <= 4  # one per gunicorn worker
+    assert report["server_rss_with_watchers_mb"] > 0

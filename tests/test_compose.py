@@ -62,13 +62,13 @@ def test_postgres_keeps_its_data_and_reports_health(compose) -> None:
     )
 
 
-def test_web_migrates_then_runs_gunicorn_on_the_real_wsgi_module(compose) -> None:
+def test_web_migrates_then_runs_gunicorn_on_the_real_asgi_module(compose) -> None:
     web = compose["services"]["web"]
     script = web["command"][2]
-    assert script.index("manage.py migrate") < script.index("gunicorn project.wsgi")
+    assert script.index("manage.py migrate") < script.index("gunicorn project.asgi")
     for call in manage_py_calls(web["command"]):
         assert_command_parses(call)
-    assert callable(importlib.import_module("project.wsgi").application)
+    assert callable(importlib.import_module("project.asgi").application)
     assert (ROOT / "project" / "gunicorn.conf.py").exists()
     assert web["depends_on"]["db"]["condition"] == "service_healthy"
     health_url = " ".join(web["healthcheck"]["test"])
@@ -98,8 +98,19 @@ def test_cleanup_runs_purge_jobs_on_a_schedule(compose) -> None:
 
 def test_the_image_and_its_default_command_exist() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["gunicorn", "project.wsgi"' in dockerfile
+    assert 'CMD ["gunicorn", "project.asgi"' in dockerfile
     assert "collectstatic" in dockerfile
+
+
+def test_systemd_web_unit_runs_the_asgi_server_with_room_for_watchers() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(ROOT / "deploy" / "jobqueue-web.service")
+    service = unit["Service"]
+    assert "gunicorn project.asgi --config project/gunicorn.conf.py" in service["ExecStart"]
+    assert int(service["LimitNOFILE"]) >= 65536  # one descriptor per open event stream
+    assert service["KillSignal"] == "SIGTERM"
+    assert int(service["TimeoutStopSec"]) > 10  # longer than the graceful_timeout
 
 
 def test_systemd_unit_signals_only_the_supervisor() -> None:

@@ -10,6 +10,7 @@ from jobqueue.models import Job
 # The model permission staff need to act on other users' jobs, per action.
 STAFF_PERMISSIONS = {
     "retrieve": "jobqueue.view_job",
+    "events": "jobqueue.view_job",
     "cancel": "jobqueue.cancel_job",
     "destroy": "jobqueue.cancel_job",
     "retry": "jobqueue.retry_job",

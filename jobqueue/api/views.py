@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,9 +27,9 @@ from rest_framework.views import APIView
 from jobqueue import queries
 from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
-from jobqueue.api.events import job_events
 from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
+from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, event_id
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import JobQueueBackend
@@ -36,8 +37,6 @@ from jobqueue.models import Job, JobStatus, Worker
 
 # Longest ?wait= a request may hold, in seconds.
 MAX_WAIT_SECONDS = 30
-# While the listener is down, a waiting request re-reads its job this often.
-FALLBACK_POLL_SECONDS = 1.0
 # Lost workers stay listed this long after they stopped heart-beating.
 LOST_WORKER_WINDOW = timedelta(hours=1)
 # Largest id PostgreSQL's bigint holds; longer ids are malformed (404), not a 500.
@@ -72,8 +71,38 @@ WAIT_PARAM = OpenApiParameter(
     "wait",
     OpenApiTypes.INT,
     description=f"Hold the request up to this many seconds (at most {MAX_WAIT_SECONDS}) "
-    "until the job's status or progress changes.",
+    "until the job's status or progress changes (on the ASGI server, project.asgi).",
 )
+LAST_EVENT_ID_HEADER = OpenApiParameter(
+    "Last-Event-ID",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    description="The id of the last event received; sent by EventSource when it reconnects. "
+    "If the job has not changed since, no event repeats it.",
+)
+# One server-sent event of the events route, as schemathesis and OpenAPI tools read a stream.
+JOB_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "The job, as GET /api/jobs/{id}/ returns it.",
+        },
+        "id": {"type": "string", "description": "The state's id, for Last-Event-ID."},
+        "event": {"type": "string", "enum": ["message"]},
+        "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting."},
+    },
+    "required": ["data"],
+}
+WATCH_LIMITS = {
+    429: OpenApiResponse(
+        s.ErrorSerializer, description="Too many watchers for this user; see Retry-After."
+    ),
+    503: OpenApiResponse(
+        s.ErrorSerializer, description="The server watches as many jobs as it can; Retry-After."
+    ),
+}
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
     OpenApiTypes.STR,
@@ -172,18 +201,69 @@ class JobViewSet(
         return self.get_paginated_response(self._serialize(page or [], many=True))
 
     @extend_schema(
-        parameters=[WAIT_PARAM], responses={200: s.JobSerializer, **errors(400, 401, 404)}
+        parameters=[WAIT_PARAM],
+        responses={200: s.JobSerializer, **errors(400, 401, 404), **WATCH_LIMITS},
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """The job with its figures: one prepared statement, with the token's lookup if any."""
+        """The job with its figures: one prepared statement, with the token's lookup if any.
+
+        With ``?wait=N`` the view answers at once all the same, and grants the
+        watching layer (``jobqueue.api.watching``) the right to hold the
+        request on the event loop until the job changes.
+        """
         wait = self._wait_seconds()
+        job, data = self._visible_job()
+        if wait > 0:
+            _grant(request, job, data)
+        return Response(data)
+
+    @extend_schema(
+        parameters=[LAST_EVENT_ID_HEADER],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                JOB_EVENT_SCHEMA,
+                description="Server-sent events: the job at once, then one event per change "
+                "of status, progress, result or error, with keep-alive comments in between; "
+                "the stream ends once the job finishes. A client reconnecting with "
+                "Last-Event-ID misses no change.",
+            ),
+            **{(code, "application/json"): ERRORS[code] for code in (401, 404)},
+            **{(code, "application/json"): response for code, response in WATCH_LIMITS.items()},
+        },
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[EventStreamRenderer])
+    def events(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The job's state as the first event of its stream (the watching layer sends the rest).
+
+        Served alone (a WSGI server, without project.asgi), the stream ends
+        after this event and EventSource reconnects a second later: polling.
+        """
+        job, data = self._visible_job()
+        _grant(request, job, data)
+        seen = request.headers.get("Last-Event-ID") == event_id(data) and not job.is_finished
+        return Response(
+            None if seen else data, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        """On the events route only a job is an event; errors and OPTIONS are JSON as elsewhere."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        renderer = getattr(response, "accepted_renderer", None)
+        if isinstance(renderer, EventStreamRenderer) and (
+            self.action != "events" or response.status_code >= 400
+        ):
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = JSONRenderer.media_type
+        return response
+
+    def _visible_job(self) -> tuple[Job, dict[str, Any]]:
+        """The job in the URL and its JSON, if the caller may see it; else 404."""
+        request = self.request
         job, position = self._polled or self._read_visible(self._job_id())
         if job is None or not (job.owner_id == request.user.pk or sees_all_jobs(request.user)):
             raise Http404(NOT_FOUND)
         self.check_object_permissions(request, job)
-        if wait > 0 and not job.is_finished:
-            job, position = self._wait_for_change(job, wait)
-        return Response(s.job_data(job, position, show_traceback=request.user.is_staff))
+        return job, s.job_data(job, position, show_traceback=shows_traceback(request.user))
 
     def perform_authentication(self, request: Request) -> None:
         """For a poll with a token, authenticate and read the job in one statement.
@@ -192,7 +272,7 @@ class JobViewSet(
         the authentication classes as usual (which then answer 401 or not).
         """
         self._polled = None
-        job_id = self._parse_job_id() if self.action == "retrieve" else None
+        job_id = self._parse_job_id() if self.action in ("retrieve", "events") else None
         if job_id is not None:
             self._polled = poll_reader.read(request, job_id)
         super().perform_authentication(request)
@@ -231,23 +311,6 @@ class JobViewSet(
                 {"wait": [f"Must be a number of seconds from 0 to {MAX_WAIT_SECONDS}."]}
             )
         return wait
-
-    def _wait_for_change(self, job: Job, wait: float) -> tuple[Job, tuple | None]:
-        """Hold until the job's status or progress differs from ``job``'s, or ``wait`` passes."""
-        seen = _fingerprint(job)
-        deadline = time.monotonic() + wait
-        with job_events.watch(job.pk) as changed:
-            while True:
-                job, position = self._read_visible(job.pk)
-                if _fingerprint(job) != seen:
-                    return job, position
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return job, position
-                if not job_events.listening:
-                    remaining = min(remaining, FALLBACK_POLL_SECONDS)
-                changed.wait(remaining)
-                changed.clear()
 
     @extend_schema(
         request=s.JobSubmitSerializer,
@@ -336,14 +399,19 @@ class JobViewSet(
         return Response(self._serialize([job]))
 
 
-def _fingerprint(job: Job) -> tuple:
-    return (
-        job.status,
-        job.attempts,
-        job.cancel_requested,
-        job.progress_percent,
-        job.progress_message,
-        job.progress_updated_at,
+def shows_traceback(user: Any) -> bool:
+    """Tracebacks are shown to staff only: to the job's poll and to its watchers alike."""
+    return bool(user.is_staff)
+
+
+def _grant(request: Request, job: Job, data: dict[str, Any]) -> None:
+    """Let the watching layer hold this request open for ``job``, from the state in ``data``."""
+    request.META[GRANT_KEY] = WatchGrant(
+        job_id=job.pk,
+        user_id=request.user.pk,
+        show_traceback=shows_traceback(request.user),
+        seen=event_id(data),
+        finished=job.is_finished,
     )
 
 

@@ -266,6 +266,93 @@ def test_live_job_page_cancel_button_stops_the_job(login, server, start_worker) 
 
     page.wait_for_function("document.querySelector('#jq-job').dataset.state === 'cancelled'")
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+    assert page.inner_text("[data-field=cancelled]").startswith("Cancelled by you at ")
+    assert not page.is_visible("[data-field=error-box]"), "a cancel is not shown as an error"
+    shot(page, "live-job-page-cancelled")
+
+
+class AsgiServer:
+    """The production server (gunicorn, uvicorn workers, project.asgi) on a port of its own,
+    which a test can restart."""
+
+    def __init__(self, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log = log.open("ab")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **WORKER_ENV, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "project.asgi:application",
+                "--bind", self.url.removeprefix("http://"), "--workers", "1",
+                "--worker-class", "project.asgi_worker.UvicornWorker", "--graceful-timeout", "2",
+            ],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        def up() -> bool:
+            try:
+                return urllib.request.urlopen(f"{self.url}/api/health/", timeout=1).status == 200
+            except OSError:
+                return False
+
+        wait_until(up, 60, "the ASGI server answers")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[AsgiServer]:
+    server = AsgiServer(tmp_path / "asgi.log")
+    server.start()
+    yield server
+    server.stop()
+    server.log.close()
+
+
+def test_live_job_page_follows_the_event_stream_across_a_server_restart(
+    browser, asgi_server, start_worker
+) -> None:
+    """The page listens with EventSource; the server restarts mid-job; the page reconnects
+    by itself (no reload) and shows the final result."""
+    user = User.objects.create_user("watcher", password="pw-12345")
+    job = Job.objects.create(
+        task="demo.progress", kwargs={"steps": 6, "step_seconds": 1}, owner=user
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(20_000)
+    page.goto(f"{asgi_server.url}/accounts/login/")
+    page.fill("input[name=username]", "watcher")
+    page.fill("input[name=password]", "pw-12345")
+    page.click("[type=submit]")
+    page.wait_for_load_state()
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events/" in r.url else None)
+    page.goto(f"{asgi_server.url}/jobs/{job.pk}/")
+    page.wait_for_function("document.querySelector('#jq-job').dataset.transport === 'events'")
+    assert page.inner_text("[data-field=position]") == "next in line"
+    page.evaluate("window.sameDocument = true")
+
+    start_worker()
+    page.wait_for_function("document.querySelector('#jq-job').dataset.state === 'running'")
+    assert page.inner_text("[data-field=started]") != "—"
+    shot(page, "live-job-page-streaming")
+    asgi_server.stop()
+    asgi_server.start()
+
+    page.wait_for_function(
+        "document.querySelector('#jq-job').dataset.state === 'succeeded'", timeout=60_000
+    )
+    assert page.evaluate("window.sameDocument") is True, "the page was reloaded"
+    assert len(streams) >= 2, f"no reconnection to the stream: {streams}"
+    assert page.get_attribute("#jq-job", "data-transport") == "events"
+    assert '"steps": 6' in page.inner_text("[data-field=result]")
+    assert page.inner_text("[data-field=elapsed]").endswith(" s")
+    assert not page.is_visible("[data-field=queue-box]")
 
 
 def job_body(job_id: int, status: str) -> str:

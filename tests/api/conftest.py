@@ -1,4 +1,4 @@
-"""The API under test: a real gunicorn serving the project against the test database."""
+"""The API under test: the real ASGI server (gunicorn, uvicorn workers) on the test database."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,10 @@ from tests.conftest import ROOT, database_url
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One HTTP response: status, headers and the decoded JSON body (or the raw text)."""
+    """One HTTP response: status, headers (any case) and the decoded JSON body (or the text)."""
 
     status: int
-    headers: dict[str, str]
+    headers: Message
     body: Any
 
 
@@ -59,12 +60,12 @@ class Server:
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return _reply(response.status, dict(response.headers), response.read())
+                return _reply(response.status, response.headers, response.read())
         except urllib.error.HTTPError as e:
-            return _reply(e.code, dict(e.headers), e.read())
+            return _reply(e.code, e.headers, e.read())
 
 
-def _reply(status: int, headers: dict[str, str], raw: bytes) -> Reply:
+def _reply(status: int, headers: Message, raw: bytes) -> Reply:
     try:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
@@ -81,7 +82,10 @@ def free_port() -> int:
 def start_gunicorn(
     env: dict[str, str], log: Path, threads: int = 8
 ) -> tuple[subprocess.Popen, str]:
-    """gunicorn with the recommended gthread worker, on a free 127.0.0.1 port."""
+    """gunicorn with the production worker (project.asgi), on a free 127.0.0.1 port.
+
+    ``threads`` is the process's pool for the requests that do not watch a job.
+    """
     port = free_port()
     out = log.open("wb")
     proc = subprocess.Popen(
@@ -89,20 +93,21 @@ def start_gunicorn(
             sys.executable,
             "-m",
             "gunicorn",
-            "project.wsgi:application",
+            "project.asgi:application",
             "--bind",
             f"127.0.0.1:{port}",
             "--worker-class",
-            "gthread",
+            "project.asgi_worker.UvicornWorker",
             "--workers",
             "1",
-            "--threads",
-            str(threads),
             "--timeout",
             "60",
+            # At the end of a test, open event streams are cut after this, not gunicorn's 30 s.
+            "--graceful-timeout",
+            "2",
         ],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, "GUNICORN_THREADS": str(threads), **env},
         stdout=out,
         stderr=subprocess.STDOUT,
     )

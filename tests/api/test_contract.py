@@ -99,16 +99,22 @@ def test_traceback_is_shown_to_staff_only(api, make_user):
     _, token = make_user()
     _, staff = make_user(staff=True, perms=("view_job",))
     job = submit(api, token).body
-    error = {"attempt": 1, "type": "builtins.ValueError", "message": "bad", "traceback": "TB"}
+    shown = {
+        "attempt": 1,
+        "type": "builtins.ValueError",
+        "message": "bad",
+        "at": "2026-11-30T09:00:00+00:00",
+        "worker": "host:12",
+    }
     Job.objects.filter(pk=job["id"]).update(
         status=JobStatus.FAILED,
         started_at=timezone.now(),
         finished_at=timezone.now(),
-        errors=[error],
+        errors=[{**shown, "traceback": "TB"}],
         attempts=1,
     )
     mine = api.call("GET", f"/api/jobs/{job['id']}/", token=token).body
-    assert mine["error"] == {"attempt": 1, "type": "builtins.ValueError", "message": "bad"}
+    assert mine["error"] == shown
     assert "traceback" not in mine["errors"][0]
     assert mine["elapsed_seconds"] >= 0 and mine["position_in_queue"] is None
     theirs = api.call("GET", f"/api/jobs/{job['id']}/", token=staff).body

@@ -6,7 +6,6 @@ state, as its owner and as staff, field by field and type by type.
 """
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import jsonschema

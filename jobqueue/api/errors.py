@@ -67,23 +67,6 @@ def _flatten(errors: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}{errors}"]
 
 
-# The ``code`` of every error body: DRF's exception codes, and ours.
-ERROR_CODES = (
-    "invalid",
-    "parse_error",
-    "not_authenticated",
-    "authentication_failed",
-    "permission_denied",
-    "not_found",
-    "method_not_allowed",
-    "not_acceptable",
-    "conflict",
-    "payload_too_large",
-    "unsupported_media_type",
-    "throttled",
-)
-
-
 def error_code(exc: Exception) -> str:
     """The code of an exception DRF's handler answers (Django's own two included)."""
     if isinstance(exc, Http404):
@@ -97,7 +80,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF's handler, with every body reshaped to ``{"detail", "code", "errors"}``.
 
     ``detail`` is one sentence a person can act on; ``code`` names the kind
-    of error for programs (one of ``ERROR_CODES``); ``errors`` keeps DRF's
+    of error for programs (one of ``serializers.ERROR_CODES``); ``errors`` keeps DRF's
     per-field lists for input errors.
     """
     response = exception_handler(exc, context)

@@ -11,7 +11,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
-from jobqueue.api.errors import ERROR_CODES
 from jobqueue.api.tasks import ArgumentError, ExposedTask, exposed_tasks, get_exposed
 from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueTask
 from jobqueue.models import Job, JobStatus
@@ -462,6 +461,23 @@ class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
     database = DatabaseHealthSerializer()
     workers = WorkerCountsSerializer(required=False, help_text="When the database answers.")
+
+
+# The ``code`` of every error body (errors.error_code): DRF's exception codes, and ours.
+ERROR_CODES = (
+    "invalid",
+    "parse_error",
+    "not_authenticated",
+    "authentication_failed",
+    "permission_denied",
+    "not_found",
+    "method_not_allowed",
+    "not_acceptable",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "throttled",
+)
 
 
 class ErrorSerializer(serializers.Serializer):

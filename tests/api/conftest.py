@@ -190,7 +190,7 @@ def jobs_in_every_state(owner: User) -> list[int]:
             attempts=1,
             started_at=now,
             heartbeat_at=now,
-            progress_percent=100 / 6,
+            progress_percent=100 / 6,  # shown rounded: 16.67
             progress_message="step 2 of 5",
             progress_updated_at=now,
         ),

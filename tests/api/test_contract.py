@@ -169,12 +169,17 @@ def test_cancel_queued_then_409_then_retry_then_409(api, make_user):
     assert cancelled.body["status"] == "cancelled" and cancelled.body["cancel_requested"]
     assert cancelled.body["error"]["type"] == "jobqueue.exceptions.JobCancelled"
     again = api.call("POST", path + "cancel/", token=token)
-    assert again.status == 409 and "only queued or running" in again.body["detail"]
+    assert again.status == 409 and again.body["code"] == "conflict"
+    assert again.body["detail"].startswith("The job was cancelled; only queued or running")
     retried = api.call("POST", path + "retry/", token=token)
     assert retried.status == 200 and retried.body["status"] == "queued"
     assert retried.body["attempts"] == 0 and len(retried.body["errors"]) == 1
     not_again = api.call("POST", path + "retry/", token=token)
-    assert not_again.status == 409 and "only failed or cancelled" in not_again.body["detail"]
+    assert not_again.status == 409
+    assert not_again.body["detail"].startswith("The job is queued; only failed or cancelled")
+    Job.objects.filter(pk=job["id"]).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    done = api.call("POST", path + "cancel/", token=token)
+    assert done.status == 409 and done.body["detail"].startswith("The job has succeeded;")
 
 
 def test_delete_cancels_and_never_deletes(api, make_user):

@@ -86,6 +86,8 @@ def test_job_data_has_exactly_the_schemas_fields_and_types_in_every_state(make_u
         problems = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(data)]
         assert not problems, (job.status, problems)
         assert all(("traceback" in e) is staff for e in data["errors"])
+        if job.progress_percent is not None:  # stored as 100 / 6
+            assert data["progress"]["percent"] == 16.67
         seen.add(data["status"])
     assert seen == set(JobStatus.values)
 

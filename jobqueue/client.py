@@ -47,6 +47,11 @@ class ApiError(ClientError):
     def detail(self) -> str:
         return str(self.body.get("detail", "")) if isinstance(self.body, dict) else str(self.body)
 
+    @property
+    def code(self) -> str | None:
+        """The server's error code (``invalid``, ``not_found``, ``conflict``, ...), if any."""
+        return self.body.get("code") if isinstance(self.body, dict) else None
+
 
 class BadRequest(ApiError):
     """400: the input was rejected; nothing was stored."""

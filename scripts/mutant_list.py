@@ -396,6 +396,28 @@ MUTANTS: list[Mutant] = [
         (P + "test_estimated_wait_is_never_less_than_the_time_until_the_job_is_due",),
         "estimated wait is never less than the time until the job is due",
     ),
+    Mutant(
+        "schema-position-not-nullable",
+        "jobqueue/api/serializers.py",
+        "@extend_schema_field(serializers.IntegerField(allow_null=True, min_value=0))",
+        "@extend_schema_field(serializers.IntegerField(min_value=0))",
+        (
+            "tests/api/test_schema.py::"
+            "test_job_data_has_exactly_the_schemas_fields_and_types_in_every_state",
+        ),
+        "the schema describes every job field as the API returns it, in every state",
+    ),
+    Mutant(
+        "api-unknown-fields-accepted",
+        "jobqueue/api/serializers.py",
+        "(unknown := [k for k in data if k not in self.fields])",
+        "(unknown := [])",
+        (
+            "tests/api/test_bad_input.py::"
+            "test_bad_submission_is_refused_and_writes_nothing[unknown field]",
+        ),
+        "unknown fields in a submission are a 400 naming them",
+    ),
     # ------------------------------------------------------------ admin, purge, live page
     Mutant(
         "admin-cancel-permission",

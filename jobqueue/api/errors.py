@@ -4,6 +4,8 @@ from io import BytesIO
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import JSONParser
@@ -65,19 +67,30 @@ def _flatten(errors: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}{errors}"]
 
 
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, with every body reshaped to ``{"detail": ..., "errors": {...}}``.
+def error_code(exc: Exception) -> str:
+    """The code of an exception DRF's handler answers (Django's own two included)."""
+    if isinstance(exc, Http404):
+        return "not_found"
+    if isinstance(exc, DjangoPermissionDenied):
+        return "permission_denied"
+    return str(getattr(exc, "default_code", "invalid"))
 
-    ``detail`` is one sentence a person can act on; ``errors`` keeps DRF's
-    per-field lists for programs.
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, with every body reshaped to ``{"detail", "code", "errors"}``.
+
+    ``detail`` is one sentence a person can act on; ``code`` names the kind
+    of error for programs (one of ``serializers.ERROR_CODES``); ``errors`` keeps DRF's
+    per-field lists for input errors.
     """
     response = exception_handler(exc, context)
     if response is None:
         return None
     data = response.data
+    code = error_code(exc)
     if isinstance(data, dict) and set(data) == {"detail"}:
-        response.data = {"detail": str(data["detail"])}
+        response.data = {"detail": str(data["detail"]), "code": code}
     else:
         errors = data if isinstance(data, dict) else {"non_field_errors": data}
-        response.data = {"detail": "; ".join(_flatten(errors)), "errors": errors}
+        response.data = {"detail": "; ".join(_flatten(errors)), "code": code, "errors": errors}
     return response

@@ -7,7 +7,6 @@ from typing import Any, cast
 from django.tasks import Task
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
@@ -22,22 +21,39 @@ MAX_DELAY_SECONDS = 366 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
+# Decimals of progress.percent in the API: enough for a progress bar, none of float's noise.
+PERCENT_DECIMALS = 2
+
+
 class ProgressSerializer(serializers.Serializer):
     """How far the running task says it is."""
 
-    percent = serializers.FloatField(allow_null=True, source="progress_percent")
-    message = serializers.CharField(source="progress_message")
+    percent = serializers.FloatField(
+        allow_null=True,
+        min_value=0,
+        max_value=100,
+        source="progress_percent",
+        help_text=f"0-100, rounded to {PERCENT_DECIMALS} decimals; null until the task reports.",
+    )
+    message = serializers.CharField(source="progress_message", allow_blank=True)
     updated_at = serializers.DateTimeField(allow_null=True, source="progress_updated_at")
 
 
 class JobErrorSerializer(serializers.Serializer):
     """One failed attempt; ``traceback`` is shown to staff only."""
 
-    attempt = serializers.IntegerField(required=False)
-    type = serializers.CharField()
-    message = serializers.CharField()
-    traceback = serializers.CharField(required=False)
-    at = serializers.CharField(required=False, help_text="When the attempt failed (ISO 8601).")
+    attempt = serializers.IntegerField(min_value=0, help_text="The attempt that failed.")
+    type = serializers.CharField(allow_blank=True, help_text="Dotted path of the exception class.")
+    message = serializers.CharField(allow_blank=True)
+    traceback = serializers.CharField(
+        required=False, allow_blank=True, help_text="Staff only; empty for kills and rescues."
+    )
+    at = serializers.DateTimeField(help_text="When the attempt failed.")
+    worker = serializers.CharField(
+        allow_null=True,
+        help_text="The worker that ran the attempt (host:pid); null when none did or it was "
+        "not recorded (a job cancelled before it ran, one rescued from a lost worker).",
+    )
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -52,10 +68,29 @@ class JobSerializer(serializers.ModelSerializer):
     live worker serves the queue or no job of the queue finished lately.
     """
 
+    id = serializers.IntegerField(read_only=True, min_value=1)
+    priority = serializers.IntegerField(
+        read_only=True, min_value=TASK_MIN_PRIORITY, max_value=TASK_MAX_PRIORITY
+    )
+    args = serializers.ListField(
+        child=serializers.JSONField(), read_only=True, help_text="Positional arguments."
+    )
+    kwargs = serializers.DictField(
+        child=serializers.JSONField(), read_only=True, help_text="Keyword arguments."
+    )
+    result = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="The task's JSON return value once it succeeded; null before.",
+    )
+    attempts = serializers.IntegerField(
+        read_only=True, min_value=0, help_text="Attempts started in the current retry budget."
+    )
+    max_attempts = serializers.IntegerField(read_only=True, min_value=1, max_value=MAX_ATTEMPTS)
     progress = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     errors = serializers.SerializerMethodField()
-    elapsed_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    elapsed_seconds = serializers.FloatField(read_only=True, allow_null=True, min_value=0)
     position_in_queue = serializers.SerializerMethodField()
     estimated_wait_seconds = serializers.SerializerMethodField()
 
@@ -85,11 +120,6 @@ class JobSerializer(serializers.ModelSerializer):
             "estimated_wait_seconds",
         ]
         read_only_fields = fields
-        extra_kwargs = {
-            "args": {"help_text": "Positional arguments (a JSON array)."},
-            "kwargs": {"help_text": "Keyword arguments (a JSON object)."},
-            "result": {"help_text": "The task's JSON return value once it succeeded."},
-        }
 
     def to_representation(self, instance: Job) -> dict[str, Any]:
         """The job's JSON, built directly (``job_data``); the fields above describe it.
@@ -122,12 +152,12 @@ class JobSerializer(serializers.ModelSerializer):
     def get_errors(self, job: Job) -> list[dict[str, Any]]:
         return [_shown(e, self._show_traceback()) for e in job.errors]
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=0))
     def get_position_in_queue(self, job: Job) -> int | None:
         position = self._position(job)
         return None if position is None else position[0]
 
-    @extend_schema_field(OpenApiTypes.FLOAT)
+    @extend_schema_field(serializers.FloatField(allow_null=True, min_value=0))
     def get_estimated_wait_seconds(self, job: Job) -> float | None:
         position = self._position(job)
         return None if position is None else estimated_wait(position)
@@ -154,16 +184,28 @@ def _datetime(value: Any, tz: Any = None) -> str | None:
 def _progress(job: Job, tz: Any = None) -> dict[str, Any]:
     percent = job.progress_percent
     return {
-        "percent": None if percent is None else float(percent),
+        "percent": None if percent is None else round(float(percent), PERCENT_DECIMALS),
         "message": job.progress_message,
         "updated_at": _datetime(job.progress_updated_at, tz),
     }
 
 
 def _shown(error: dict[str, Any], show_traceback: bool) -> dict[str, Any]:
+    """A stored error entry with exactly ``JobErrorSerializer``'s fields.
+
+    Entries are written by several statements over the project's life; a key
+    one of them did not record (``worker`` of a rescue) reads as null.
+    """
+    shown = {
+        "attempt": error.get("attempt", 0),
+        "type": error.get("type", ""),
+        "message": error.get("message", ""),
+        "at": error.get("at"),
+        "worker": error.get("worker"),
+    }
     if show_traceback:
-        return error
-    return {k: v for k, v in error.items() if k != "traceback"}
+        shown["traceback"] = error.get("traceback", "")
+    return shown
 
 
 def _error(job: Job, show_traceback: bool) -> dict[str, Any] | None:
@@ -218,10 +260,21 @@ def job_data(job: Job, position: tuple | None, *, show_traceback: bool) -> dict[
     }
 
 
-class JobSubmitSerializer(serializers.Serializer):
-    """A submission; every check runs before anything is stored."""
+class ExposedTaskNameField(serializers.CharField):
+    """The name of a task exposed to the API; the schema lists the names as an enum."""
 
-    task = serializers.CharField(
+
+class JobSubmitSerializer(serializers.Serializer):
+    """A submission; every check runs before anything is stored.
+
+    Rules across fields, which the schema states in words only: the arguments
+    must fit the task's parameters (``GET /api/tasks/``); ``scheduled_at``
+    and ``delay_seconds`` exclude each other; an ``idempotency_key`` in the
+    body must equal the ``Idempotency-Key`` header when both are sent.
+    Unknown fields are refused, naming them.
+    """
+
+    task = ExposedTaskNameField(
         max_length=255, help_text="Name of an exposed task (see GET /api/tasks/)."
     )
     args = serializers.ListField(child=serializers.JSONField(), required=False, default=list)
@@ -277,13 +330,23 @@ class JobSubmitSerializer(serializers.Serializer):
     def validate_timeout_seconds(self, value: float) -> float:
         return _finite(value)
 
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict) and (unknown := [k for k in data if k not in self.fields]):
+            raise serializers.ValidationError(
+                {
+                    name: ["Unknown field; the fields are " + ", ".join(self.fields) + "."]
+                    for name in unknown
+                }
+            )
+        return super().to_internal_value(data)
+
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if "scheduled_at" in data and "delay_seconds" in data:
             raise serializers.ValidationError("Give scheduled_at or delay_seconds, not both.")
         try:
             data["task"].check_arguments(data["args"], data["kwargs"])
         except ArgumentError as e:
-            raise serializers.ValidationError({"args": [str(e)]}) from e
+            raise serializers.ValidationError({e.field: [str(e)]}) from e
         return data
 
     def build_task(self) -> Task:
@@ -377,16 +440,53 @@ class WorkerSerializer(serializers.Serializer):
     jobs_in_hand = serializers.ListField(child=serializers.IntegerField())
 
 
+class DatabaseHealthSerializer(serializers.Serializer):
+    """Whether the database answered, and how fast or with what error."""
+
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField(required=False, min_value=0, help_text="When ok.")
+    error = serializers.CharField(required=False, help_text="The error's class, when not ok.")
+
+
+class WorkerCountsSerializer(serializers.Serializer):
+    """Registered workers by state."""
+
+    live = serializers.IntegerField(min_value=0)
+    lost = serializers.IntegerField(min_value=0)
+
+
 class HealthSerializer(serializers.Serializer):
     """Whether the database answers, and how many workers are live."""
 
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
-    database = serializers.DictField()
-    workers = serializers.DictField(child=serializers.IntegerField(), required=False)
+    database = DatabaseHealthSerializer()
+    workers = WorkerCountsSerializer(required=False, help_text="When the database answers.")
+
+
+# The ``code`` of every error body (errors.error_code): DRF's exception codes, and ours.
+ERROR_CODES = (
+    "invalid",
+    "parse_error",
+    "not_authenticated",
+    "authentication_failed",
+    "permission_denied",
+    "not_found",
+    "method_not_allowed",
+    "not_acceptable",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "throttled",
+)
 
 
 class ErrorSerializer(serializers.Serializer):
-    """Every 4xx and 5xx body: ``detail`` says what to change; ``errors`` per field."""
+    """Every 4xx body: ``detail`` says what to change, ``code`` names the error for programs.
+
+    ``errors`` comes with input errors (400): per field, a list of messages
+    (for a field of ``kwargs``, an object per key).
+    """
 
     detail = serializers.CharField()
+    code = serializers.ChoiceField(choices=ERROR_CODES)
     errors = serializers.DictField(required=False)

@@ -32,7 +32,14 @@ _JSON_TYPES: dict[Any, str] = {
 
 
 class ArgumentError(ValueError):
-    """The arguments do not fit the task's signature; the message says how."""
+    """The arguments do not fit the task's signature; the message says how.
+
+    ``field`` is the submission field to change: ``"args"`` or ``"kwargs"``.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,24 +81,29 @@ class ExposedTask:
 
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         """Raise ArgumentError unless the task would accept ``args`` and ``kwargs``."""
-        try:
+        try:  # too many positional arguments: the args are to change
+            self.signature.bind_partial(*args)
+        except TypeError as e:
+            raise ArgumentError(f"{self.name}{self.signature}: {e}", field="args") from e
+        try:  # an unknown, missing or repeated keyword: the kwargs are
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:
-            raise ArgumentError(f"{self.name}{self.signature}: {e}") from e
+            raise ArgumentError(f"{self.name}{self.signature}: {e}", field="kwargs") from e
         for name, value in bound.arguments.items():
             param = self.signature.parameters[name]
             hint = self.hints.get(name)
             if param.kind is param.VAR_POSITIONAL:
-                values = {f"{name}[{i}]": v for i, v in enumerate(value)}
+                values = {f"{name}[{i}]": ("args", v) for i, v in enumerate(value)}
             elif param.kind is param.VAR_KEYWORD:
-                values = {k: v for k, v in value.items()}
+                values = {k: ("kwargs", v) for k, v in value.items()}
             else:
-                values = {name: value}
-            for label, item in values.items():
+                values = {name: ("kwargs" if name in kwargs else "args", value)}
+            for label, (field, item) in values.items():
                 if hint is not None and not json_value_fits(item, hint):
                     raise ArgumentError(
                         f"argument {label!r} of {self.name} must be {json_type_name(hint)}, "
-                        f"got {json_type_name(type(item))} {item!r:.80}"
+                        f"got {json_type_name(type(item))} {item!r:.80}",
+                        field=field,
                     )
 
 

@@ -12,12 +12,11 @@ from django.http import Http404
 from django.tasks.exceptions import InvalidTask
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -29,96 +28,74 @@ from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
 from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
+from jobqueue.api.schema import (
+    IDEMPOTENCY_HEADER,
+    JOB_ACTION_RESPONSES,
+    JOB_EVENT_SCHEMA,
+    JOB_ID,
+    LAST_EVENT_ID_HEADER,
+    LIST_PARAMETERS,
+    LOCATION_HEADER,
+    MAX_ID,
+    MAX_PAGE_SIZE,
+    MAX_WAIT_SECONDS,
+    RETRY_AFTER_HEADER,
+    WAIT_PARAM,
+    WATCH_LIMITS,
+    errors,
+)
 from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, event_id
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import JobQueueBackend
 from jobqueue.models import Job, JobStatus, Worker
 
-# Longest ?wait= a request may hold, in seconds.
-MAX_WAIT_SECONDS = 30
 # Lost workers stay listed this long after they stopped heart-beating.
 LOST_WORKER_WINDOW = timedelta(hours=1)
-# Largest id PostgreSQL's bigint holds; longer ids are malformed (404), not a 500.
-MAX_ID = 2**63 - 1
 NOT_FOUND = "No such job among those you may see: job ids are the numbers POST /api/jobs/ returns."
-
-ERRORS = {
-    400: OpenApiResponse(s.ErrorSerializer, description="Bad input; detail says what to change."),
-    401: OpenApiResponse(s.ErrorSerializer, description="Not authenticated."),
-    403: OpenApiResponse(s.ErrorSerializer, description="Not allowed."),
-    404: OpenApiResponse(s.ErrorSerializer, description="No such job visible to the caller."),
-    409: OpenApiResponse(s.ErrorSerializer, description="The job's state does not allow it."),
-    413: OpenApiResponse(s.ErrorSerializer, description="The request body is too large."),
-    429: OpenApiResponse(s.ErrorSerializer, description="Too many submissions; see Retry-After."),
+# How a refused cancel or retry names the job's state.
+STATE_PHRASES: dict[str, str] = {
+    JobStatus.QUEUED: "is queued",
+    JobStatus.RUNNING: "is running",
+    JobStatus.SUCCEEDED: "has succeeded",
+    JobStatus.FAILED: "has failed",
+    JobStatus.CANCELLED: "was cancelled",
 }
 
 
-def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: ERRORS[code] for code in codes}
-
-
 class JobPagination(CursorPagination):
-    """Newest first, by id: no COUNT over a user's history, stable under inserts."""
+    """Newest first, by id: no COUNT over a user's history, stable under inserts.
+
+    A page size or cursor the client cannot have meant is a 400 naming it,
+    where DRF would fall back to the default size or answer 404.
+    """
 
     ordering = "-id"
     page_size = 50
     page_size_query_param = "page_size"
-    max_page_size = 200
+    max_page_size = MAX_PAGE_SIZE
 
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get("page_size")
+        if raw is None:
+            return self.page_size
+        size = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else 0
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            message = f"Must be a whole number from 1 to {MAX_PAGE_SIZE}."
+            raise ValidationError({"page_size": [message]})
+        return size
 
-WAIT_PARAM = OpenApiParameter(
-    "wait",
-    OpenApiTypes.INT,
-    description=f"Hold the request up to this many seconds (at most {MAX_WAIT_SECONDS}) "
-    "until the job's status or progress changes (on the ASGI server, project.asgi).",
-)
-LAST_EVENT_ID_HEADER = OpenApiParameter(
-    "Last-Event-ID",
-    OpenApiTypes.STR,
-    location=OpenApiParameter.HEADER,
-    description="The id of the last event received; sent by EventSource when it reconnects. "
-    "If the job has not changed since, no event repeats it.",
-)
-# One server-sent event of the events route, as schemathesis and OpenAPI tools read a stream.
-JOB_EVENT_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "data": {
-            "type": "string",
-            "contentMediaType": "application/json",
-            "description": "The job, as GET /api/jobs/{id}/ returns it.",
-        },
-        "id": {"type": "string", "description": "The state's id, for Last-Event-ID."},
-        "event": {"type": "string", "enum": ["message"]},
-        "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting."},
-    },
-    "required": ["data"],
-}
-WATCH_LIMITS = {
-    429: OpenApiResponse(
-        s.ErrorSerializer, description="Too many watchers for this user; see Retry-After."
-    ),
-    503: OpenApiResponse(
-        s.ErrorSerializer, description="The server watches as many jobs as it can; Retry-After."
-    ),
-}
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    OpenApiTypes.STR,
-    location=OpenApiParameter.HEADER,
-    description="Same as the idempotency_key field.",
-)
-LIST_FILTERS = [
-    OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),
-    OpenApiParameter("queue", OpenApiTypes.STR),
-    OpenApiParameter("task", OpenApiTypes.STR),
-]
-JOB_ACTION_RESPONSES = {
-    200: OpenApiResponse(s.JobSerializer, description="Done."),
-    202: OpenApiResponse(s.JobSerializer, description="Requested; the running job stops soon."),
-    **errors(401, 403, 404, 409),
-}
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            cursor = None
+        else:
+            if cursor is None or cursor.position is None or cursor.position.isdigit():
+                return cursor
+        raise ValidationError(
+            {"cursor": ["Not a cursor of this API: use a page's next or previous link."]}
+        )
 
 
 class JobViewSet(
@@ -189,19 +166,16 @@ class JobViewSet(
         return queryset
 
     @extend_schema(
-        parameters=LIST_FILTERS,
-        responses={
-            200: s.JobSerializer,
-            **errors(400, 401),
-            404: OpenApiResponse(s.ErrorSerializer, description="Invalid cursor."),
-        },
+        description="The caller's own jobs, newest first, a page at a time.",
+        parameters=LIST_PARAMETERS,
+        responses={200: s.JobSerializer, **errors(400, 401)},
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(self._serialize(page or [], many=True))
 
     @extend_schema(
-        parameters=[WAIT_PARAM],
+        parameters=[JOB_ID, WAIT_PARAM],
         responses={200: s.JobSerializer, **errors(400, 401, 404), **WATCH_LIMITS},
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -218,7 +192,7 @@ class JobViewSet(
         return Response(data)
 
     @extend_schema(
-        parameters=[LAST_EVENT_ID_HEADER],
+        parameters=[JOB_ID, LAST_EVENT_ID_HEADER],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 JOB_EVENT_SCHEMA,
@@ -227,7 +201,7 @@ class JobViewSet(
                 "the stream ends once the job finishes. A client reconnecting with "
                 "Last-Event-ID misses no change.",
             ),
-            **{(code, "application/json"): ERRORS[code] for code in (401, 404)},
+            **{(code, "application/json"): response for code, response in errors(401, 404).items()},
             **{(code, "application/json"): response for code, response in WATCH_LIMITS.items()},
         },
     )
@@ -279,7 +253,7 @@ class JobViewSet(
 
     def _parse_job_id(self) -> int | None:
         raw = str(self.kwargs[self.lookup_field])
-        if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ID:
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_ID:
             return None
         return int(raw)
 
@@ -313,14 +287,20 @@ class JobViewSet(
         return wait
 
     @extend_schema(
+        description="Submit a job. Beyond what the body's schema says, a submission must "
+        "fit the task's parameters (GET /api/tasks/: required ones given, no others, JSON "
+        "types as listed), give scheduled_at or delay_seconds but not both, and send the "
+        "same key in the idempotency_key field and the Idempotency-Key header if it sends "
+        "both; else 400, and nothing is stored. A key the caller used before answers 200 "
+        "with that first job.",
         request=s.JobSubmitSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, LOCATION_HEADER, RETRY_AFTER_HEADER],
         responses={
             202: OpenApiResponse(s.JobSerializer, description="Queued."),
             200: OpenApiResponse(
                 s.JobSerializer, description="The job first submitted with this key."
             ),
-            **errors(400, 401, 413, 429),
+            **errors(400, 401, 403, 413, 415, 429),
         },
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -365,7 +345,7 @@ class JobViewSet(
     def _earlier(self, key: str) -> Job | None:
         return Job.objects.owned_by(self.request.user).filter(idempotency_key=key).first()
 
-    @extend_schema(request=None, responses=JOB_ACTION_RESPONSES)
+    @extend_schema(request=None, parameters=[JOB_ID], responses=JOB_ACTION_RESPONSES)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Cancel a queued job at once; ask a running one to stop (202). 409 once finished."""
@@ -375,16 +355,27 @@ class JobViewSet(
         job.refresh_from_db()
         if not changed:
             raise Conflict(
-                f"The job is {job.status}; only queued or running jobs can be cancelled."
+                f"The job {STATE_PHRASES[job.status]}; "
+                "only queued or running jobs can be cancelled."
             )
         code = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
         return Response(self._serialize([job]), status=code)
 
-    @extend_schema(request=None, responses=JOB_ACTION_RESPONSES, summary="Cancel (never deletes)")
+    @extend_schema(
+        request=None,
+        parameters=[JOB_ID],
+        responses=JOB_ACTION_RESPONSES,
+        summary="Cancel (never deletes)",
+        description="The same as POST /api/jobs/{id}/cancel/: jobs are never deleted here.",
+    )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self.cancel(request, *args, **kwargs)
 
-    @extend_schema(request=None, responses={200: s.JobSerializer, **errors(401, 403, 404, 409)})
+    @extend_schema(
+        request=None,
+        parameters=[JOB_ID],
+        responses={200: s.JobSerializer, **errors(401, 403, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Put a failed or cancelled job back in the queue with a fresh attempt budget."""
@@ -394,7 +385,8 @@ class JobViewSet(
         job.refresh_from_db()
         if not changed:
             raise Conflict(
-                f"The job is {job.status}; only failed or cancelled jobs can be retried."
+                f"The job {STATE_PHRASES[job.status]}; "
+                "only failed or cancelled jobs can be retried."
             )
         return Response(self._serialize([job]))
 

@@ -10,14 +10,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from jobqueue.models import Job, JobStatus, Worker
 from tests.conftest import ROOT, database_url
 
 
@@ -161,3 +164,69 @@ def make_user(transactional_db: None) -> Callable[..., tuple[User, str]]:
         return user, Token.objects.create(user=user).key
 
     return make
+
+
+def jobs_in_every_state(owner: User) -> list[int]:
+    """A job of ``owner``'s in every state (queued now, queued for later, running with
+    progress, succeeded, failed twice, cancelled), saved; their ids."""
+    now = timezone.now()
+    worker = Worker.objects.create(hostname="fuzz", pid=1, concurrency=2, queues=[])
+    error = {
+        "attempt": 1,
+        "type": "builtins.ValueError",
+        "message": "bad",
+        "traceback": "TB",
+        "at": now.isoformat(),
+        "worker": "fuzz:1",
+    }
+    made = [
+        Job(task="demo.echo", owner=owner, kwargs={"x": 1}),
+        Job(
+            task="demo.sleep",
+            owner=owner,
+            scheduled_at=now + timedelta(minutes=5),
+            kwargs={"seconds": 1},
+        ),
+        Job(
+            task="demo.progress",
+            owner=owner,
+            status=JobStatus.RUNNING,
+            worker=worker,
+            attempts=1,
+            started_at=now,
+            heartbeat_at=now,
+            progress_percent=100 / 6,  # shown rounded: 16.67
+            progress_message="step 2 of 5",
+            progress_updated_at=now,
+        ),
+        Job(
+            task="demo.echo",
+            owner=owner,
+            status=JobStatus.SUCCEEDED,
+            attempts=1,
+            started_at=now - timedelta(seconds=2),
+            finished_at=now,
+            result={"ok": [1, "é"]},
+        ),
+        Job(
+            task="demo.fail",
+            owner=owner,
+            status=JobStatus.FAILED,
+            attempts=2,
+            max_attempts=2,
+            started_at=now,
+            finished_at=now,
+            errors=[error, {**error, "attempt": 2}],
+        ),
+        Job(
+            task="demo.sleep",
+            owner=owner,
+            status=JobStatus.CANCELLED,
+            finished_at=now,
+            cancel_requested=True,
+            errors=[{**error, "type": "jobqueue.exceptions.JobCancelled", "worker": None}],
+        ),
+    ]
+    for job in made:
+        job.save()
+    return [job.pk for job in made]

@@ -37,9 +37,10 @@ def test_result_raises_job_failed_with_the_error(client, start_worker):
 def test_typed_errors(client, api):
     with pytest.raises(BadRequest) as bad:
         client.submit("os.system", args=["true"])
-    assert "Valid names" in bad.value.detail
-    with pytest.raises(NotFound):
+    assert "Valid names" in bad.value.detail and bad.value.code == "invalid"
+    with pytest.raises(NotFound) as missing:
         client.get(987654)
+    assert missing.value.code == "not_found"
     job = client.submit("demo.echo", idempotency_key="k")
     assert client.submit("demo.echo", idempotency_key="k")["id"] == job["id"]
     assert client.cancel(job["id"])["status"] == "cancelled"

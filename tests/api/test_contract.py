@@ -99,16 +99,22 @@ def test_traceback_is_shown_to_staff_only(api, make_user):
     _, token = make_user()
     _, staff = make_user(staff=True, perms=("view_job",))
     job = submit(api, token).body
-    error = {"attempt": 1, "type": "builtins.ValueError", "message": "bad", "traceback": "TB"}
+    shown = {
+        "attempt": 1,
+        "type": "builtins.ValueError",
+        "message": "bad",
+        "at": "2026-11-30T09:00:00+00:00",
+        "worker": "host:12",
+    }
     Job.objects.filter(pk=job["id"]).update(
         status=JobStatus.FAILED,
         started_at=timezone.now(),
         finished_at=timezone.now(),
-        errors=[error],
+        errors=[{**shown, "traceback": "TB"}],
         attempts=1,
     )
     mine = api.call("GET", f"/api/jobs/{job['id']}/", token=token).body
-    assert mine["error"] == {"attempt": 1, "type": "builtins.ValueError", "message": "bad"}
+    assert mine["error"] == shown
     assert "traceback" not in mine["errors"][0]
     assert mine["elapsed_seconds"] >= 0 and mine["position_in_queue"] is None
     theirs = api.call("GET", f"/api/jobs/{job['id']}/", token=staff).body
@@ -163,12 +169,17 @@ def test_cancel_queued_then_409_then_retry_then_409(api, make_user):
     assert cancelled.body["status"] == "cancelled" and cancelled.body["cancel_requested"]
     assert cancelled.body["error"]["type"] == "jobqueue.exceptions.JobCancelled"
     again = api.call("POST", path + "cancel/", token=token)
-    assert again.status == 409 and "only queued or running" in again.body["detail"]
+    assert again.status == 409 and again.body["code"] == "conflict"
+    assert again.body["detail"].startswith("The job was cancelled; only queued or running")
     retried = api.call("POST", path + "retry/", token=token)
     assert retried.status == 200 and retried.body["status"] == "queued"
     assert retried.body["attempts"] == 0 and len(retried.body["errors"]) == 1
     not_again = api.call("POST", path + "retry/", token=token)
-    assert not_again.status == 409 and "only failed or cancelled" in not_again.body["detail"]
+    assert not_again.status == 409
+    assert not_again.body["detail"].startswith("The job is queued; only failed or cancelled")
+    Job.objects.filter(pk=job["id"]).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    done = api.call("POST", path + "cancel/", token=token)
+    assert done.status == 409 and done.body["detail"].startswith("The job has succeeded;")
 
 
 def test_delete_cancels_and_never_deletes(api, make_user):

@@ -6,6 +6,7 @@ from typing import Any
 
 import dj_database_url
 
+from jobqueue.logs import wants_json
 from project.embedded import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -139,6 +140,8 @@ REST_FRAMEWORK = {
 }
 # Largest request body the API accepts; larger ones get 413.
 JOBQUEUE_API_MAX_BODY_BYTES = int(os.environ.get("JOBQUEUE_API_MAX_BODY_BYTES", str(256 * 1024)))
+# GET /metrics requires "Authorization: Bearer <this>"; unset, it is open only in DEBUG.
+JOBQUEUE_METRICS_TOKEN = os.environ.get("JOBQUEUE_METRICS_TOKEN", "")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "jobqueue API",
@@ -164,8 +167,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "jobqueue.logs.json_formatter"},
+    },
+    # LOG_FORMAT=json: one JSON object per line, for the whole site (job events included).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if wants_json("LOG_FORMAT") else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.tasks": {

@@ -18,6 +18,7 @@ import psycopg
 from jobqueue import queries
 from jobqueue.conf import JobQueueSettings
 from jobqueue.db import connect
+from jobqueue.worker import telemetry
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -83,6 +84,7 @@ class DatabaseSession:
 
     def lost(self, error: Exception) -> None:
         """Drop the connection and schedule the next attempt."""
+        telemetry.reconnecting()
         logger.warning(
             "database connection lost (%s); retrying in %.1f s",
             str(error).strip(),

@@ -383,6 +383,7 @@ class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
     database = serializers.DictField()
     workers = serializers.DictField(child=serializers.IntegerField(), required=False)
+    migrations = serializers.DictField(required=False)  # with ?ready=1: {"ok", "pending"}
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -124,26 +124,29 @@ def attempt_finished(job: "InHand", report: "Report", outcome: "Outcome") -> Non
         if due is not None:
             wait = max(0.0, report.started_at - due)
             WAIT.labels(job.queue).observe(wait)
-    fields: dict[str, Any] = {
-        "job_id": a.job_id,
-        "task": a.task,
-        "queue": job.queue,
-        "attempt": a.attempts,
-    }
-    worker = _worker()
-    if report.started_at is not None:
-        started = datetime.fromtimestamp(report.started_at, UTC).isoformat()
-        job_event("started", **fields, worker=worker, started_at=started, wait=wait)
+        _started(job, report.started_at, wait)
     error = report.error or {}
     job_event(
         label,
-        **fields,
-        worker=worker,
+        **_fields(job),
+        worker=_worker(),
         duration=report.duration if report.started_at is not None else None,
         wait=wait,
         error_class=error.get("type"),
         error_message=error.get("message"),
     )
+
+
+def _fields(job: "InHand") -> dict[str, Any]:
+    a = job.assignment
+    return {"job_id": a.job_id, "task": a.task, "queue": job.queue, "attempt": a.attempts}
+
+
+def _started(job: "InHand", at: float, wait: float | None) -> None:
+    """'started', written once the supervisor learns when: the child reports it with the
+    outcome (so that children log nothing), or the job is given back while it runs."""
+    started_at = datetime.fromtimestamp(at, UTC).isoformat()
+    job_event("started", **_fields(job), worker=_worker(), started_at=started_at, wait=wait)
 
 
 def rescued(rows: Iterable[tuple]) -> None:
@@ -162,12 +165,12 @@ def reconnecting() -> None:
 
 def given_back(jobs: Iterable["InHand"]) -> None:
     """At shutdown, these unfinished jobs went back to their queue."""
-    worker = _worker()
     for job in jobs:
-        a = job.assignment
-        _due.pop(a.job_id, None)
-        job_event("given_back", job_id=a.job_id, task=a.task, queue=job.queue,
-                  attempt=a.attempts, worker=worker)  # fmt: skip
+        due = _due.pop(job.assignment.job_id, None)
+        if job.began_at:  # it was running
+            at = time.time() - (time.monotonic() - job.began_at)
+            _started(job, at, None if due is None else max(0.0, at - due))
+        job_event("given_back", **_fields(job), worker=_worker())
 
 
 # ------------------------------------------------------------------ serving

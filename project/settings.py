@@ -85,9 +85,19 @@ DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE",
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 # Django's own queries bind parameters on the client and are never prepared;
 # this lets the API's few hot reads (jobqueue/api/sql.py) run as prepared
-# statements on each persistent connection. None turns that off (e.g. behind
-# a PgBouncer in transaction mode older than 1.21).
-DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+# statements on each persistent connection. DATABASE_PREPARED_STATEMENTS=0
+# turns that off, here and on the workers' connections (needed behind a
+# PgBouncer in transaction mode older than 1.21).
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+    5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+)
+# Behind a pooler in transaction mode: DIRECT_DATABASE_URL reaches PostgreSQL
+# itself, for the worker's own connection (LISTEN needs a session; see JOBQUEUE).
+if os.environ.get("DIRECT_DATABASE_URL"):
+    DATABASES["direct"] = {
+        **dj_database_url.parse(os.environ["DIRECT_DATABASE_URL"]),
+        "OPTIONS": DATABASES["default"]["OPTIONS"],
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -110,6 +120,7 @@ JOBQUEUE = {
     "BACKOFF_MAX": env_float("JOBQUEUE_BACKOFF_MAX", 3600),
     "RETENTION_DAYS": env_float("JOBQUEUE_RETENTION_DAYS", 7),
     "MAX_RESULT_BYTES": int(os.environ.get("JOBQUEUE_MAX_RESULT_BYTES", str(16 * 1024 * 1024))),
+    "LISTEN_DATABASE": "direct" if "direct" in DATABASES else "default",
     # Tasks that REST clients may submit, by dotted path. The demo tasks are
     # exposed in development only unless JOBQUEUE_EXPOSE_DEMO is set.
     "API_TASKS": (

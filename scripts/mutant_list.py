@@ -696,4 +696,14 @@ MUTANTS: list[Mutant] = [
         (PB + "test_a_direct_worker_session_has_its_timeouts",),
         "the worker's connection has a lock_timeout and a statement_timeout",
     ),
+    Mutant(
+        "migration-no-lock-timeout",
+        "jobqueue/migrations/0005_fencing.py",
+        "operations = with_lock_timeout(",
+        "operations = list(",
+        (
+            "tests/test_migrations.py::test_migration_sets_a_lock_timeout_and_builds_indexes_concurrently",
+        ),
+        "every migration that touches the job table sets a lock_timeout",
+    ),
 ]

@@ -4,14 +4,14 @@
         python bench/telemetry_cost.py [--jobs 20000] [--rounds 3]
 
 Each round enqueues ``--jobs`` no-op jobs (``demo.echo``, one COPY), then runs
-``runworker --concurrency 2 --burst`` until they are drained, twice: "off" as
-``make bench`` runs it (``-v 0``: no job events), and "on" with
-``--metrics-port`` served and ``JOBQUEUE_LOG_FORMAT=json`` at ``-v 1``, so that
-every job writes its claimed, started and succeeded events as JSON lines (to a
-file). The drain rate runs from the worker's start to the last job's finish
-time in the database, as in ``make bench``. Off and on alternate, so that a
-machine busy with other work slows both alike; it prints each run and the
-median rates and their ratio.
+``runworker --concurrency 2 --burst`` until they are drained, three times:
+"off" as ``make bench`` runs it (``-v 0``: no job events); "metrics" with
+``--metrics-port`` served; "metrics+logs" also with ``JOBQUEUE_LOG_FORMAT=json``
+at ``-v 1``, so that every job writes its claimed, started and succeeded events
+as JSON lines (to a file). The drain rate runs from the worker's start to the
+last job's finish time in the database, as in ``make bench``. The modes
+alternate, so that a machine busy with other work slows them alike; it prints
+each run and the median rates and their ratios to "off".
 """
 
 import argparse
@@ -36,7 +36,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def drain(jobs: int, telemetry: bool, log: Path) -> float:
+MODES = ("off", "metrics", "metrics+logs")
+
+
+def drain(jobs: int, mode: str, log: Path) -> float:
     """Enqueue ``jobs`` and drain them with one worker; returns jobs per second."""
     from django.db import connection, transaction
     from django.tasks import task_backends
@@ -48,12 +51,11 @@ def drain(jobs: int, telemetry: bool, log: Path) -> float:
     with transaction.atomic():
         task_backends["default"].enqueue_many(demo.echo, [((), {})] * jobs)  # type: ignore[attr-defined]
     env = {**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench", "LOG_LEVEL": "WARNING"}
-    args = ["--concurrency", "2", "--burst"]
-    if telemetry:
+    args = ["--concurrency", "2", "--burst", "-v", "1" if mode == "metrics+logs" else "0"]
+    if mode != "off":
+        args += ["--metrics-port", str(free_port()), "--metrics-host", "127.0.0.1"]
+    if mode == "metrics+logs":
         env["JOBQUEUE_LOG_FORMAT"] = "json"
-        args += ["-v", "1", "--metrics-port", str(free_port()), "--metrics-host", "127.0.0.1"]
-    else:
-        args += ["-v", "0"]
     with log.open("wb") as out:
         started = time.time()
         subprocess.run(
@@ -77,18 +79,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")  # not this process's own enqueued events
     args = migrated_django(parser)
-    rates: dict[str, list[float]] = {"off": [], "on": []}
+    rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as folder:
         for round_ in range(1, args.rounds + 1):
-            for mode in ("off", "on"):
-                log = Path(folder) / f"{mode}.log"
-                rate = drain(args.jobs, mode == "on", log)
+            for mode in MODES:
+                log = Path(folder) / "worker.log"
+                rate = drain(args.jobs, mode, log)
                 rates[mode].append(rate)
                 lines = len(log.read_bytes().splitlines())
-                print(f"round {round_} {mode:>3}: {rate:,.0f} jobs/s ({lines:,} log lines)")
-    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
-    print(f"median off {off:,.0f} jobs/s, on {on:,.0f} jobs/s, on/off {on / off:.2f}")
+                print(f"round {round_} {mode:>12}: {rate:,.0f} jobs/s ({lines:,} log lines)")
+    off = statistics.median(rates["off"])
+    for mode in MODES:
+        median = statistics.median(rates[mode])
+        print(f"median {mode:>12}: {median:,.0f} jobs/s, {median / off:.2f} of off")
 
 
 if __name__ == "__main__":

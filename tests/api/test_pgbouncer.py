@@ -155,3 +155,10 @@ def test_a_direct_worker_session_has_its_timeouts(transactional_db: None) -> Non
         assert db.execute("SHOW statement_timeout").fetchone()[0] == "15s"
     finally:
         session.close()
+
+
+def test_a_listen_database_that_does_not_exist_fails_the_checks(settings) -> None:
+    from jobqueue.checks import check_settings
+
+    settings.JOBQUEUE = {**settings.JOBQUEUE, "LISTEN_DATABASE": "direct"}
+    assert [e.id for e in check_settings()] == ["jobqueue.E005"]

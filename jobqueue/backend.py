@@ -21,6 +21,8 @@ from jobqueue.db import prepared_cursor
 from jobqueue.jsonb import first_problem, may_be_refused
 from jobqueue.models import Job, JobStatus
 
+# The ways a worker can run a job (jobqueue/worker/execution.py).
+EXECUTIONS = ("process", "thread", "async")
 QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 # Jobs per COPY batch of enqueue_many (about 100 kB of COPY text for small arguments).
 COPY_BATCH = 1000
@@ -46,20 +48,25 @@ class JobQueueTask(Task):
     max_attempts: int | None = None
     # Seconds one attempt may run (None: JOBQUEUE["DEFAULT_TIMEOUT"]).
     timeout: float | None = None
+    # How a worker runs it: "process", "thread" or "async" (None: its queue's mode in
+    # JOBQUEUE["QUEUE_EXECUTION"], else "process"); see jobqueue/worker/execution.py.
+    execution: str | None = None
 
     def using(  # type: ignore[override]
         self,
         *,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        execution: str | None = None,
         **changes: Any,
     ) -> "JobQueueTask":
-        """Django's using(), plus max_attempts and timeout."""
+        """Django's using(), plus max_attempts, timeout and execution."""
         task: JobQueueTask = Task.using(self, **changes)  # type: ignore[assignment]
         return replace(
             task,
             max_attempts=task.max_attempts if max_attempts is None else max_attempts,
             timeout=task.timeout if timeout is None else timeout,
+            execution=task.execution if execution is None else execution,
         )
 
 
@@ -94,6 +101,11 @@ class JobQueueBackend(BaseTaskBackend):
         timeout = getattr(task, "timeout", None)
         if timeout is not None and timeout <= 0:
             raise InvalidTask(f"timeout must be positive, got {timeout}.")
+        execution = getattr(task, "execution", None)
+        if execution is not None and execution not in EXECUTIONS:
+            raise InvalidTask(
+                f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}."
+            )
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         job_id, shared, args_json, kwargs_json = self._insert(task, args, kwargs)

@@ -32,6 +32,7 @@ B = "tests/admin/test_browser.py::"
 U = "tests/test_purge.py::"
 F = "tests/faults/test_fencing.py::"
 CW = "tests/faults/test_outcomes.py::"
+X = "tests/test_execution.py::"
 M = "tests/test_metrics.py::"
 PR = "tests/test_prometheus.py::"
 PB = "tests/api/test_pgbouncer.py::"
@@ -128,7 +129,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "timeout-not-killed",
         "jobqueue/worker/pool.py",
-        "child.kill(reason, job.assignment.job_id)",
+        "child.kill(reason, ids)",
         "pass",
         (
             W + "test_a_job_that_ignores_cancel_is_stopped_after_the_grace_period",
@@ -543,7 +544,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "taken-job-keeps-running",
         "jobqueue/worker/pool.py",
-        'child.kill("taken", current.assignment.job_id if current.lost else None)',
+        'child.kill("taken", [j.assignment.job_id for j in lost])',
         "pass",
         (F + "test_a_job_rescued_while_its_worker_was_cut_off_is_stopped_there",),
         "a heartbeat that finds a job in hand taken away stops the child running it",
@@ -585,8 +586,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "result-not-checked",
         "jobqueue/worker/executor.py",
-        "result_json = encode_result(value)",
-        "result_json = json.dumps(value)",
+        "connection\n            result_json = encode_result(value)",
+        "connection\n            result_json = json.dumps(value)",
         (
             "tests/faults/test_poison.py::test_unstorable_results_and_errors_fail_only_their_own_job",
         ),
@@ -610,6 +611,47 @@ MUTANTS: list[Mutant] = [
         "SELECT claimed.* FROM claimed",
         (C + "test_long_poll_returns_when_the_job_is_claimed",),
         "claim, rescue and give-back notify the events channel",
+    ),
+    # ------------------------------------------------------------ Execution modes
+    Mutant(
+        "async-timeout-not-cancelled",
+        "jobqueue/worker/executor.py",
+        "async with asyncio.timeout(job.timeout or None):",
+        "async with asyncio.timeout(None):",
+        (X + "test_a_job_past_its_timeout_is_stopped_alone[async]",),
+        "async tasks are cancelled by asyncio at their deadline",
+    ),
+    Mutant(
+        "thread-timeout-not-in-progress",
+        "jobqueue/progress.py",
+        "if reporter.deadline is not None and time.monotonic() >= reporter.deadline:",
+        "if False:",
+        (X + "test_a_job_past_its_timeout_is_stopped_alone[thread]",),
+        "thread jobs get JobTimeout at the next progress() after the deadline",
+    ),
+    Mutant(
+        "innocent-jobs-spend-attempts",
+        "jobqueue/worker/pool.py",
+        'explained = child.kill_reason not in (None, "shutdown", "fenced")',
+        "explained = False",
+        (X + "test_an_async_job_that_blocks_the_loop_is_killed_and_the_others_run_again",),
+        "jobs beside the one a child was killed for run again on the same attempt",
+    ),
+    Mutant(
+        "async-cancel-not-sent",
+        "jobqueue/worker/pool.py",
+        "child.cancel(job.assignment.job_id)",
+        "pass",
+        (X + "test_a_running_job_is_cancelled[async_nap-options0]",),
+        "a running async job is cancelled by asyncio at once",
+    ),
+    Mutant(
+        "stuck-thread-child-not-retired",
+        "jobqueue/worker/pool.py",
+        "self._retire(child, overdue)",
+        "self._kill_overdue(child, overdue)",
+        (X + "test_a_thread_that_never_yields_retires_its_child_once_the_others_end",),
+        "a thread that never yields retires its child, killed once all it runs are overdue",
     ),
     # ------------------------------------------------------------ Operating it
     Mutant(

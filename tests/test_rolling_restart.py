@@ -46,7 +46,7 @@ def test_a_rolling_restart_loses_nothing_and_runs_nothing_twice(
         return Worker.objects.count() == 3
 
     workers = [worker() for _ in range(3)]
-    stream_until(three_registered, "three workers registered")
+    wait_until(three_registered, 60, "three workers registered")  # before the stream begins
     stream(1.0)
     for i in range(3):  # as a deployment does: stop one, start its successor, wait until it is up
         workers[i].signal(signal.SIGTERM)

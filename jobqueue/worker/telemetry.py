@@ -92,7 +92,7 @@ def _busy_ratio() -> float:
     if _supervisor is None:
         return 0.0
     children = list(_supervisor.pool.children)  # read from the server's thread: copy first
-    return sum(1 for child in children if child.jobs) / max(1, _supervisor.options.concurrency)
+    return sum(1 for child in children if child.busy()) / max(1, _supervisor.options.concurrency)
 
 
 # ------------------------------------------------------------------ hooks

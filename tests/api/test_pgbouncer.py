@@ -46,7 +46,7 @@ def pgbouncer(transactional_db: None) -> Iterator[str]:
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {folder / 'users.txt'}\n"
-        "pool_mode = transaction\ndefault_pool_size = 2\n"
+        "pool_mode = transaction\ndefault_pool_size = 1\n"  # one server connection: a leak shows
         # The worker's timeouts travel as startup options; PgBouncer drops them.
         "ignore_startup_parameters = options\n"
     )
@@ -134,10 +134,9 @@ def test_a_worker_whose_listen_goes_through_the_pooler_polls(
         waits.append((job.started_at - job.created_at).total_seconds())
         time.sleep(0.2)
     assert max(waits) <= POLL_INTERVAL + 0.5, waits
-    for _ in range(6):  # pool of 2: every server connection is seen
-        with psycopg.connect(pgbouncer, autocommit=True) as conn:
-            assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"
-            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
+    with psycopg.connect(pgbouncer, autocommit=True) as conn:  # the pool's one server connection
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
 
 
 def test_a_direct_worker_session_has_its_timeouts(transactional_db: None) -> None:

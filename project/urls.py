@@ -5,8 +5,10 @@ from django.urls import include, path
 
 from jobqueue.metrics import metrics_view
 from jobqueue.views import job_page
+from project.views import home
 
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("api/", include("jobqueue.api.urls")),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -33,6 +33,8 @@ U = "tests/test_purge.py::"
 F = "tests/faults/test_fencing.py::"
 CW = "tests/faults/test_outcomes.py::"
 X = "tests/test_execution.py::"
+AS = "tests/admin/test_admin_safety.py::"
+AV = "tests/admin/test_admin_views.py::"
 M = "tests/test_metrics.py::"
 PR = "tests/test_prometheus.py::"
 PB = "tests/api/test_pgbouncer.py::"
@@ -421,6 +423,48 @@ MUTANTS: list[Mutant] = [
         "return True",
         (A + "test_a_user_without_retry_permission_cannot_post_the_action",),
         "the admin's retry needs retry_job",
+    ),
+    Mutant(
+        "admin-purge-unconfirmed",
+        "jobqueue/admin.py",
+        'if request.POST.get("post") == "yes":',
+        "if True:",
+        (AS + "test_purge_shows_counts_per_status_and_queue_and_deletes_only_on_confirm",),
+        "purge, and retry or cancel of more than one job, ask first",
+    ),
+    Mutant(
+        "admin-confirmation-loses-select-all",
+        "jobqueue/templates/admin/jobqueue/job/action_confirmation.html",
+        '{% if select_across %}<input type="hidden" name="select_across" value="1">{% endif %}',
+        "",
+        (AS + "test_purge_of_everything_selected_across_pages_asks_first_and_keeps_the_filter",),
+        "the confirmation runs the action on what was selected, across pages too",
+    ),
+    Mutant(
+        "admin-retry-not-logged",
+        "jobqueue/admin.py",
+        'admin_audit.log_retried(request.user, changed, "from the job list")',
+        "None",
+        (AS + "test_every_admin_action_on_jobs_is_logged_with_who_what_and_when",),
+        "every admin action on jobs writes a LogEntry per job",
+    ),
+    Mutant(
+        "admin-purge-not-logged",
+        "jobqueue/admin.py",
+        'admin_audit.log_purged(request.user, deleted, "from the job list")',
+        "None",
+        (AS + "test_every_admin_action_on_jobs_is_logged_with_who_what_and_when",),
+        "every admin action on jobs writes a LogEntry per job",
+    ),
+    Mutant(
+        "admin-search-json-text",
+        "jobqueue/migrations/0006_admin.py",
+        "THEN jsonb_to_tsvector('simple',\n"
+        "                                   jsonb_path_query_array(errors, 'strict $[*].message'),",
+        "THEN to_tsvector('simple', errors::text) || jsonb_to_tsvector('simple',\n"
+        "                                   jsonb_path_query_array(errors, 'strict $[*].message'),",
+        (AV + "test_search_matches_words_as_users_see_them_not_json_text",),
+        "search matches what users see, not the stored JSON's text",
     ),
     Mutant(
         "admin-count-unbounded",

@@ -15,7 +15,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from jobqueue import queries
+from jobqueue import events, queries
 from jobqueue.conf import get_settings
 from jobqueue.db import prepared_cursor
 from jobqueue.jsonb import first_problem, may_be_refused
@@ -157,6 +157,7 @@ class JobQueueBackend(BaseTaskBackend):
             job_id = queries.insert_job(
                 cursor, (*shared, args_json, kwargs_json, owner_id, idempotency_key)
             )
+        events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, [job_id])
         return job_id, shared, args_json, kwargs_json
 
     def _shared_fields(self, task: Task) -> SharedFields:
@@ -240,6 +241,8 @@ class JobQueueBackend(BaseTaskBackend):
         # aborts it, and the savepoint keeps the caller's transaction usable.
         with transaction.atomic(using=self.database), prepared_cursor(self.database) as cursor:
             queries.copy_jobs(cursor, shared, batches(queries.allocate_job_ids(cursor, len(calls))))
+        ids = (int(r.id) for r in results)  # read only if the events are logged
+        events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, ids)
         return results
 
     def get_result(self, result_id: str) -> TaskResult:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import Error, register
 from django.utils.module_loading import import_string
 
@@ -17,6 +18,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     except (TypeError, ValueError) as e:
         return [Error(f"JOBQUEUE setting is invalid: {e}", id="jobqueue.E002")]
     errors = []
+    if conf.LISTEN_DATABASE not in settings.DATABASES:
+        errors.append(
+            Error(
+                f"JOBQUEUE['LISTEN_DATABASE'] names {conf.LISTEN_DATABASE!r}, "
+                "which is not in DATABASES",
+                hint="Name a DATABASES alias that reaches PostgreSQL directly, or 'default'.",
+                id="jobqueue.E005",
+            )
+        )
     for path in conf.API_TASKS:
         try:
             task = import_string(path)

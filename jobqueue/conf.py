@@ -31,6 +31,11 @@ class JobQueueSettings:
     # returns more fails with UnstorableResult instead of bloating the row (and
     # every read of it). jsonb itself stops at 256 MiB.
     MAX_RESULT_BYTES: int = 16 * 1024 * 1024
+    # The Django database alias of the worker's own connection, which claims, acks,
+    # heart-beats and LISTENs. Behind a pooler in transaction mode, name one that
+    # reaches PostgreSQL directly: LISTEN needs a session of its own. Through the
+    # pooler, the worker still works and finds new jobs by polling (POLL_INTERVAL).
+    LISTEN_DATABASE: str = "default"
     # Dotted paths of the tasks that REST clients may submit.
     API_TASKS: list[str] = field(default_factory=list)
     # Execution modes (jobqueue/worker/execution.py): each child's slots for

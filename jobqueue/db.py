@@ -14,7 +14,9 @@ import psycopg
 from django.db import connections
 from psycopg.pq import TransactionStatus
 
-_DJANGO_ONLY = {"cursor_factory", "context", "prepare_threshold"}
+# prepare_threshold is kept: None in the database's OPTIONS (behind a PgBouncer
+# in transaction mode older than 1.21) turns prepared statements off here too.
+_DJANGO_ONLY = {"cursor_factory", "context"}
 
 # Seconds to wait for the server to answer a cancel request: a child waits this
 # long at most before it reports its job.
@@ -27,9 +29,22 @@ def connection_params(alias: str = "default") -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in _DJANGO_ONLY}
 
 
-def connect(alias: str = "default", **extra: Any) -> psycopg.Connection:
-    """A new autocommit connection to the Django database ``alias``."""
-    return psycopg.connect(autocommit=True, **connection_params(alias), **extra)
+def connect(
+    alias: str = "default", *, server_settings: dict[str, str] | None = None, **extra: Any
+) -> psycopg.Connection:
+    """A new autocommit connection to the Django database ``alias``.
+
+    ``server_settings`` travel in the startup packet (``options``), never as a
+    session SET: behind a pooler in transaction mode, a SET would stay on a
+    server connection that other clients get next, while this client's later
+    transactions ran on others. PgBouncer refuses ``options`` unless it is in its
+    ``ignore_startup_parameters``, and then drops them; a direct connection applies them.
+    """
+    params = connection_params(alias)
+    if server_settings:
+        given = [params.get("options", "")] if params.get("options") else []
+        params["options"] = " ".join(given + [f"-c {k}={v}" for k, v in server_settings.items()])
+    return psycopg.connect(autocommit=True, **params, **extra)
 
 
 async def connect_async(alias: str = "default", **extra: Any) -> psycopg.AsyncConnection:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
@@ -232,3 +233,22 @@ def worker_rows(limit: int = 200) -> list[Worker]:
         worker.in_hand = in_hand.get(worker.pk, 0)  # type: ignore[attr-defined]
         worker.is_lost = is_lost(worker)  # type: ignore[attr-defined]
     return workers
+
+
+def pending_migrations() -> list[str]:
+    """The migrations not applied yet (app.name), from Django's own migration graph."""
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{m.app_label}.{m.name}" for m, _ in plan]
+
+
+def queues_served(queues: list[str]) -> dict[str, int]:
+    """For each of ``queues``: the live workers serving it (those listing it, or every queue)."""
+    stale = timezone.now() - timedelta(seconds=get_settings().LEASE)
+    live = Worker.objects.filter(lost_at__isnull=True, last_heartbeat__gte=stale)
+    served = dict.fromkeys(queues, 0)
+    for worker_queues in live.values_list("queues", flat=True):
+        for queue in queues:
+            if not worker_queues or queue in worker_queues:
+                served[queue] += 1
+    return served

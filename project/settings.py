@@ -6,6 +6,7 @@ from typing import Any
 
 import dj_database_url
 
+from jobqueue.logs import wants_json
 from project.embedded import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -96,9 +97,19 @@ if pool_size := int(os.environ.get("DJANGO_DB_POOL_SIZE", "0")):
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 # Django's own queries bind parameters on the client and are never prepared;
 # this lets the API's few hot reads (jobqueue/api/sql.py) run as prepared
-# statements on each persistent connection. None turns that off (e.g. behind
-# a PgBouncer in transaction mode older than 1.21).
-DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+# statements on each persistent connection. DATABASE_PREPARED_STATEMENTS=0
+# turns that off, here and on the workers' connections (needed behind a
+# PgBouncer in transaction mode older than 1.21).
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+    5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+)
+# Behind a pooler in transaction mode: DIRECT_DATABASE_URL reaches PostgreSQL
+# itself, for the worker's own connection (LISTEN needs a session; see JOBQUEUE).
+if os.environ.get("DIRECT_DATABASE_URL"):
+    DATABASES["direct"] = {
+        **dj_database_url.parse(os.environ["DIRECT_DATABASE_URL"]),
+        "OPTIONS": DATABASES["default"]["OPTIONS"],
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -135,6 +146,7 @@ JOBQUEUE = {
     "WATCH_MAX": int(os.environ.get("JOBQUEUE_WATCH_MAX", "20000")),
     "WATCH_KEEPALIVE": env_float("JOBQUEUE_WATCH_KEEPALIVE", 15),
     "WATCH_SEND_TIMEOUT": env_float("JOBQUEUE_WATCH_SEND_TIMEOUT", 10),
+    "LISTEN_DATABASE": "direct" if "direct" in DATABASES else "default",
     # Tasks that REST clients may submit, by dotted path. The demo tasks are
     # exposed in development only unless JOBQUEUE_EXPOSE_DEMO is set.
     "API_TASKS": (
@@ -165,6 +177,8 @@ REST_FRAMEWORK = {
 }
 # Largest request body the API accepts; larger ones get 413.
 JOBQUEUE_API_MAX_BODY_BYTES = int(os.environ.get("JOBQUEUE_API_MAX_BODY_BYTES", str(256 * 1024)))
+# GET /metrics requires "Authorization: Bearer <this>"; unset, it is open only in DEBUG.
+JOBQUEUE_METRICS_TOKEN = os.environ.get("JOBQUEUE_METRICS_TOKEN", "")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "jobqueue API",
@@ -197,8 +211,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "jobqueue.logs.json_formatter"},
+    },
+    # LOG_FORMAT=json: one JSON object per line, for the whole site (job events included).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if wants_json("LOG_FORMAT") else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.tasks": {

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from jobqueue.metrics import metrics_view
 from jobqueue.views import job_page
 from project.views import home
 
@@ -12,4 +13,5 @@ urlpatterns = [
     path("api/", include("jobqueue.api.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("jobs/<int:pk>/", job_page, name="job-page"),
+    path("metrics", metrics_view, name="metrics"),
 ]

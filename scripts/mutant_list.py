@@ -36,6 +36,10 @@ X = "tests/test_execution.py::"
 AS = "tests/admin/test_admin_safety.py::"
 AV = "tests/admin/test_admin_views.py::"
 WA = "tests/api/test_watch.py::"
+M = "tests/test_metrics.py::"
+PR = "tests/test_prometheus.py::"
+PB = "tests/api/test_pgbouncer.py::"
+PO = "tests/test_probes.py::"
 
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Running workers
@@ -756,5 +760,100 @@ MUTANTS: list[Mutant] = [
         "self._kill_overdue(child, overdue)",
         (X + "test_a_thread_that_never_yields_retires_its_child_once_the_others_end",),
         "a thread that never yields retires its child, killed once all it runs are overdue",
+    ),
+    # ------------------------------------------------------------ Operating it
+    Mutant(
+        "metrics-token-ignored",
+        "jobqueue/metrics.py",
+        'return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)',
+        "return True",
+        (M + "test_metrics_need_the_bearer_token",),
+        "/metrics needs Authorization: Bearer <token> when JOBQUEUE_METRICS_TOKEN is set",
+    ),
+    Mutant(
+        "metrics-open-outside-debug",
+        "jobqueue/metrics.py",
+        "return settings.DEBUG",
+        "return True",
+        (M + "test_metrics_need_the_bearer_token",),
+        "without a token, /metrics is open only in DEBUG",
+    ),
+    Mutant(
+        "metrics-drained-queue-vanishes",
+        "jobqueue/metrics.py",
+        "{queue: [0, 0, 0] for queue in self.seen}",
+        "{}",
+        (PR + "test_prometheus_sees_the_finished_jobs_and_the_backlog_drain",),
+        "a queue once seen keeps its series at 0 when it drains",
+    ),
+    Mutant(
+        "finished-not-counted",
+        "jobqueue/worker/telemetry.py",
+        "FINISHED.labels(job.queue, a.task, label).inc()",
+        "pass",
+        (PR + "test_prometheus_sees_the_finished_jobs_and_the_backlog_drain",),
+        "jobqueue_jobs_finished_total counts every attempt finished, by outcome",
+    ),
+    Mutant(
+        "outcome-mislabelled",
+        "jobqueue/worker/telemetry.py",
+        "label = OUTCOME_LABELS.get(outcome.status, outcome.status)",
+        'label = "succeeded"',
+        (
+            "tests/test_job_events.py::test_json_lines_tell_each_jobs_story",
+            PR + "test_prometheus_sees_the_finished_jobs_and_the_backlog_drain",
+        ),
+        "a failing task shows under outcome=failed; one job's events tell its story",
+    ),
+    Mutant(
+        "healthz-ignores-heartbeat",
+        "jobqueue/worker/telemetry.py",
+        "if _supervisor.lease.expired(now):",
+        "if False:",
+        (PR + "test_the_metrics_port_serves_liveness",),
+        "/healthz: 503 once no heartbeat has succeeded for 4/5 of the lease",
+    ),
+    Mutant(
+        "readiness-ignores-migrations",
+        "jobqueue/api/views.py",
+        'pending = pending_migrations() if request.query_params.get("ready") else None',
+        'pending = [] if request.query_params.get("ready") else None',
+        (PO + "test_readiness_fails_while_a_migration_is_pending",),
+        "/api/health/?ready=1 checks that every migration is applied",
+    ),
+    Mutant(
+        "worker-status-counts-lost",
+        "jobqueue/health.py",
+        "live = Worker.objects.filter(lost_at__isnull=True, last_heartbeat__gte=stale)",
+        "live = Worker.objects.all()",
+        (PO + "test_worker_status_fails_for_a_queue_no_live_worker_serves",),
+        "worker_status exits 1 when no live worker serves a queue",
+    ),
+    Mutant(
+        "session-timeouts-as-set",
+        "jobqueue/worker/session.py",
+        'db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")',
+        'db.execute("SET lock_timeout = 2000")\n'
+        '        db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")',
+        (PB + "test_a_worker_whose_listen_goes_through_the_pooler_polls",),
+        "the worker's timeouts never leak onto pooled server connections",
+    ),
+    Mutant(
+        "session-timeouts-dropped",
+        "jobqueue/worker/session.py",
+        '"lock_timeout": f"{self.lock_timeout * 1000:.0f}ms",',
+        "",
+        (PB + "test_a_direct_worker_session_has_its_timeouts",),
+        "the worker's connection has a lock_timeout and a statement_timeout",
+    ),
+    Mutant(
+        "migration-no-lock-timeout",
+        "jobqueue/migrations/0005_fencing.py",
+        "operations = with_lock_timeout(",
+        "operations = list(",
+        (
+            "tests/test_migrations.py::test_migration_sets_a_lock_timeout_and_builds_indexes_concurrently",
+        ),
+        "every migration that touches the job table sets a lock_timeout",
     ),
 ]

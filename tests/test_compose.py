@@ -73,7 +73,9 @@ def test_web_migrates_then_runs_gunicorn_on_the_real_asgi_module(compose) -> Non
     assert web["depends_on"]["db"]["condition"] == "service_healthy"
     health_url = " ".join(web["healthcheck"]["test"])
     path = re.search(r"http://127\.0\.0\.1:8000(/\S*?)'", health_url)[1]
+    path, _, query = path.partition("?")
     assert resolve(path).url_name == "health"
+    assert query == "ready=1"  # readiness: migrations applied
 
 
 def test_workers_run_runworker_and_can_be_scaled(compose) -> None:
@@ -86,6 +88,8 @@ def test_workers_run_runworker_and_can_be_scaled(compose) -> None:
     timeout = float(call[call.index("--shutdown-timeout") + 1])
     assert float(worker["stop_grace_period"].rstrip("s")) > timeout
     assert worker["depends_on"]["web"]["condition"] == "service_healthy"  # after migrations
+    port = call[call.index("--metrics-port") + 1]
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(worker["healthcheck"]["test"])
 
 
 def test_cleanup_runs_purge_jobs_on_a_schedule(compose) -> None:

@@ -76,6 +76,11 @@ WAIT_PARAM = OpenApiParameter(
     description=f"Hold the request up to this many seconds (0 to {MAX_WAIT_SECONDS}) "
     "until the job's status or progress changes; 400 outside that range.",
 )
+READY_PARAM = OpenApiParameter(
+    "ready",
+    OpenApiTypes.BOOL,
+    description="Readiness: also check that every migration is applied (503 while not).",
+)
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
     {"type": "string", "minLength": 1, "maxLength": 255},

@@ -455,12 +455,20 @@ class WorkerCountsSerializer(serializers.Serializer):
     lost = serializers.IntegerField(min_value=0)
 
 
+class MigrationsHealthSerializer(serializers.Serializer):
+    """The readiness probe's view of the schema: ready once no migration is pending."""
+
+    ok = serializers.BooleanField()
+    pending = serializers.ListField(child=serializers.CharField(), help_text="app.name")
+
+
 class HealthSerializer(serializers.Serializer):
     """Whether the database answers, and how many workers are live."""
 
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
     database = DatabaseHealthSerializer()
     workers = WorkerCountsSerializer(required=False, help_text="When the database answers.")
+    migrations = MigrationsHealthSerializer(required=False, help_text="With ?ready=1.")
 
 
 # The ``code`` of every error body (errors.error_code): DRF's exception codes, and ours.

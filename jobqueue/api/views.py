@@ -39,6 +39,7 @@ from jobqueue.api.schema import (
     MAX_ID,
     MAX_PAGE_SIZE,
     MAX_WAIT_SECONDS,
+    READY_PARAM,
     RETRY_AFTER_HEADER,
     WAIT_PARAM,
     WATCH_LIMITS,
@@ -48,6 +49,7 @@ from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, even
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import JobQueueBackend
+from jobqueue.health import pending_migrations
 from jobqueue.models import Job, JobStatus, Worker
 
 # Lost workers stay listed this long after they stopped heart-beating.
@@ -484,16 +486,24 @@ class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class HealthView(APIView):
-    """200 when the database answers, 503 when it does not; open to load balancers."""
+    """200 when the database answers, 503 when it does not; open to load balancers.
+
+    ``?ready=1`` is the readiness probe: also 503 while migrations remain to be
+    applied, so that a new release takes traffic only once its schema is there.
+    """
 
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
 
     @extend_schema(
+        parameters=[READY_PARAM],
         responses={
             200: s.HealthSerializer,
-            503: OpenApiResponse(s.HealthSerializer, description="The database is unreachable."),
-        }
+            503: OpenApiResponse(
+                s.HealthSerializer,
+                description="The database is unreachable (or, with ready, migrations are pending).",
+            ),
+        },
     )
     def get(self, request: Request) -> Response:
         started = time.monotonic()
@@ -502,14 +512,20 @@ class HealthView(APIView):
                 live=Count("id", filter=Q(lost_at__isnull=True)),
                 lost=Count("id", filter=Q(lost_at__isnull=False)),
             )
+            pending = pending_migrations() if request.query_params.get("ready") else None
         except DatabaseError as e:
-            body = {"status": "unavailable", "database": {"ok": False, "error": type(e).__name__}}
-            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            down = {"status": "unavailable", "database": {"ok": False, "error": type(e).__name__}}
+            return Response(down, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         latency = round((time.monotonic() - started) * 1000, 2)
-        return Response(
-            {
-                "status": "ok",
-                "database": {"ok": True, "latency_ms": latency},
-                "workers": workers,
-            }
-        )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "database": {"ok": True, "latency_ms": latency},
+            "workers": workers,
+        }
+        if pending is None:
+            return Response(body)
+        body["migrations"] = {"ok": not pending, "pending": pending}
+        if pending:
+            body["status"] = "unavailable"
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(body)

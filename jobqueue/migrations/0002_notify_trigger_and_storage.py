@@ -11,6 +11,8 @@
 
 from django.db import migrations
 
+from jobqueue.migration_locks import with_lock_timeout
+
 FORWARD = """
 CREATE FUNCTION jobqueue_notify_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -43,4 +45,4 @@ ALTER TABLE jobqueue_worker RESET (fillfactor);
 
 class Migration(migrations.Migration):
     dependencies = [("jobqueue", "0001_initial")]
-    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
+    operations = with_lock_timeout([migrations.RunSQL(FORWARD, BACKWARD)])

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
 
+from jobqueue.migration_locks import with_lock_timeout
+
 FINISHED = ["succeeded", "failed", "cancelled"]
 
 
@@ -62,28 +64,33 @@ class Migration(migrations.Migration):
         ),
         RemoveIndexConcurrently(model_name="job", name="jobqueue_job_owner"),
         RemoveIndexConcurrently(model_name="job", name="jobqueue_job_purge"),
-        migrations.AlterField(
-            model_name="job",
-            name="owner",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.DB_SET_NULL,
-                related_name="jobs",
-                to=settings.AUTH_USER_MODEL,
-            ),
-        ),
-        migrations.AlterField(
-            model_name="job",
-            name="worker",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.DB_SET_NULL,
-                related_name="jobs",
-                to="jobqueue.worker",
-            ),
+        # The foreign keys are re-created: ALTER TABLE, under the lock timeout.
+        *with_lock_timeout(
+            [
+                migrations.AlterField(
+                    model_name="job",
+                    name="owner",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DB_SET_NULL,
+                        related_name="jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="job",
+                    name="worker",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DB_SET_NULL,
+                        related_name="jobs",
+                        to="jobqueue.worker",
+                    ),
+                ),
+            ]
         ),
     ]

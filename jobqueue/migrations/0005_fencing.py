@@ -11,22 +11,26 @@ default, are catalogue-only changes since PostgreSQL 11).
 
 from django.db import migrations, models
 
+from jobqueue.migration_locks import with_lock_timeout
+
 
 class Migration(migrations.Migration):
     dependencies = [("jobqueue", "0004_lean_indexes")]
-    operations = [
-        migrations.RunSQL(
-            "CREATE SEQUENCE jobqueue_job_lease_seq AS bigint",
-            "DROP SEQUENCE jobqueue_job_lease_seq",
-        ),
-        migrations.AddField(
-            model_name="job",
-            name="lease_token",
-            field=models.BigIntegerField(blank=True, editable=False, null=True),
-        ),
-        migrations.AddField(
-            model_name="job",
-            name="runs",
-            field=models.JSONField(blank=True, db_default=[], default=list, editable=False),
-        ),
-    ]
+    operations = with_lock_timeout(
+        [
+            migrations.RunSQL(
+                "CREATE SEQUENCE jobqueue_job_lease_seq AS bigint",
+                "DROP SEQUENCE jobqueue_job_lease_seq",
+            ),
+            migrations.AddField(
+                model_name="job",
+                name="lease_token",
+                field=models.BigIntegerField(blank=True, editable=False, null=True),
+            ),
+            migrations.AddField(
+                model_name="job",
+                name="runs",
+                field=models.JSONField(blank=True, db_default=[], default=list, editable=False),
+            ),
+        ]
+    )

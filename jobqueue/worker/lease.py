@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from jobqueue import queries
 from jobqueue.conf import JobQueueSettings
+from jobqueue.worker import telemetry
 from jobqueue.worker.fence import LeaseFence, fence_margin
 
 logger = logging.getLogger("jobqueue.worker")
@@ -64,6 +65,7 @@ class LeaseKeeper:
         requeued = [queue for _, status, queue in rescued if status == "queued"]
         if requeued:
             queries.notify_queues(cursor, requeued)
+        telemetry.rescued(rescued)
         for job_id, status, _ in rescued:
             logger.warning("rescued job %s from a lost worker: now %s", job_id, status)
         interval = max(self.conf.HEARTBEAT_INTERVAL, self.conf.LEASE / 4)

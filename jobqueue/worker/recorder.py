@@ -16,6 +16,7 @@ import psycopg
 from jobqueue import queries
 from jobqueue.conf import JobQueueSettings
 from jobqueue.exceptions import JobCancelled, UnstorableResult
+from jobqueue.worker import telemetry
 from jobqueue.worker.backoff import retry_delay
 from jobqueue.worker.children import InHand
 from jobqueue.worker.outcome import Outcome, Report, decide, error_of
@@ -42,6 +43,7 @@ class OutcomeRecorder:
         if not self.waiting:
             self.since = time.monotonic()
         self.waiting[job.assignment.job_id] = (job, self._decide(job, report))
+        telemetry.attempt_finished(job, report, self.waiting[job.assignment.job_id][1])
         self.recorded += 1
 
     def record_cancelled_before_start(self, job: InHand) -> None:

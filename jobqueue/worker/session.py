@@ -18,6 +18,7 @@ import psycopg
 from jobqueue import queries
 from jobqueue.conf import JobQueueSettings
 from jobqueue.db import connect
+from jobqueue.worker import telemetry
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -65,11 +66,16 @@ class DatabaseSession:
 
         Raises psycopg.OperationalError when the database cannot be reached.
         """
-        db = connect(connect_timeout=max(2, round(self.statement_timeout)))
         # A lock or a stuck statement must not hold the heartbeat up past the lease:
         # the statement fails, the connection is dropped and made again.
-        db.execute(f"SET lock_timeout = '{self.lock_timeout * 1000:.0f}ms'")
-        db.execute(f"SET statement_timeout = '{self.statement_timeout * 1000:.0f}ms'")
+        db = connect(
+            self.conf.LISTEN_DATABASE,
+            connect_timeout=max(2, round(self.statement_timeout)),
+            server_settings={
+                "lock_timeout": f"{self.lock_timeout * 1000:.0f}ms",
+                "statement_timeout": f"{self.statement_timeout * 1000:.0f}ms",
+            },
+        )
         db.execute(f"LISTEN {queries.QUEUE_CHANNEL}")
         self.db = db
         return db
@@ -83,6 +89,7 @@ class DatabaseSession:
 
     def lost(self, error: Exception) -> None:
         """Drop the connection and schedule the next attempt."""
+        telemetry.reconnecting()
         logger.warning(
             "database connection lost (%s); retrying in %.1f s",
             str(error).strip(),

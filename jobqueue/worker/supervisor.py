@@ -27,6 +27,7 @@ from django.db import connections
 
 from jobqueue import queries
 from jobqueue.conf import get_settings
+from jobqueue.worker import telemetry
 from jobqueue.worker.children import InHand
 from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.execution import Executions
@@ -129,6 +130,7 @@ class Supervisor:
         )
         try:
             while not self._finished():
+                telemetry.tick()
                 self._wait()
                 self._feed()
                 self._db_step()
@@ -294,7 +296,7 @@ class Supervisor:
                 if sent:
                     self.recorder.written(sent, queries.acked(ack_cur))
                 if demand:
-                    taken = self.dispatcher.take(queries.claimed(claim_cur))
+                    taken = self.dispatcher.take(telemetry.claimed(queries.claimed(claim_cur)))
                     self.claim_wanted = taken == demand  # a full batch: more are likely ready
                     self.drained = not taken
         except psycopg.OperationalError:
@@ -354,6 +356,7 @@ class Supervisor:
         except psycopg.Error as e:
             logger.error("could not record shutdown (%s): the lease will rescue the jobs", e)
         self.session.close()
+        telemetry.given_back(self._in_hand())
         if unfinished:
             logger.warning(
                 "gave back %d unfinished jobs: %s", len(unfinished), [i for i, _ in unfinished]

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from jobqueue.logs import worker_formatter
+from jobqueue.worker import telemetry
 from jobqueue.worker.supervisor import Supervisor, WorkerOptions
 
 QUEUE_LIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}(,[A-Za-z0-9][A-Za-z0-9_.:-]{0,99})*$")
@@ -31,6 +33,13 @@ def non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+    return number
+
+
+def port(value: str) -> int:
+    number = int(value)
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {number}")
     return number
 
 
@@ -74,6 +83,15 @@ class Command(BaseCommand):
             default=30.0,
             help="seconds running jobs get to finish after SIGTERM/SIGINT (default 30)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=port,
+            default=None,
+            help="serve this worker's Prometheus metrics (/metrics) and liveness (/healthz)",
+        )
+        parser.add_argument(
+            "--metrics-host", default="0.0.0.0", help="address of --metrics-port (default all)"
+        )
 
     def handle(
         self,
@@ -85,6 +103,8 @@ class Command(BaseCommand):
         burst: bool,
         max_jobs: int | None,
         shutdown_timeout: float,
+        metrics_port: int | None,
+        metrics_host: str,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -98,14 +118,18 @@ class Command(BaseCommand):
             max_jobs=max_jobs,
             shutdown_timeout=shutdown_timeout,
         )
-        Supervisor(options_).run()
+        supervisor = Supervisor(options_)
+        telemetry.attach(supervisor)
+        if metrics_port is not None:
+            telemetry.serve(metrics_port, metrics_host)
+        supervisor.run()
 
     def _log_to_stdout(self, verbosity: int) -> None:
         logger = logging.getLogger("jobqueue")
         logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
         if not any(getattr(h, "_runworker", False) for h in logger.handlers):
             handler = logging.StreamHandler(self.stdout)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            handler.setFormatter(worker_formatter())
             handler._runworker = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
             logger.propagate = False

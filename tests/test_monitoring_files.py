@@ -1,0 +1,52 @@
+"""deploy/prometheus (alert rules) and deploy/grafana (dashboard) name only metrics that exist."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from django.test import Client
+from prometheus_client import REGISTRY, generate_latest
+
+import jobqueue.worker.telemetry  # noqa: F401  (registers the worker's metrics)
+from tests.conftest import ROOT
+
+RULES = ROOT / "deploy" / "prometheus" / "jobqueue-alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "jobqueue-dashboard.json"
+SUFFIXES = {"histogram": ("_bucket", "_count", "_sum")}
+
+
+def exposed_names(text: str) -> set[str]:
+    """Every series name an exposition can have, from its # TYPE lines."""
+    names = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        names.update(name + suffix for suffix in SUFFIXES.get(kind, ("",)))  # counters: *_total
+    return names
+
+
+@pytest.fixture
+def known(db: None, client: Client, settings) -> set[str]:
+    settings.DEBUG = True
+    web = client.get("/metrics").content.decode()
+    return exposed_names(web) | exposed_names(generate_latest(REGISTRY).decode())
+
+
+def test_alert_rules_pass_promtool_and_use_known_metrics(known: set[str]) -> None:
+    used = set(re.findall(r"\bjobqueue_[a-z_]+", RULES.read_text()))
+    assert used and used <= known, used - known
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian's prometheus package) is not installed")
+    check = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 5 rules found" in check.stdout
+
+
+def test_the_dashboard_uses_known_metrics(known: set[str]) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\bjobqueue_[a-z_]+", expr)}
+    assert used and used <= known, used - known

@@ -33,6 +33,11 @@ class JobQueueSettings:
     MAX_RESULT_BYTES: int = 16 * 1024 * 1024
     # Dotted paths of the tasks that REST clients may submit.
     API_TASKS: list[str] = field(default_factory=list)
+    # Periodic jobs by schedule name: {"task": dotted path, "cron": "0 3 * * *" or
+    # "@daily", optional "args", "kwargs", "queue", "priority", "timezone" (default
+    # UTC) and "catch_up" (missed ticks enqueued after downtime, newest first; 1).
+    # Checked at start by the system checks (jobqueue/periodic.py reads them).
+    PERIODIC: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.DEFAULT_MAX_ATTEMPTS < 1:

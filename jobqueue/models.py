@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResultStatus
 from django.utils import timezone
 
@@ -255,3 +256,56 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid}"
+
+
+class ScheduleQuerySet(models.QuerySet["Schedule"]):
+    def configured(self) -> "ScheduleQuerySet":
+        """The rows of the schedules declared in JOBQUEUE["PERIODIC"], created if missing."""
+        from jobqueue.conf import get_settings
+
+        names = sorted(get_settings().PERIODIC)
+        with connections[self.db].cursor() as cursor:
+            queries.ensure_schedules(cursor, names)
+        return self.filter(name__in=names)
+
+    def enable(self) -> int:
+        """Switch these schedules on from now: ticks that passed while one was off do not
+        fire (its last_tick moves to now). Returns how many were off."""
+        return self.filter(enabled=False).update(enabled=True, last_tick=Now())
+
+    def disable(self) -> int:
+        """Switch these schedules off; returns how many were on. An enqueue that already
+        holds the row's lock commits first (queries.ENQUEUE_TICKS), none starts after."""
+        return self.filter(enabled=True).update(enabled=False)
+
+
+class Schedule(models.Model):
+    """The database side of a periodic schedule declared in settings.
+
+    One row per schedule name: whether it is on (the admin's toggle, kept here so
+    that every worker sees it) and the newest tick enqueued, which the workers'
+    compare-and-set moves forward, so that each tick is enqueued exactly once.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    enabled = models.BooleanField(default=True)
+    # The newest tick enqueued (or the moment the schedule was first seen or enabled).
+    last_tick = models.DateTimeField()
+    # The job of that tick; NULL once purged. The table is tiny, so the foreign key
+    # needs no index for the purge's ON DELETE SET NULL.
+    last_job = models.ForeignKey(
+        Job,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+
+    objects = ScheduleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

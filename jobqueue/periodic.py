@@ -27,7 +27,7 @@ from cronsim import CronSim, CronSimError
 from django.tasks.exceptions import InvalidTask
 
 from jobqueue import queries
-from jobqueue.conf import JobQueueSettings
+from jobqueue.conf import JobQueueSettings, get_settings
 
 logger = logging.getLogger("jobqueue.periodic")
 
@@ -151,6 +151,11 @@ class PeriodicSchedule:
 def load_schedules(conf: JobQueueSettings) -> list[PeriodicSchedule]:
     """Every declared schedule; the first invalid one raises ScheduleError."""
     return [PeriodicSchedule.from_settings(n, s) for n, s in sorted(conf.PERIODIC.items())]
+
+
+def declared_schedule(name: str) -> PeriodicSchedule:
+    """The schedule ``name`` as the current settings declare it."""
+    return PeriodicSchedule.from_settings(name, get_settings().PERIODIC[name])
 
 
 def schedule_errors(conf: JobQueueSettings) -> list[ScheduleError]:

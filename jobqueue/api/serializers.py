@@ -377,6 +377,24 @@ class WorkerSerializer(serializers.Serializer):
     jobs_in_hand = serializers.ListField(child=serializers.IntegerField())
 
 
+class ScheduleSerializer(serializers.Serializer):
+    """A periodic schedule: as declared in settings, and where it stands."""
+
+    name = serializers.CharField()
+    task = serializers.CharField(source="declared.task")
+    cron = serializers.CharField(source="declared.cron")
+    timezone = serializers.CharField(source="declared.timezone")
+    queue = serializers.CharField(source="declared.queue")
+    enabled = serializers.BooleanField()
+    last_run_at = serializers.DateTimeField(
+        source="last_tick",
+        help_text="The newest tick enqueued (or when the schedule was first "
+        "seen or enabled again).",
+    )
+    last_job = serializers.IntegerField(source="last_job_id", allow_null=True)
+    next_run_at = serializers.DateTimeField(allow_null=True, help_text="null while disabled.")
+
+
 class HealthSerializer(serializers.Serializer):
     """Whether the database answers, and how many workers are live."""
 

@@ -32,7 +32,7 @@ from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import JobQueueBackend
-from jobqueue.models import Job, JobStatus, Worker
+from jobqueue.models import Job, JobStatus, Schedule, Worker
 
 # Longest ?wait= a request may hold, in seconds.
 MAX_WAIT_SECONDS = 30
@@ -421,6 +421,17 @@ class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         for worker in workers:
             worker.state = "lost" if worker.lost_at else "live"  # type: ignore[attr-defined]
         return Response(s.WorkerSerializer(workers, many=True).data)
+
+
+class ScheduleViewSet(viewsets.ViewSet):
+    """The periodic schedules with their last and next run (staff only)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: s.ScheduleSerializer(many=True), **errors(401, 403)})
+    def list(self, request: Request) -> Response:
+        schedules = Schedule.objects.configured()
+        return Response(s.ScheduleSerializer(schedules, many=True).data)
 
 
 class HealthView(APIView):

@@ -196,9 +196,11 @@ class PeriodicEnqueuer:
         names = list(self.schedules)
         queries.ensure_schedules(cursor, names)
         db_now, states = queries.schedule_states(cursor, names)
-        for name, enabled, last_tick in states:
+        # A disabled schedule's enqueue is refused by the statement itself, under the
+        # row's lock, so that a disable racing this look is honoured too.
+        for name, last_tick in states:
             schedule = self.schedules[name]
-            if enabled and (ticks := schedule.ticks_due(last_tick, db_now)):
+            if ticks := schedule.ticks_due(last_tick, db_now):
                 self._enqueue(cursor, schedule, last_tick, ticks)
         wait = min(s.next_tick(db_now) for s in self.schedules.values()) - db_now
         self.next_check = time.monotonic() + min(wait.total_seconds(), MAX_SLEEP) + SLACK

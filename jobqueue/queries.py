@@ -548,9 +548,9 @@ ON CONFLICT (name) DO NOTHING
 """
 
 # The database's clock (what is due is reckoned on it, not on the host's), and
-# the state of the named schedules; one row with NULLs when none exists yet.
+# the newest tick of the named schedules; one row with NULLs when none exists yet.
 SCHEDULE_STATES = """
-SELECT now(), s.name, s.enabled, s.last_tick
+SELECT now(), s.name, s.last_tick
 FROM (SELECT 1) AS one LEFT JOIN jobqueue_schedule AS s ON s.name = ANY(%(names)s)
 """
 
@@ -593,7 +593,7 @@ def ensure_schedules(cursor: Any, names: Sequence[str]) -> None:
 
 
 def schedule_states(cursor: Any, names: Sequence[str]) -> tuple[datetime, list[tuple]]:
-    """The database's now(), and ``(name, enabled, last_tick)`` of the named schedules."""
+    """The database's now(), and ``(name, last_tick)`` of the named schedules."""
     cursor.execute(SCHEDULE_STATES, {"names": list(names)})
     rows = cursor.fetchall()
     return rows[0][0], [row[1:] for row in rows if row[1] is not None]

@@ -146,7 +146,18 @@ class Job(models.Model):
     # NULL, not "", for "no key": the unique constraint applies only to real keys.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
+    # Unique jobs (jobqueue/unique.py): the key, and the statuses in which this job blocks
+    # another with the same key. Enforced by the partial unique index jobqueue_job_unique
+    # on (unique_key) WHERE unique_states ? status, made by raw SQL in migration 0007
+    # because its condition compares two columns of the row.
+    unique_key = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
+    unique_states = models.JSONField(null=True, blank=True, editable=False)
+
     objects = JobQuerySet.as_manager()
+
+    # Not a column: set by JobQueueBackend.enqueue_job on the live job it returns when a
+    # unique task's key was taken (the API answers 200 with it, not 202).
+    duplicate = False
 
     class Meta:
         ordering = ["-id"]

@@ -285,6 +285,8 @@ HAVING count(*) > 0
 
 # Retry: a failed or cancelled job goes back to the queue with a fresh
 # attempt budget; its error and run history stay. Rows are locked in id order.
+# A unique job whose key another live job holds stays as it is (re-queuing it
+# would make two live jobs of one key, which the unique index refuses).
 RETRY = """
 WITH locked AS (
     SELECT id FROM jobqueue_job WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
@@ -295,6 +297,8 @@ WITH locked AS (
         lease_token = NULL,
         progress_percent = NULL, progress_message = '', progress_updated_at = NULL
     FROM locked WHERE j.id = locked.id AND j.status IN ('failed', 'cancelled')
+      AND NOT EXISTS (SELECT FROM jobqueue_job AS o
+                      WHERE o.unique_key = j.unique_key AND o.unique_states ? o.status)
     RETURNING j.id, j.queue
 )
 SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),

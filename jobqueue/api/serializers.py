@@ -254,6 +254,13 @@ class JobSubmitSerializer(serializers.Serializer):
         "Idempotency-Key header).",
     )
 
+    unique_key = serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text="While a job of this task submitted by you with this key is queued or "
+        "running, submitting it again returns that job (200, duplicate true).",
+    )
+
     def validate_task(self, name: str) -> ExposedTask:
         exposed = get_exposed(name)
         if exposed is None:

@@ -31,7 +31,7 @@ from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
-from jobqueue.backend import JobQueueBackend
+from jobqueue.backend import JobQueueBackend, JobQueueTask
 from jobqueue.models import Job, JobStatus, Schedule, Worker
 
 # Longest ?wait= a request may hold, in seconds.
@@ -255,7 +255,12 @@ class JobViewSet(
         responses={
             202: OpenApiResponse(s.JobSerializer, description="Queued."),
             200: OpenApiResponse(
-                s.JobSerializer, description="The job first submitted with this key."
+                s.JobSerializer,
+                description="The job first submitted with this idempotency key, or the live job "
+                "holding this unique key; its duplicate field is true.",
+            ),
+            409: OpenApiResponse(
+                s.ErrorSerializer, description="Another user's live job holds the unique key."
             ),
             **errors(400, 401, 413, 429),
         },
@@ -275,8 +280,12 @@ class JobViewSet(
         submit.is_valid(raise_exception=True)
         key = submit.validated_data.get("idempotency_key")
         if key is not None and (earlier := self._earlier(key)) is not None:
-            return Response(self._serialize([earlier]), status=status.HTTP_200_OK)
+            return self._duplicate(earlier)
         task = submit.build_task()
+        if (unique_key := submit.validated_data.get("unique_key")) is not None:
+            # The caller's own key, as an Idempotency-Key is: another user's live job
+            # with the same key neither blocks this one nor is shown to this caller.
+            task = cast(JobQueueTask, task).using(unique_key=f"user-{request.user.pk}:{unique_key}")
         backend = cast(JobQueueBackend, task.get_backend())  # exposed tasks are checked to use it
         try:
             with transaction.atomic(using=backend.database):
@@ -293,11 +302,18 @@ class JobViewSet(
             # A concurrent submit with the same key committed first: answer with its job.
             if key is None or (earlier := self._earlier(key)) is None:
                 raise
-            return Response(self._serialize([earlier]), status=status.HTTP_200_OK)
+            return self._duplicate(earlier)
+        if job.duplicate:
+            if job.owner_id != request.user.pk and not sees_all_jobs(request.user):
+                raise Conflict("A job of this task with the same unique key is queued or running.")
+            return self._duplicate(job)
         location = request.build_absolute_uri(reverse("job-detail", args=[job.pk]))
-        return Response(
-            self._serialize([job]), status=status.HTTP_202_ACCEPTED, headers={"Location": location}
-        )
+        data = {**self._serialize([job]), "duplicate": False}
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    def _duplicate(self, job: Job) -> Response:
+        """200 with the job that a submission duplicated (same idempotency or unique key)."""
+        return Response({**self._serialize([job]), "duplicate": True}, status=status.HTTP_200_OK)
 
     def _earlier(self, key: str) -> Job | None:
         return Job.objects.owned_by(self.request.user).filter(idempotency_key=key).first()
@@ -331,7 +347,8 @@ class JobViewSet(
         job.refresh_from_db()
         if not changed:
             raise Conflict(
-                f"The job is {job.status}; only failed or cancelled jobs can be retried."
+                f"The job is {job.status}; only failed or cancelled jobs can be retried, "
+                "and a unique one only while no other job holding its key is queued or running."
             )
         return Response(self._serialize([job]))
 

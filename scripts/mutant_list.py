@@ -29,6 +29,7 @@ C = "tests/api/test_contract.py::"
 P = "tests/api/test_promises.py::"
 A = "tests/admin/test_job_admin.py::"
 PE = "tests/test_periodic.py::"
+UQ = "tests/test_unique.py::"
 B = "tests/admin/test_browser.py::"
 U = "tests/test_purge.py::"
 F = "tests/faults/test_fencing.py::"
@@ -672,5 +673,48 @@ MUTANTS: list[Mutant] = [
         "permission_classes = [IsAuthenticated]\n\n    @extend_schema(responses={200: s.Schedule",
         ("tests/api/test_schedules.py::test_schedules_are_for_staff_only",),
         "GET /api/schedules/ is staff only",
+    ),
+    Mutant(
+        "unique-many-copied-plainly",
+        "jobqueue/backend.py",
+        "if uniqueness(task, [], {}, shared.created_at) is not None:",
+        "if False:",
+        (
+            UQ + "test_enqueue_many_of_a_unique_task_skips_live_keys_and_repeats_within_the_batch",
+            UQ + "test_eight_threads_enqueuing_one_key_make_one_live_job",
+        ),
+        "unique jobs: enqueue_many (COPY) keeps one live job per key",
+    ),
+    Mutant(
+        "unique-key-keyword-order",
+        "jobqueue/unique.py",
+        "json.dumps([task.module_path, args, kwargs], sort_keys=True)",
+        "json.dumps([task.module_path, args, kwargs])",
+        (UQ + "test_unique_true_derives_the_key_from_task_and_arguments",),
+        "unique=True: the key is derived from the task and its arguments, in any keyword order",
+    ),
+    Mutant(
+        "unique-states-ignored",
+        "jobqueue/queries.py",
+        '"states": json.dumps(list(states))',
+        '"states": json.dumps(["queued", "running"])',
+        (UQ + "test_a_finished_job_frees_its_key_unless_its_state_is_listed",),
+        "unique_states: a job blocks duplicates in the statuses listed",
+    ),
+    Mutant(
+        "unique-window-ignored",
+        "jobqueue/unique.py",
+        'key = f"{key}@{math.floor(now.timestamp() / unique_for)}"',
+        'key = f"{key}@0"',
+        (UQ + "test_unique_for_holds_within_its_window_only",),
+        "unique_for: the key holds within its window only",
+    ),
+    Mutant(
+        "api-unique-key-across-users",
+        "jobqueue/api/views.py",
+        'unique_key=f"user-{request.user.pk}:{unique_key}"',
+        "unique_key=unique_key",
+        ("tests/api/test_unique_jobs.py::test_a_duplicate_is_200_with_the_live_job_and_says_so",),
+        "unique_key over the API is the caller's own",
     ),
 ]

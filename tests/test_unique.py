@@ -71,6 +71,7 @@ def test_unique_for_holds_within_its_window_only():
     # The same key in the previous window is another key.
     job = Job.objects.get(pk=first.id)
     bucket = int(job.unique_key.rsplit("@", 1)[1])
+    assert bucket == int(job.created_at.timestamp() // 3600)  # the key names its window
     Job.objects.filter(pk=job.pk).update(
         unique_key=job.unique_key.replace(f"@{bucket}", f"@{bucket - 1}")
     )

@@ -337,3 +337,24 @@ class Schedule(models.Model):
     def next_run_at(self) -> datetime | None:
         """The next tick from now, None while the schedule is off."""
         return self.declared.next_tick(timezone.now()) if self.enabled else None
+
+
+class QueuePause(models.Model):
+    """A paused queue: while its row exists, no worker claims the queue's jobs.
+
+    The claim reads this table in the same statement (queries.CLAIM), so a pause
+    holds from its commit on; jobqueue/queues.py says how a pause waits out the
+    claims already under way. Enqueuing into a paused queue still works.
+    """
+
+    queue = models.CharField(max_length=100, primary_key=True)
+    paused_at = models.DateTimeField(default=timezone.now)
+    # Who paused it (a user name, or "manage.py queues"), for the health page.
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["queue"]
+        permissions = [("pause_queue", "Can pause and resume queues")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} (paused)"

@@ -36,6 +36,14 @@ EVENTS_CHUNK = 400
 #   or heartbeat of an attempt whose job was rescued or re-claimed (same worker
 #   or another) matches no row and changes nothing; the worker learns from the
 #   ids returned that it lost the job.
+# - A pause (PAUSE_QUEUE) and a claim serialise on the table lock of
+#   jobqueue_queuepause: the claim reads that table under ACCESS SHARE, held to
+#   its commit; the pause takes ACCESS EXCLUSIVE before it inserts its row, so it
+#   waits for every claim under way (which may have read the table without the
+#   pause) to commit, and a claim that starts meanwhile waits for the pause to
+#   commit and then takes its snapshot after it (PostgreSQL takes a statement's
+#   snapshot once its locks are held), so it sees the pause. Once the pause has
+#   committed, no claim takes a job of the queue.
 # - Multi-row writes lock rows in ascending id order (ids are sorted by the
 #   caller and joined in that order, or locked by an ORDER BY id FOR UPDATE), so
 #   two of them cannot deadlock on each other.
@@ -48,10 +56,13 @@ EVENTS_CHUNK = 400
 # that re-queues a job with a cancel request ends it cancelled instead).
 # The claim also announces the ids on the events channel, so that a long-poll
 # on a job sees it start; in chunks, as a NOTIFY payload stops at 8000 bytes.
+# Paused queues are skipped: the subquery reads the (tiny) pause table once per
+# claim, as an init plan, and each row is compared against the array it made.
 CLAIM = """
 WITH picked AS (
     SELECT id FROM jobqueue_job
     WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}
+      AND queue <> ALL(ARRAY(SELECT queue FROM jobqueue_queuepause))
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(demand)s
     FOR UPDATE SKIP LOCKED
@@ -662,6 +673,36 @@ def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
     )
     row = cursor.fetchone()
     return list(row[0]) if row else []
+
+
+# --- Paused queues (jobqueue/queues.py) -------------------------------------
+# Pause: in one transaction, the table lock first (see the interleaving notes at
+# the top: it waits for claims under way and holds back new ones until commit),
+# then the row. Returns whether the queue was running until now.
+PAUSE_LOCK = "LOCK TABLE jobqueue_queuepause IN ACCESS EXCLUSIVE MODE"
+PAUSE_QUEUE = """
+INSERT INTO jobqueue_queuepause (queue, paused_at, paused_by) VALUES (%(queue)s, now(), %(by)s)
+ON CONFLICT (queue) DO NOTHING
+RETURNING queue
+"""
+# Resume: the row goes, and the queue's workers are woken to claim at once.
+RESUME_QUEUE = """
+WITH resumed AS (DELETE FROM jobqueue_queuepause WHERE queue = %(queue)s RETURNING queue)
+SELECT pg_notify(%(channel)s, queue) FROM resumed
+"""
+
+
+def pause_queue(cursor: Any, queue: str, by: str) -> bool:
+    """Pause ``queue``; run it in a transaction of its own. Returns False if it was paused."""
+    cursor.execute(PAUSE_LOCK)
+    cursor.execute(PAUSE_QUEUE, {"queue": queue, "by": by})
+    return cursor.fetchone() is not None
+
+
+def resume_queue(cursor: Any, queue: str) -> bool:
+    """Resume ``queue`` and wake its workers; returns False if it was not paused."""
+    cursor.execute(RESUME_QUEUE, {"queue": queue, "channel": QUEUE_CHANNEL})
+    return cursor.fetchone() is not None
 
 
 # --- Periodic jobs (jobqueue/periodic.py) ------------------------------------

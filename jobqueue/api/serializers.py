@@ -359,6 +359,8 @@ class QueueSerializer(serializers.Serializer):
     """The health of one queue."""
 
     queue = serializers.CharField()
+    paused = serializers.BooleanField(help_text="No worker claims its jobs while it is paused.")
+    paused_at = serializers.DateTimeField(allow_null=True)
     counts = StatusCountsSerializer()
     ready = serializers.IntegerField(help_text="Queued jobs that are due now.")
     oldest_queued_age_seconds = serializers.FloatField(
@@ -367,6 +369,14 @@ class QueueSerializer(serializers.Serializer):
     running = serializers.IntegerField()
     last_5_minutes = WindowSerializer()
     last_60_minutes = WindowSerializer()
+
+
+class QueuePauseSerializer(serializers.Serializer):
+    """The answer to a pause or resume."""
+
+    queue = serializers.CharField()
+    paused = serializers.BooleanField()
+    changed = serializers.BooleanField(help_text="false when it was paused (resumed) already.")
 
 
 class WorkerSerializer(serializers.Serializer):

@@ -23,16 +23,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue import queries
+from jobqueue import queries, queues
 from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
 from jobqueue.api.events import job_events
-from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
+from jobqueue.api.permissions import CanPauseQueues, IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
-from jobqueue.backend import JobQueueBackend, JobQueueTask
-from jobqueue.models import Job, JobStatus, Schedule, Worker
+from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueBackend, JobQueueTask
+from jobqueue.models import Job, JobStatus, QueuePause, Schedule, Worker
 
 # Longest ?wait= a request may hold, in seconds.
 MAX_WAIT_SECONDS = 30
@@ -375,18 +375,51 @@ class TaskViewSet(viewsets.ViewSet):
 
 
 class QueueViewSet(viewsets.ViewSet):
-    """Per queue: the backlog, what runs, and throughput and run time lately (one query)."""
+    """Per queue: the backlog, what runs, throughput and run time lately, and whether it is
+    paused; staff with the pause_queue permission pause and resume queues."""
 
     permission_classes = [IsAuthenticated]
+    lookup_field = "name"
+    lookup_value_regex = QUEUE_NAME_PATTERN.pattern.strip("^$")
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("pause", "resume"):
+            return [CanPauseQueues()]
+        return super().get_permissions()
 
     @extend_schema(responses={200: s.QueueSerializer(many=True), **errors(401)})
     def list(self, request: Request) -> Response:
         with connections[Job.objects.db].cursor() as cursor:
             rows = queries.queue_stats(cursor)
-        return Response(s.QueueSerializer([_queue_figures(r) for r in rows], many=True).data)
+        paused = queues.paused()
+        figures = {r[0]: _queue_figures(r, paused.get(r[0])) for r in rows}
+        for name in paused.keys() - figures.keys():  # a paused queue with nothing in it
+            figures[name] = _queue_figures(
+                (name, *[0] * 3, *[0] * 4, 0, None, 0, None), paused[name]
+            )
+        return Response(s.QueueSerializer([figures[q] for q in sorted(figures)], many=True).data)
+
+    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403)})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, name: str) -> Response:
+        """Pause the queue: from this answer on no worker claims its jobs (running ones finish;
+        enqueuing still works)."""
+        changed = queues.pause(name, by=request.user.get_username())
+        return Response({"queue": name, "paused": True, "changed": changed})
+
+    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403)})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, name: str) -> Response:
+        """Resume the queue; its workers are woken at once."""
+        changed = queues.resume(name)
+        return Response({"queue": name, "paused": False, "changed": changed})
 
 
-def _queue_figures(row: tuple) -> dict[str, Any]:
+# The figures of a queue with no job in it (queries.QUEUE_STATS' columns after the name).
+IDLE_QUEUE = (0, 0, None, 0, 0, 0, 0, 0, None, 0, None)
+
+
+def _queue_figures(row: tuple, pause: QueuePause | None) -> dict[str, Any]:
     (queue, queued, ready, oldest, running, succeeded, failed, cancelled) = row[:8]
     finished_5m, mean_5m, finished_60m, mean_60m = row[8:]
 
@@ -399,6 +432,8 @@ def _queue_figures(row: tuple) -> dict[str, Any]:
 
     return {
         "queue": queue,
+        "paused": pause is not None,
+        "paused_at": None if pause is None else pause.paused_at,
         "counts": {
             "queued": queued,
             "running": running,

@@ -1,4 +1,4 @@
-"""Periodic jobs and unique jobs.
+"""Periodic jobs, unique jobs and paused queues.
 
 - jobqueue_schedule: one row per declared schedule (jobqueue/periodic.py).
   last_tick is the newest tick enqueued; workers move it forward with a
@@ -10,9 +10,11 @@
   the index leaves out, so they cost other jobs nothing (adding NULL columns is
   a catalogue-only change). The index is built CONCURRENTLY, so that migrating a
   live queue does not block enqueues and claims while it is built.
+- jobqueue_queuepause: one row per paused queue, read by the claim.
 """
 
 import django.db.models.deletion
+import django.utils.timezone
 from django.db import migrations, models
 
 
@@ -34,6 +36,18 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['name'],
+            },
+        ),
+        migrations.CreateModel(
+            name='QueuePause',
+            fields=[
+                ('queue', models.CharField(max_length=100, primary_key=True, serialize=False)),
+                ('paused_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('paused_by', models.CharField(blank=True, default='', max_length=150)),
+            ],
+            options={
+                'ordering': ['queue'],
+                'permissions': [('pause_queue', 'Can pause and resume queues')],
             },
         ),
         migrations.AddField(

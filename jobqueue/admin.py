@@ -14,7 +14,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast, Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,8 +28,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import health
+from jobqueue import health, queues
 from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter
+from jobqueue.backend import QUEUE_NAME_PATTERN
 from jobqueue.models import FINISHED, Job, JobStatus, Schedule, Worker
 from jobqueue.purge import purge_ids
 
@@ -273,6 +280,11 @@ class JobAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("health/", wrap(self.health_view), name="jobqueue_job_health"),
+            path(
+                "health/<str:queue>/<str:verb>/",
+                wrap(self.pause_view),
+                name="jobqueue_queue_pause",
+            ),
             path("<int:pk>/retry/", wrap(self.retry_view), name="jobqueue_job_retry"),
             path("<int:pk>/cancel/", wrap(self.cancel_view), name="jobqueue_job_cancel"),
             *super().get_urls(),
@@ -320,6 +332,22 @@ class JobAdmin(admin.ModelAdmin):
             )
         return HttpResponseRedirect(reverse("admin:jobqueue_job_change", args=[pk]))
 
+    def pause_view(self, request: HttpRequest, queue: str, verb: str) -> HttpResponse:
+        """Pause or resume a queue from the health page (the pause_queue permission)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("jobqueue.pause_queue") or verb not in ("pause", "resume"):
+            raise PermissionDenied
+        if not QUEUE_NAME_PATTERN.match(queue):
+            raise Http404(f"{queue!r} is not a queue name")
+        if verb == "pause":
+            queues.pause(queue, by=request.user.get_username())
+            self.message_user(request, f"Paused {queue}: no worker claims its jobs now.")
+        else:
+            queues.resume(queue)
+            self.message_user(request, f"Resumed {queue}.")
+        return HttpResponseRedirect(reverse("admin:jobqueue_job_health"))
+
     def health_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -330,6 +358,7 @@ class JobAdmin(admin.ModelAdmin):
             "queues": health.queue_rows(),
             "chart": health.throughput_chart(health.throughput()),
             "workers": health.worker_rows(),
+            "can_pause": request.user.has_perm("jobqueue.pause_queue"),
             "now": timezone.now(),
         }
         return TemplateResponse(request, "admin/jobqueue/health.html", context)

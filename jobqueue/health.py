@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 
 from jobqueue import queries
 from jobqueue.conf import get_settings
-from jobqueue.models import FINISHED, Job, JobStatus, Worker
+from jobqueue.models import FINISHED, Job, JobStatus, QueuePause, Worker
 
 CHART_MINUTES = 60
 CHART_WIDTH, CHART_HEIGHT, BAR = 600, 120, 10
@@ -32,6 +32,7 @@ class QueueRow:
     succeeded: int  # this and the next two: finished in the last hour
     failed: int
     cancelled: int
+    paused: bool = False
 
     @property
     def failure_rate(self) -> float | None:
@@ -47,10 +48,12 @@ class Minute:
 
 
 def queue_rows() -> list[QueueRow]:
+    """Every queue with a backlog, running or recently finished jobs, or a pause."""
     with connection.cursor() as cursor:
         rows = queries.queue_stats(cursor)
-    return [
-        QueueRow(
+    paused = set(QueuePause.objects.values_list("queue", flat=True))
+    figures = {
+        row[0]: QueueRow(
             queue=row[0],
             queued=row[1],
             ready=row[2],
@@ -59,9 +62,16 @@ def queue_rows() -> list[QueueRow]:
             succeeded=row[5],
             failed=row[6],
             cancelled=row[7],
+            paused=row[0] in paused,
         )
         for row in rows
-    ]
+    }
+    for queue in paused - figures.keys():
+        figures[queue] = QueueRow(
+            queue=queue, queued=0, ready=0, oldest_ready_seconds=None, running=0,
+            succeeded=0, failed=0, cancelled=0, paused=True,
+        )  # fmt: skip
+    return [figures[q] for q in sorted(figures)]
 
 
 def throughput(minutes: int = CHART_MINUTES) -> list[Minute]:

@@ -57,12 +57,16 @@ EVENTS_CHUNK = 400
 # The claim also announces the ids on the events channel, so that a long-poll
 # on a job sees it start; in chunks, as a NOTIFY payload stops at 8000 bytes.
 # Paused queues are skipped: the subquery reads the (tiny) pause table once per
-# claim, as an init plan, and each row is compared against the array it made.
+# claim into a hash (a "hashed SubPlan") that each row probes. Written as NOT IN
+# on purpose: the planner gives that a fixed selectivity and keeps walking the
+# claim index, where "queue <> ALL(ARRAY(...))" is estimated from the column's
+# statistics, which with one queue say it matches no row, and made the planner
+# sort the whole backlog (24 ms instead of 5 per claim of 100 from 20,000).
 CLAIM = """
 WITH picked AS (
     SELECT id FROM jobqueue_job
     WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}
-      AND queue <> ALL(ARRAY(SELECT queue FROM jobqueue_queuepause))
+      AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(demand)s
     FOR UPDATE SKIP LOCKED

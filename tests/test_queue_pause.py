@@ -78,7 +78,7 @@ def test_a_pause_waits_for_a_claim_in_flight_and_holds_back_the_next_one():
         assert not pausing.is_alive()
         claimed = in_flight.execute(
             "UPDATE jobqueue_job SET status = 'running', started_at = now() "
-            "WHERE queue = 'held' AND queue <> ALL(ARRAY(SELECT queue FROM jobqueue_queuepause)) "
+            "WHERE queue = 'held' AND queue NOT IN (SELECT queue FROM jobqueue_queuepause) "
             "RETURNING id"
         ).fetchall()
     assert claimed == []

@@ -717,4 +717,33 @@ MUTANTS: list[Mutant] = [
         ("tests/api/test_unique_jobs.py::test_a_duplicate_is_200_with_the_live_job_and_says_so",),
         "unique_key over the API is the caller's own",
     ),
+    Mutant(
+        "claim-ignores-pause",
+        "jobqueue/queries.py",
+        "\n      AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)",
+        "",
+        (
+            "tests/test_queue_pause.py::test_a_paused_queue_gets_no_claim_after_the_pause_and_resumes",
+        ),
+        "a paused queue gets no claim once the pause has returned",
+    ),
+    Mutant(
+        "pause-without-waiting",
+        "jobqueue/queries.py",
+        "    cursor.execute(PAUSE_LOCK)\n",
+        "",
+        (
+            "tests/test_queue_pause.py::"
+            "test_a_pause_waits_for_a_claim_in_flight_and_holds_back_the_next_one",
+        ),
+        "a pause waits out the claims in flight, so none claims after it returns",
+    ),
+    Mutant(
+        "api-pause-for-any-staff",
+        "jobqueue/api/permissions.py",
+        'user.is_staff and user.has_perm("jobqueue.pause_queue")',
+        "user.is_staff",
+        ("tests/api/test_queue_pause_api.py::test_pausing_needs_staff_with_the_permission",),
+        "pausing over the API needs staff with the pause_queue permission",
+    ),
 ]

@@ -16,7 +16,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -380,7 +380,7 @@ class QueueViewSet(viewsets.ViewSet):
 
     permission_classes = [IsAuthenticated]
     lookup_field = "name"
-    lookup_value_regex = QUEUE_NAME_PATTERN.pattern.strip("^$")
+    lookup_value_regex = "[^/]+"  # checked by _queue_name, so that a bad one is a JSON 404
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("pause", "resume"):
@@ -399,20 +399,26 @@ class QueueViewSet(viewsets.ViewSet):
             )
         return Response(s.QueueSerializer([figures[q] for q in sorted(figures)], many=True).data)
 
-    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403)})
+    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, name: str) -> Response:
         """Pause the queue: from this answer on no worker claims its jobs (running ones finish;
         enqueuing still works)."""
-        changed = queues.pause(name, by=request.user.get_username())
+        changed = queues.pause(_queue_name(name), by=request.user.get_username())
         return Response({"queue": name, "paused": True, "changed": changed})
 
-    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403)})
+    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, name: str) -> Response:
         """Resume the queue; its workers are woken at once."""
-        changed = queues.resume(name)
+        changed = queues.resume(_queue_name(name))
         return Response({"queue": name, "paused": False, "changed": changed})
+
+
+def _queue_name(name: str) -> str:
+    if not QUEUE_NAME_PATTERN.match(name):
+        raise NotFound(f"{name!r} is not a queue name (1-100 letters, digits, '_', '.', ':', '-').")
+    return name
 
 
 # The figures of a queue with no job in it (queries.QUEUE_STATS' columns after the name).

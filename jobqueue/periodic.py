@@ -110,6 +110,8 @@ class PeriodicSchedule:
             backend.validate_task(task)
             args_json = json_text(list(spec.get("args", [])), "args")
             kwargs_json = json_text(dict(spec.get("kwargs", {})), "kwargs")
+        except ScheduleError:
+            raise
         except (InvalidTask, TypeError, ValueError) as e:
             raise fail(str(e)) from e
         shared = backend._shared_fields(task)

@@ -41,7 +41,7 @@ def fill(rows: int) -> None:
                     cancel_requested, created_at, scheduled_at, started_at, finished_at,
                     heartbeat_at, worker_id, result)
                 SELECT 'demo.' || (ARRAY['echo','sleep','progress','fail'])[1 + i %% 4],
-                    'q' || (i %% 5), 0, s, '[]', '{"n": 1}',
+                    'q' || (i %% 5), 0, s, '[]', jsonb_build_object('user_id', i %% 5000),
                     CASE WHEN s = 'failed' THEN jsonb_build_array(jsonb_build_object(
                         'attempt', 1, 'type', 'builtins.RuntimeError',
                         'message', 'disk full on node ' || (i %% 50),
@@ -102,12 +102,14 @@ def main() -> None:
     pages = {
         "changelist": "/admin/jobqueue/job/",
         "changelist page 200": "/admin/jobqueue/job/?p=200",
-        "status=failed": "/admin/jobqueue/job/?status__exact=failed",
+        "status=failed": "/admin/jobqueue/job/?status=failed",
         "queue=q3": "/admin/jobqueue/job/?queue=q3",
-        "task+status": "/admin/jobqueue/job/?task=demo.fail&status__exact=failed",
+        "task+status": "/admin/jobqueue/job/?task=demo.fail&status=failed",
         f"drill-down {year}": f"/admin/jobqueue/job/?created_at__year={year}",
         "search id": f"/admin/jobqueue/job/?q={newest}",
         "search error text": "/admin/jobqueue/job/?q=node+7",
+        "search argument value": "/admin/jobqueue/job/?q=1003",
+        "status=scheduled": "/admin/jobqueue/job/?status=scheduled",
         "job detail (failed)": f"/admin/jobqueue/job/{failed}/change/",
         "health": "/admin/jobqueue/job/health/",
         "workers": "/admin/jobqueue/worker/",

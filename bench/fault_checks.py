@@ -15,7 +15,7 @@ from datetime import datetime
 
 import psycopg
 
-from bench.recording import TASK_PATH, expected_result
+from bench.recording import TASK_PATHS, expected_result
 
 OVERLAPS_SQL = """
 SELECT a.job_id, a.pid, b.pid,
@@ -70,7 +70,7 @@ class Findings:
 def examine(conn: psycopg.Connection, job_ids: list[int] | None = None) -> Findings:
     """Everything above, for ``job_ids`` (default: every job of the recording task)."""
     rows = conn.execute(
-        "SELECT id, status, kwargs, result FROM jobqueue_job WHERE task = %s", [TASK_PATH]
+        "SELECT id, status, kwargs, result FROM jobqueue_job WHERE task = ANY(%s)", [TASK_PATHS]
     ).fetchall()
     if job_ids is not None:
         wanted = set(job_ids)

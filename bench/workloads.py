@@ -22,6 +22,7 @@ class Workload:
     peer_args: dict[str, int] | None = None
     max_runs: int | None = None  # fewer runs where a result does not vary (sizes)
     timeout: float = 900.0  # seconds before the harness gives up on one run
+    memory: bool = False  # the report adds a row for the workers' peak RSS in this workload
 
     def sizes(self, *, smoke: bool, peer: bool) -> dict[str, int]:
         if smoke:
@@ -34,6 +35,9 @@ class Workload:
             label += " (peers: " + self.title.format(**self.peer_args).split(" ", 1)[1] + ")"
         return label
 
+
+IO_SIZES = {"n": 2_000, "wait_ms": 100, "processes": 2, "slots": 500, "threads": 100}
+IO_SMOKE_SIZES = {"n": 200, "wait_ms": 20, "processes": 2, "slots": 100, "threads": 20}
 
 WORKLOADS = [
     Workload(
@@ -62,6 +66,7 @@ WORKLOADS = [
         args={"n": 20_000, "concurrency": 2},
         smoke_args={"n": 500, "concurrency": 2},
         peer_args={"n": 5_000, "concurrency": 2},
+        memory=True,
     ),
     Workload(
         name="latency",
@@ -90,6 +95,35 @@ WORKLOADS = [
         smoke_args={"n": 2_000},
         ours_only=True,
         max_runs=1,
+    ),
+    # W5: jobs that wait on something else (HTTP, SMTP, S3), at each system's documented
+    # setting for such work, with two worker processes. Each driver takes from the sizes
+    # what its mode uses: ``slots`` async jobs or ``threads`` threads per process. The rate
+    # runs from the first job's start to the last finish, as the rows record them: the drain
+    # lasts about a second, so the workers' start-up would set it otherwise (the rate from
+    # the workers' start is in bench/results/*.json as ``from_worker_start``).
+    Workload(
+        name="io",
+        title="I/O-bound: {n:,} jobs waiting {wait_ms} ms, {processes} worker processes "
+        "(jobqueue: async, {slots} slots each)",
+        unit="jobs/s",
+        higher_is_better=True,
+        args=IO_SIZES,
+        smoke_args=IO_SMOKE_SIZES,
+        timeout=300,
+        memory=True,
+    ),
+    Workload(
+        name="io_threads",
+        title="I/O-bound, thread mode: {n:,} jobs waiting {wait_ms} ms, {processes} children "
+        "x {threads} threads",
+        unit="jobs/s",
+        higher_is_better=True,
+        args=IO_SIZES,
+        smoke_args=IO_SMOKE_SIZES,
+        ours_only=True,
+        timeout=300,
+        memory=True,
     ),
 ]
 

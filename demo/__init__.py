@@ -3,9 +3,11 @@
 Their dotted paths (``demo.echo`` ...) are also their API names.
 """
 
+import asyncio
 import os
 import signal
 import time
+import urllib.request
 from typing import Any
 
 from django.tasks import task
@@ -64,3 +66,30 @@ def progress(steps: int = 5, step_seconds: float = 1.0) -> dict[str, int]:
         time.sleep(step_seconds)
     report_progress(percent=100, message=f"done: {steps} steps")
     return {"steps": steps}
+
+
+@task(execution="async", timeout=600)
+async def wait(seconds: float = 0.1) -> dict[str, float]:
+    """An I/O-bound job in async mode: await ``seconds`` (a stand-in for an HTTP call)."""
+    if not 0 <= seconds <= 600:
+        raise ValueError(f"seconds must be between 0 and 600, got {seconds}")
+    await asyncio.sleep(seconds)
+    return {"waited": seconds}
+
+
+@task(execution="thread", timeout=600)
+def fetch(url_or_delay: str | float = 0.1) -> dict[str, Any]:
+    """An I/O-bound job in thread mode: GET an http(s) URL, or block ``url_or_delay`` seconds.
+
+    Not exposed to the API: fetching a URL a client names is a request forgery risk.
+    """
+    if isinstance(url_or_delay, int | float):
+        if not 0 <= url_or_delay <= 600:
+            raise ValueError(f"delay must be between 0 and 600, got {url_or_delay}")
+        time.sleep(url_or_delay)
+        return {"waited": url_or_delay}
+    if not url_or_delay.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url_or_delay!r}")
+    with urllib.request.urlopen(url_or_delay, timeout=30) as response:
+        body = response.read()
+    return {"url": url_or_delay, "status": response.status, "bytes": len(body)}

@@ -8,12 +8,17 @@ recent rows only, and a date drill-down that never scans the table.
 """
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, TextField
-from django.db.models.functions import Cast, Coalesce
+from django.db import connection
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import (
     Http404,
     HttpRequest,
@@ -28,14 +33,68 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import health, queues
-from jobqueue.admin_list import EstimatedCountPaginator, RecentValuesFilter
+from jobqueue import admin_audit, admin_time, health, queries, queues
+from jobqueue.admin_list import (
+    COUNT_CAP,
+    EstimatedCountPaginator,
+    RecentValuesFilter,
+    StatusFilter,
+)
 from jobqueue.backend import QUEUE_NAME_PATTERN
 from jobqueue.models import FINISHED, Job, JobStatus, Schedule, Worker
 from jobqueue.purge import purge_ids
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
 CANCELLABLE = {JobStatus.QUEUED, JobStatus.RUNNING}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkAction:
+    """What a bulk action's confirmation page says: its name, verb and the jobs it changes."""
+
+    # The action's name in the changelist form, posted back on confirmation.
+    name: str
+    verb: str
+    # Statuses the action changes; the rest of a selection is left as it is.
+    applies_to: frozenset[str]
+    # What happens to the jobs it changes, and to the others.
+    effect: str
+    # Purge deletes history for good, so it asks even for a single job.
+    always_confirm: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectedGroup:
+    """One line of a confirmation page: the selected jobs of one status in one queue."""
+
+    status: str
+    queue: str
+    jobs: int
+    changes: bool  # whether the action changes these jobs
+
+
+RETRY = BulkAction(
+    name="retry_jobs",
+    verb="retry",
+    applies_to=frozenset(RETRYABLE),
+    effect="Failed and cancelled jobs go back to the queue with a fresh attempt budget; "
+    "their error history stays. Other jobs are not changed.",
+)
+CANCEL = BulkAction(
+    name="cancel_jobs",
+    verb="cancel",
+    applies_to=frozenset(CANCELLABLE),
+    effect="Queued jobs are cancelled at once; running jobs are asked to stop and end "
+    "cancelled at their next check. Finished jobs are not changed.",
+)
+PURGE = BulkAction(
+    name="purge_jobs",
+    verb="purge",
+    applies_to=frozenset(FINISHED),
+    effect="Finished jobs are deleted with their results and error history, for good. "
+    "Queued and running jobs are kept.",
+    always_confirm=True,
+)
 
 
 class QueueFilter(RecentValuesFilter):
@@ -49,16 +108,41 @@ class TaskFilter(RecentValuesFilter):
 
 
 def pretty_json(value: Any) -> SafeString:
-    return format_html('<pre class="jq-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
+    """Indented JSON with non-ASCII text as written ("Müller", not "M\\u00fcller")."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return format_html('<pre class="jq-json">{}</pre>', text)
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(int(value), 60)
-    return f"{minutes} min {secs} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+def worker_link(run: dict[str, Any]) -> SafeString | str:
+    """The worker (host:pid) of one attempt, linked to its page while its row is kept."""
+    name = run.get("worker") or f"worker #{run.get('worker_id')}"
+    if run.get("worker_id") is None:
+        return str(name)
+    url = reverse("admin:jobqueue_worker_change", args=[run["worker_id"]])
+    return format_html('<a href="{}">{}</a>', url, name)
+
+
+def job_links(jobs: Iterable[Job]) -> SafeString | str:
+    """Jobs as a list of links to their admin pages, each with its status."""
+    items = format_html_join(
+        "",
+        '<li><a href="{}">{}</a> <span class="jq-status jq-{}">{}</span></li>',
+        (
+            (
+                reverse("admin:jobqueue_job_change", args=[j.pk]),
+                f"{j.task} #{j.pk}",
+                j.status,
+                j.status,
+            )
+            for j in jobs
+        ),
+    )
+    return format_html('<ul class="jq-job-links">{}</ul>', items) if items else "none"
+
+
+def is_scheduled(job: Job) -> bool:
+    """Queued but not yet due: delayed, or waiting out a retry's backoff."""
+    return job.status == JobStatus.QUEUED and job.scheduled_at > timezone.now()
 
 
 @admin.register(Job)
@@ -72,15 +156,19 @@ class JobAdmin(admin.ModelAdmin):
         "priority",
         "attempts_used",
         "created_at",
+        "due",
         "duration",
-        "worker",
+        "worker_name",
     ]
     list_display_links = ["id", "task"]
-    list_filter = ["status", QueueFilter, TaskFilter]
+    list_filter = [StatusFilter, QueueFilter, TaskFilter]
     list_select_related = ["worker"]
     date_hierarchy = "created_at"
     search_fields = ["task"]  # the real search is get_search_results()
-    search_help_text = "A job id, part of a task path, or text from an error."
+    search_help_text = (
+        "Words from the task path, an error's type or message, or the arguments "
+        "(keys and values); a number also finds the job with that id."
+    )
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
@@ -91,6 +179,21 @@ class JobAdmin(admin.ModelAdmin):
         ("Arguments", {"fields": ["args_json", "kwargs_json"]}),
         ("Outcome", {"fields": ["result_json", "attempts_used", "error_history"]}),
         ("Timeline", {"fields": ["timeline", "run_history"]}),
+    ]
+    # A job that has errors shows them, and where each attempt ran, right below its
+    # summary; its progress, empty or stale by then, is folded away.
+    failed_fieldsets = [
+        (None, {"fields": ["task", "status_badge", "queue", "priority", "owner", "worker"]}),
+        ("Errors and attempts", {"fields": ["attempts_used", "error_history", "run_history"]}),
+        ("Arguments", {"fields": ["args_json", "kwargs_json"]}),
+        ("Timeline", {"fields": ["timeline"]}),
+        (
+            "Progress and result",
+            {
+                "fields": ["progress_bar", "progress_message", "cancel_requested", "result_json"],
+                "classes": ["collapse"],
+            },
+        ),
     ]
     readonly_fields = [
         "status_badge",
@@ -106,6 +209,14 @@ class JobAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["jobqueue/admin.css"]}
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> Any:
+        return self.failed_fieldsets if obj is not None and obj.errors else self.fieldsets
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        """The list without the admin's app sidebar: at 1,400 px its columns need the room."""
+        context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     # --- permissions: read-only rows; each change is its own permission ---
 
@@ -132,11 +243,24 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> SafeString:
         cancel = " (cancel requested)" if job.cancel_requested and not job.is_finished else ""
+        if is_scheduled(job):
+            return format_html('<span class="jq-status jq-scheduled">Scheduled</span>{}', cancel)
         return format_html(
             '<span class="jq-status jq-{}">{}{}</span>',
             job.status,
             job.get_status_display(),
             cancel,
+        )
+
+    @admin.display(description="due", ordering="scheduled_at")
+    def due(self, job: Job) -> SafeString | str:
+        """When a scheduled job becomes due, and how long until then; blank once it is."""
+        if not is_scheduled(job):
+            return ""
+        return format_html(
+            '<span title="{}">{}</span>',
+            admin_time.absolute(job.scheduled_at),
+            admin_time.relative(job.scheduled_at),
         )
 
     @admin.display(description="progress")
@@ -158,9 +282,18 @@ class JobAdmin(admin.ModelAdmin):
     def attempts_used(self, job: Job) -> str:
         return f"{job.attempts}/{job.max_attempts}"
 
+    @admin.display(description="worker")
+    def worker_name(self, job: Job) -> SafeString | str:
+        """The worker running the job, else the one that ran its last attempt."""
+        if job.worker is not None:
+            return str(job.worker)
+        if job.runs:
+            return format_html('<span class="jq-past">{}</span>', job.runs[-1].get("worker", ""))
+        return ""
+
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
-        return seconds(job.elapsed_seconds)
+        return admin_time.duration(job.elapsed_seconds)
 
     # --- detail fields ---
 
@@ -187,7 +320,7 @@ class JobAdmin(admin.ModelAdmin):
             (
                 (
                     error.get("attempt", "?"),
-                    error.get("at", "?"),
+                    admin_time.absolute(error.get("at")),
                     error.get("type", ""),
                     error.get("message", ""),
                     error.get("traceback", "") or "(no traceback)",
@@ -209,11 +342,13 @@ class JobAdmin(admin.ModelAdmin):
         return format_html(
             '<table class="jq-timeline">{}</table>',
             format_html_join(
-                "", "<tr><th>{}</th><td>{}</td></tr>", ((n, at) for n, at in events if at)
+                "",
+                "<tr><th>{}</th><td>{}</td></tr>",
+                ((n, admin_time.both(at)) for n, at in events if at),
             ),
         )
 
-    @admin.display(description="attempts")
+    @admin.display(description="where and when each attempt ran")
     def run_history(self, job: Job) -> SafeString | str:
         """Where and when each attempt ran (kept after the worker's own row is gone)."""
         if not job.runs:
@@ -227,9 +362,9 @@ class JobAdmin(admin.ModelAdmin):
                 (
                     (
                         run.get("attempt", "?"),
-                        run.get("worker") or f"worker #{run.get('worker_id')}",
-                        run.get("started_at") or "",
-                        run.get("finished_at") or "",
+                        worker_link(run),
+                        admin_time.absolute(run.get("started_at")),
+                        admin_time.absolute(run.get("finished_at")),
                         run.get("outcome", ""),
                     )
                     for run in job.runs
@@ -237,42 +372,97 @@ class JobAdmin(admin.ModelAdmin):
             ),
         )
 
-    # --- search: an id exactly, else task path or error text ---
+    # --- search: the words of a job as staff see them, or its id ---
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        term = search_term.strip().lstrip("#")
+        """Jobs with every word of the term in their task, error types and messages, or
+        argument keys and values (the newest ``COUNT_CAP``); a number is also a job id."""
+        term = search_term.strip()
         if not term:
             return queryset, False
-        if term.isdigit():
-            return queryset.filter(id=int(term)), False
-        errors_text = Cast("errors", TextField())
-        return queryset.annotate(errors_text=errors_text).filter(
-            Q(task__icontains=term) | Q(errors_text__icontains=term)
-        ), False
+        with connection.cursor() as cursor:
+            ids = queries.search_ids(cursor, term, COUNT_CAP)
+        if term.lstrip("#").isdigit():
+            ids.append(int(term.lstrip("#")))
+        return queryset.filter(id__in=ids), False
 
     # --- actions ---
 
     @admin.action(permissions=["retry"], description="Retry selected failed or cancelled jobs")
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        if confirmation := self.confirmation(request, queryset, RETRY):
+            return confirmation
         changed = queryset.retry()  # type: ignore[attr-defined]
+        admin_audit.log_retried(request.user, changed, "from the job list")
         self.message_user(
             request, f"Re-queued {len(changed)} jobs (only failed or cancelled ones)."
         )
+        return None
 
     @admin.action(permissions=["cancel"], description="Cancel selected queued or running jobs")
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        if confirmation := self.confirmation(request, queryset, CANCEL):
+            return confirmation
         changed = queryset.cancel()  # type: ignore[attr-defined]
+        admin_audit.log_cancelled(request.user, changed, "from the job list")
         self.message_user(
             request, f"Cancelled {len(changed)} jobs (running ones stop at their next check)."
         )
+        return None
 
     @admin.action(permissions=["purge"], description="Purge selected finished jobs")
-    def purge_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    def purge_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        if confirmation := self.confirmation(request, queryset, PURGE):
+            return confirmation
         ids = list(queryset.filter(status__in=FINISHED).values_list("id", flat=True))
         deleted = purge_ids(ids)
-        self.message_user(request, f"Purged {deleted} finished jobs (others are kept).")
+        admin_audit.log_purged(request.user, deleted, "from the job list")
+        self.message_user(request, f"Purged {len(deleted)} finished jobs (others are kept).")
+        return None
+
+    def confirmation(
+        self, request: HttpRequest, queryset: QuerySet[Job], action: BulkAction
+    ) -> TemplateResponse | None:
+        """The page between choosing a bulk action and running it, as Django's delete has.
+
+        It counts the selection per status and queue, marks what the action would
+        change, and posts the same selection back with ``post=yes``; only that second
+        POST runs the action (None here). Purge always asks; retry and cancel ask when
+        more than one job is selected ("select all" counts as more than one).
+        """
+        if request.POST.get("post") == "yes":
+            return None
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        select_across = request.POST.get("select_across") == "1"
+        if not action.always_confirm and not select_across and len(selected) <= 1:
+            return None
+        groups = [
+            SelectedGroup(
+                status=status, queue=queue, jobs=jobs, changes=status in action.applies_to
+            )
+            for status, queue, jobs in queryset.order_by()
+            .values("status", "queue")
+            .annotate(jobs=Count("id"))
+            .order_by("status", "queue")
+            .values_list("status", "queue", "jobs")
+        ]
+        changing = sum(g.jobs for g in groups if g.changes)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.verb.capitalize()} {changing} jobs?",
+            "opts": self.model._meta,
+            "action": action,
+            "groups": groups,
+            "changing": changing,
+            "kept": sum(g.jobs for g in groups) - changing,
+            "selected": selected,
+            "select_across": select_across,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/jobqueue/job/action_confirmation.html", context)
 
     # --- detail page buttons and the health page ---
 
@@ -297,14 +487,16 @@ class JobAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict | None = None,
     ) -> HttpResponse:
-        status = (
-            Job.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        status, owner = (
+            Job.objects.filter(pk=object_id).values_list("status", "owner").first()
             if object_id.isdigit()
             else None
-        )
+        ) or (None, None)
         extra = {
             "can_retry": status in RETRYABLE and self.has_retry_permission(request),
             "can_cancel": status in CANCELLABLE and self.has_cancel_permission(request),
+            # The live page /jobs/<id>/ is its owner's only (a 404 for anyone else).
+            "live_page": owner is not None and owner == request.user.pk,
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
@@ -321,7 +513,9 @@ class JobAdmin(admin.ModelAdmin):
         if not allowed:
             raise PermissionDenied
         job = get_object_or_404(Job.objects.only("id"), pk=pk)
-        if getattr(Job.objects.filter(pk=job.pk), verb)():
+        if changed := getattr(Job.objects.filter(pk=job.pk), verb)():
+            log = {"retry": admin_audit.log_retried, "cancel": admin_audit.log_cancelled}[verb]
+            log(request.user, changed, "from the job's page")
             done = {"retry": "re-queued", "cancel": "cancelled"}[verb]
             self.message_user(request, f"Job {pk} {done}.")
         else:
@@ -351,12 +545,25 @@ class JobAdmin(admin.ModelAdmin):
     def health_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        health.record_sample()  # the workers sample too; this keeps a watched page current
         context = {
             **self.admin_site.each_context(request),
             "title": "Queue and worker health",
             "opts": self.model._meta,
             "queues": health.queue_rows(),
             "chart": health.throughput_chart(health.throughput()),
+            "depth_hour": health.depth_chart(
+                health.depth(timedelta(hours=1), timedelta(minutes=1)),
+                timedelta(hours=1),
+                "jobs waiting and running over the last hour",
+            ),
+            "depth_day": health.depth_chart(
+                health.depth(timedelta(hours=24), timedelta(minutes=15)),
+                timedelta(hours=24),
+                "jobs waiting and running over the last 24 hours",
+            ),
+            "timings": dict(zip(("queue", "task"), health.timings(), strict=True)),
+            "timings_sample": health.TIMINGS_SAMPLE,
             "workers": health.worker_rows(),
             "can_pause": request.user.has_perm("jobqueue.pause_queue"),
             "now": timezone.now(),
@@ -377,6 +584,18 @@ class WorkerAdmin(admin.ModelAdmin):
         "lost",
     ]
     list_filter = [("lost_at", admin.EmptyFieldListFilter)]
+    fields = [
+        "hostname",
+        "pid",
+        "queues",
+        "concurrency",
+        "started_at",
+        "last_heartbeat",
+        "lost_at",
+        "current_jobs",
+        "recent_jobs",
+    ]
+    readonly_fields = ["current_jobs", "recent_jobs"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         # A correlated count over running jobs only; a join would read every job of a worker.
@@ -404,6 +623,14 @@ class WorkerAdmin(admin.ModelAdmin):
         if obj is None or not health.is_lost(obj):
             return False
         return super().has_delete_permission(request, obj)
+
+    @admin.display(description="running now")
+    def current_jobs(self, worker: Worker) -> SafeString | str:
+        return job_links(Job.objects.running().filter(worker=worker).order_by("id")[:100])
+
+    @admin.display(description="finished in the last hour (newest 20)")
+    def recent_jobs(self, worker: Worker) -> SafeString | str:
+        return job_links(health.recent_jobs_of(worker))
 
     @admin.display(description="jobs in hand", ordering="in_hand")
     def in_hand(self, worker: Worker) -> int:

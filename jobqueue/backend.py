@@ -22,6 +22,8 @@ from jobqueue.jsonb import first_problem, may_be_refused
 from jobqueue.models import Job, JobStatus
 from jobqueue.unique import DEFAULT_STATES, check_options, uniqueness
 
+# The ways a worker can run a job (jobqueue/worker/execution.py).
+EXECUTIONS = ("process", "thread", "async")
 QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 # Jobs per COPY batch of enqueue_many (about 100 kB of COPY text for small arguments).
 COPY_BATCH = 1000
@@ -47,6 +49,9 @@ class JobQueueTask(Task):
     max_attempts: int | None = None
     # Seconds one attempt may run (None: JOBQUEUE["DEFAULT_TIMEOUT"]).
     timeout: float | None = None
+    # How a worker runs it: "process", "thread" or "async" (None: its queue's mode in
+    # JOBQUEUE["QUEUE_EXECUTION"], else "process"); see jobqueue/worker/execution.py.
+    execution: str | None = None
     # Unique jobs (jobqueue/unique.py): an explicit key (scoped to the task), or
     # unique=True for a key derived from the task and its arguments. While a job with
     # the key is in one of unique_states, enqueuing another returns that job instead.
@@ -65,6 +70,7 @@ class JobQueueTask(Task):
         unique: bool | None = None,
         unique_for: float | None = None,
         unique_states: Sequence[str] | None = None,
+        execution: str | None = None,
         **changes: Any,
     ) -> "JobQueueTask":
         """Django's using(), plus jobqueue's options; None leaves an option as it is."""
@@ -76,6 +82,7 @@ class JobQueueTask(Task):
             "unique": unique,
             "unique_for": unique_for,
             "unique_states": None if unique_states is None else tuple(unique_states),
+            "execution": execution,
         }
         return replace(task, **{name: value for name, value in own.items() if value is not None})
 
@@ -111,6 +118,11 @@ class JobQueueBackend(BaseTaskBackend):
         timeout = getattr(task, "timeout", None)
         if timeout is not None and timeout <= 0:
             raise InvalidTask(f"timeout must be positive, got {timeout}.")
+        execution = getattr(task, "execution", None)
+        if execution is not None and execution not in EXECUTIONS:
+            raise InvalidTask(
+                f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}."
+            )
         check_options(task)
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:

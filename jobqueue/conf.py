@@ -38,6 +38,12 @@ class JobQueueSettings:
     # UTC) and "catch_up" (missed ticks enqueued after downtime, newest first; 1).
     # Checked at start by the system checks (jobqueue/periodic.py reads them).
     PERIODIC: dict[str, dict] = field(default_factory=dict)
+    # Execution modes (jobqueue/worker/execution.py): each child's slots for
+    # async-mode jobs and thread-mode jobs (runworker --async-slots/--threads
+    # override them), and the mode of each queue's jobs whose task names none.
+    ASYNC_SLOTS: int = 100
+    THREADS: int = 16
+    QUEUE_EXECUTION: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.DEFAULT_MAX_ATTEMPTS < 1:
@@ -49,6 +55,14 @@ class JobQueueSettings:
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("ASYNC_SLOTS", "THREADS"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        for queue, mode in self.QUEUE_EXECUTION.items():
+            if mode not in ("process", "thread", "async"):
+                raise ValueError(
+                    f"QUEUE_EXECUTION[{queue!r}] must be process, thread or async, got {mode!r}"
+                )
         # A worker stops its jobs once no heartbeat has succeeded for 4/5 of the
         # lease (self-fencing, worker/fence.py); that must span two heartbeats, or
         # one late beat would stop every job.

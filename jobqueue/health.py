@@ -5,21 +5,22 @@ REST API's /api/queues/), which reads only the backlog and the last hour.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import queries
+from jobqueue import charts, queries
 from jobqueue.conf import get_settings
-from jobqueue.models import FINISHED, Job, JobStatus, QueuePause, Worker
+from jobqueue.models import FINISHED, Job, JobStatus, QueuePause, QueueSample, Worker
 
 CHART_MINUTES = 60
-CHART_WIDTH, CHART_HEIGHT, BAR = 600, 120, 10
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where depth buckets start counting
+# Percentiles are read from at most this many of the last hour's newest finished jobs.
+TIMINGS_SAMPLE = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +34,22 @@ class QueueRow:
     failed: int
     cancelled: int
     paused: bool = False
+
+    @property
+    def failure_rate(self) -> float | None:
+        done = self.succeeded + self.failed
+        return 100 * self.failed / done if done else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    """Wait and run time percentiles (seconds) and outcomes of one queue or one task."""
+
+    name: str
+    succeeded: int
+    failed: int
+    wait: tuple[float, float, float] | None  # p50, p95, p99
+    run: tuple[float, float, float] | None
 
     @property
     def failure_rate(self) -> float | None:
@@ -74,6 +91,31 @@ def queue_rows() -> list[QueueRow]:
     return [figures[q] for q in sorted(figures)]
 
 
+def timings() -> tuple[list[Timing], list[Timing]]:
+    """Per queue and per task, over the newest jobs finished in the last hour."""
+    with connection.cursor() as cursor:
+        rows = queries.timings(cursor, TIMINGS_SAMPLE)
+
+    def percentiles(values: list[float | None] | None) -> tuple[float, float, float] | None:
+        if not values or values[0] is None:
+            return None
+        p50, p95, p99 = (float(v or 0) for v in values)
+        return p50, p95, p99
+
+    def timing(name: str, row: tuple) -> Timing:
+        return Timing(
+            name=name,
+            succeeded=row[2],
+            failed=row[3],
+            wait=percentiles(row[4]),
+            run=percentiles(row[5]),
+        )
+
+    per_queue = [timing(row[0], row) for row in rows if row[0] is not None]
+    per_task = [timing(row[1], row) for row in rows if row[1] is not None]
+    return per_queue, per_task
+
+
 def throughput(minutes: int = CHART_MINUTES) -> list[Minute]:
     """Jobs succeeded and failed per minute over the last ``minutes``.
 
@@ -94,42 +136,75 @@ def throughput(minutes: int = CHART_MINUTES) -> list[Minute]:
 
 
 def throughput_chart(buckets: list[Minute], minutes: int = CHART_MINUTES) -> SafeString:
-    """A stacked bar per minute (succeeded over failed), oldest on the left, as inline SVG."""
-    now = timezone.now().replace(second=0, microsecond=0)
-    by_slot = {minutes - 1 - int((now - b.at).total_seconds() // 60): b for b in buckets}
-    peak = max((b.succeeded + b.failed for b in buckets), default=0) or 1
-    scale = (CHART_HEIGHT - 20) / peak
-
-    def bars() -> list[tuple]:
-        out = []
-        for slot, b in sorted(by_slot.items()):
-            if not 0 <= slot < minutes:
-                continue
-            x = slot * BAR
-            ok_h, fail_h = b.succeeded * scale, b.failed * scale
-            label = f"{b.at:%H:%M}: {b.succeeded} succeeded, {b.failed} failed"
-            top, fail_top = CHART_HEIGHT - ok_h - fail_h, CHART_HEIGHT - fail_h
-            out.append(
-                (x, f"{top:.1f}", f"{ok_h:.1f}", x, f"{fail_top:.1f}", f"{fail_h:.1f}", label)
-            )
-        return out
-
-    return format_html(
-        '<svg class="jq-chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-        'aria-label="jobs finished per minute over the last hour">'
-        '<text x="2" y="12" class="jq-axis">{peak} / min</text>'
-        '<line x1="0" y1="{h}" x2="{w}" y2="{h}" class="jq-axis-line"/>{bars}</svg>',
-        w=CHART_WIDTH,
-        h=CHART_HEIGHT,
-        peak=peak,
-        bars=format_html_join(
-            "",
-            '<g><title>{6}</title><rect x="{0}" y="{1}" width="9" height="{2}" '
-            'class="jq-bar-ok"/><rect x="{3}" y="{4}" width="9" height="{5}" '
-            'class="jq-bar-fail"/></g>',
-            bars(),
-        ),
+    """A stacked bar per minute (succeeded, failed on top) over the last ``minutes``."""
+    end = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    frame = charts.Frame(
+        start=end - timedelta(minutes=minutes),
+        end=end,
+        peak=max((b.succeeded + b.failed for b in buckets), default=0),
     )
+    bars = [
+        (b.at, b.succeeded, b.failed, f"{b.at:%H:%M}: {b.succeeded} succeeded, {b.failed} failed")
+        for b in buckets
+        if b.at >= frame.start
+    ]
+    body = charts.stacked_bars(frame, bars, width=charts.WIDTH / minutes - 1)
+    return charts.svg(
+        frame, "jobs finished per minute over the last hour", "jobs / min", body, "%H:%M"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Depth:
+    """The backlog over all queues at one time."""
+
+    at: datetime
+    ready: int
+    scheduled: int
+    running: int
+
+
+def depth(span: timedelta, bucket: timedelta) -> list[Depth]:
+    """The backlog samples of the last ``span``, the largest of each ``bucket``."""
+    rows = QueueSample.objects.filter(queue="", minute__gte=timezone.now() - span).order_by(
+        "minute"
+    )
+    merged: dict[datetime, Depth] = {}
+    for row in rows:
+        start = row.minute - (row.minute - EPOCH) % bucket
+        seen = merged.get(start)
+        merged[start] = Depth(
+            at=start,
+            ready=max(row.ready, seen.ready if seen else 0),
+            scheduled=max(row.scheduled, seen.scheduled if seen else 0),
+            running=max(row.running, seen.running if seen else 0),
+        )
+    return list(merged.values())
+
+
+def depth_chart(points: list[Depth], span: timedelta, label: str) -> SafeString:
+    """Ready, scheduled and running jobs over ``span`` as three lines."""
+    end = timezone.now()
+    frame = charts.Frame(
+        start=end - span,
+        end=end,
+        peak=max((max(p.ready, p.scheduled, p.running) for p in points), default=0),
+    )
+    body = charts.lines(
+        frame,
+        {
+            "ready": [(p.at, p.ready) for p in points],
+            "scheduled": [(p.at, p.scheduled) for p in points],
+            "running": [(p.at, p.running) for p in points],
+        },
+    )
+    return charts.svg(frame, label, "jobs", body, "%H:%M")
+
+
+def record_sample() -> None:
+    """Sample the backlog for this minute if nobody has (the health page and workers call it)."""
+    with connection.cursor() as cursor:
+        queries.record_sample(cursor)
 
 
 def is_lost(worker: Worker) -> bool:
@@ -142,6 +217,21 @@ def running_per_worker() -> dict[int, int]:
     """Jobs in hand per worker id, read through the partial index over running jobs."""
     rows = Job.objects.running().values("worker").annotate(n=Count("id")).values_list("worker", "n")
     return {worker: n for worker, n in rows if worker is not None}
+
+
+def recent_jobs_of(worker: Worker, limit: int = 20) -> list[Job]:
+    """The newest jobs that ``worker`` ran an attempt of and that finished in the last hour.
+
+    A backward range scan of the jobqueue_job_finished index, stopped after ``limit``
+    matches (``runs`` keeps each attempt's worker after the job's own link is cleared).
+    """
+    since = max(worker.started_at, timezone.now() - timedelta(hours=1))
+    return list(
+        Job.objects.finished()
+        .filter(finished_at__gte=since, runs__contains=[{"worker_id": worker.pk}])
+        .only("id", "task", "status", "finished_at")
+        .order_by("-finished_at", "-id")[:limit]
+    )
 
 
 def worker_rows(limit: int = 200) -> list[Worker]:

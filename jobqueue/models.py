@@ -358,3 +358,27 @@ class QueuePause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} (paused)"
+
+
+class QueueSample(models.Model):
+    """The backlog of one queue in one minute, for the health page's depth-over-time chart.
+
+    Written at most once a minute (``samples.record``) from the backlog's own indexes,
+    so the chart never reads the job history; ``purge_jobs`` prunes old minutes. The
+    row with queue "" is the total over all queues, written even when it is zero, so a
+    minute without a row means nobody sampled it.
+    """
+
+    minute = models.DateTimeField()
+    queue = models.CharField(max_length=100)
+    ready = models.PositiveIntegerField()
+    scheduled = models.PositiveIntegerField()
+    running = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "queue"], name="jobqueue_sample_minute")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue or 'all queues'} at {self.minute:%H:%M}"

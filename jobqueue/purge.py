@@ -79,7 +79,8 @@ def count(plan: PurgePlan) -> PurgeReport:
 
 
 def purge(plan: PurgePlan, on_batch: Callable[[int], None] | None = None) -> PurgeReport:
-    """Delete the jobs of ``plan`` batch by batch, then the workers lost before its cutoff."""
+    """Delete the jobs of ``plan`` batch by batch, then the workers lost before its cutoff
+    and the health page's backlog samples older than two days."""
     report = PurgeReport()
     after_at, after_id = EPOCH_START, 0
     while True:
@@ -96,16 +97,20 @@ def purge(plan: PurgePlan, on_batch: Callable[[int], None] | None = None) -> Pur
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(queries.PURGE_LOST_WORKERS, {"before": plan.before})
         report.workers = cursor.rowcount
+        cursor.execute(queries.PRUNE_SAMPLES)  # the health page's backlog samples
     return report
 
 
-def purge_ids(ids: Sequence[int], batch_size: int = 1000) -> int:
-    """Delete the finished jobs among ``ids`` (the admin's purge action); returns how many."""
-    deleted = 0
+def purge_ids(ids: Sequence[int], batch_size: int = 1000) -> list[tuple[int, str, str]]:
+    """Delete the finished jobs among ``ids`` (the admin's purge action).
+
+    Returns ``(id, task, status)`` of each job deleted, for the admin's audit trail.
+    """
+    deleted: list[tuple[int, str, str]] = []
     for start in range(0, len(ids), batch_size):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(queries.PURGE_IDS, {"ids": list(ids[start : start + batch_size])})
-            deleted += cursor.rowcount
+            deleted += cursor.fetchall()
     return deleted
 
 

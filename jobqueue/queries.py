@@ -837,6 +837,7 @@ DELETE FROM jobqueue_job WHERE id IN (
     WHERE id = ANY(%(ids)s) AND status IN ('succeeded', 'failed', 'cancelled')
     FOR UPDATE SKIP LOCKED
 )
+RETURNING id, task, status
 """
 
 
@@ -878,6 +879,32 @@ SELECT queue,
 FROM waiting AS w FULL JOIN active AS a USING (queue) FULL JOIN recent AS r USING (queue)
 ORDER BY queue
 """
+
+# The health page's timings, per queue and per task, over the newest jobs that
+# finished in the last hour (at most %(sample)s of them: a backward range scan of
+# the jobqueue_job_finished index that stops there, so a busy hour costs no more
+# than a quiet one): wait (due to start, which is enqueue to start unless the job
+# was delayed or waited to retry) and run time percentiles, and outcomes.
+TIMINGS = """
+WITH newest AS (
+    SELECT queue, task, status, scheduled_at, started_at, finished_at
+    FROM jobqueue_job
+    WHERE status IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at >= now() - interval '60 minutes'
+    ORDER BY finished_at DESC
+    LIMIT %(sample)s
+)
+SELECT queue, task, count(*) FILTER (WHERE status = 'succeeded'),
+       count(*) FILTER (WHERE status = 'failed'),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM started_at - scheduled_at)),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM finished_at - started_at))
+FROM newest
+GROUP BY GROUPING SETS ((queue), (task))
+ORDER BY queue, task
+"""
+
 
 # For a job ``me``, while it is queued (NULLs otherwise): how many ready jobs
 # of its queue are ahead of it in claim order, the mean run time of the last
@@ -931,6 +958,13 @@ def queue_stats(cursor: Any) -> list[tuple]:
     return cursor.fetchall()
 
 
+def timings(cursor: Any, sample: int) -> list[tuple]:
+    """``(queue, task, succeeded, failed, wait p50/p95/p99, run p50/p95/p99)`` rows, one
+    per queue (task None) and one per task (queue None); see ``TIMINGS``."""
+    cursor.execute(TIMINGS, {"sample": sample})
+    return cursor.fetchall()
+
+
 def queue_positions(cursor: Any, ids: Sequence[int]) -> dict[int, tuple]:
     """For each queued job of ``ids``: (ahead, mean seconds, capacity, seconds until due)."""
     if not ids:
@@ -958,3 +992,65 @@ def job_with_position(
         return None
     figures = tuple(row[-4:])
     return tuple(row[:-4]), (figures if figures[0] is not None else None)
+
+
+# --- The admin's search ------------------------------------------------------
+# The newest jobs whose words (task, error types and messages, argument keys and
+# values: migration 0006's search document) include every word of the text.
+# One arm per partial index (finished jobs through the GIN index, the backlog
+# through the claim and lease indexes), so the planner ORs bitmap scans. The CTE
+# is MATERIALIZED so that it runs that way: inlined under the changelist's
+# ORDER BY id DESC LIMIT, the planner walked the primary key backwards and
+# computed the document of every row it passed (6.8 s for a rare value on 1M rows).
+_MATCHES = (
+    "jobqueue_search_document(task, args, kwargs, errors) @@ plainto_tsquery('simple', %(text)s)"
+)
+SEARCH_IDS = f"""
+WITH found AS MATERIALIZED (
+    SELECT id FROM jobqueue_job
+    WHERE (status IN ('succeeded', 'failed', 'cancelled') AND {_MATCHES})
+       OR (status = 'queued' AND {_MATCHES})
+       OR (status = 'running' AND {_MATCHES})
+)
+SELECT id FROM found ORDER BY id DESC LIMIT %(limit)s
+"""
+
+
+def search_ids(cursor: Any, text: str, limit: int) -> list[int]:
+    """Ids of the newest ``limit`` jobs holding every word of ``text``; none if it has no
+    words (``[``)."""
+    cursor.execute(SEARCH_IDS, {"text": text, "limit": limit})
+    return [row[0] for row in cursor.fetchall()]
+
+
+# --- Backlog samples for the health page's depth chart -----------------------
+# At most once a minute: the NOT EXISTS is a one-time filter (a probe of the
+# unique index), so a second call in the same minute reads no job. The counts
+# walk the claim and lease partial indexes, i.e. the backlog only, never the
+# history. GROUPING SETS adds the total over all queues (queue ""), which exists
+# even when the backlog is empty.
+RECORD_SAMPLE = """
+INSERT INTO jobqueue_queuesample (minute, queue, ready, scheduled, running)
+SELECT date_trunc('minute', now()), COALESCE(queue, ''),
+       count(*) FILTER (WHERE status = 'queued' AND scheduled_at <= now()),
+       count(*) FILTER (WHERE status = 'queued' AND scheduled_at > now()),
+       count(*) FILTER (WHERE status = 'running')
+FROM jobqueue_job
+WHERE status IN ('queued', 'running')
+  AND NOT EXISTS (SELECT 1 FROM jobqueue_queuesample
+                  WHERE minute = date_trunc('minute', now()) AND queue = '')
+GROUP BY GROUPING SETS ((queue), ())
+HAVING NOT EXISTS (SELECT 1 FROM jobqueue_queuesample
+                   WHERE minute = date_trunc('minute', now()) AND queue = '')
+ON CONFLICT (minute, queue) DO NOTHING
+"""
+
+# purge_jobs keeps the samples of the last two days (the chart shows one).
+PRUNE_SAMPLES = """
+DELETE FROM jobqueue_queuesample WHERE minute < now() - interval '2 days'
+"""
+
+
+def record_sample(cursor: Any) -> None:
+    """Sample the backlog for this minute, unless it was already (one short statement)."""
+    cursor.execute(RECORD_SAMPLE)

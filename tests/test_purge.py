@@ -183,6 +183,6 @@ def test_the_admin_purge_deletes_only_jobs_still_finished_when_it_runs() -> None
     running = make_jobs(1, JobStatus.RUNNING, days_ago=1)
     done = make_jobs(2, JobStatus.CANCELLED, days_ago=1)
 
-    assert purge_ids([j.id for j in queued + running + done]) == 2
+    assert len(purge_ids([j.id for j in queued + running + done])) == 2
 
     assert set(Job.objects.values_list("id", flat=True)) == {queued[0].id, running[0].id}

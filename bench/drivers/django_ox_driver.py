@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import django_peer
 
 
-def bulk_enqueue(noop: Any, n: int) -> None:
+def bulk_enqueue(task: Any, n: int, args: tuple[Any, ...] = ()) -> None:
     from django_ox.bulk import enqueue_many
 
-    enqueue_many(noop, [((), {})] * n)
+    enqueue_many(task, [(args, {})] * n)
 
 
 PEER = django_peer.DjangoPeer(
@@ -26,8 +26,11 @@ PEER = django_peer.DjangoPeer(
     backend="django_ox.backend.OxBackend",
     table="django_ox_oxtask",
     done_statuses=("SUCCESSFUL", "FAILED", "LOST"),
-    # Separate processes rather than --processes N, which refuses --batch.
-    worker=lambda batch: ["ox_worker", "--concurrency", "1"] + (["--batch"] if batch else []),
+    # Separate processes rather than --processes N, which refuses --batch; --concurrency is
+    # the size of each process's thread pool, its setting for I/O-bound tasks.
+    worker=lambda batch, threads: (
+        ["ox_worker", "--concurrency", str(threads)] + (["--batch"] if batch else [])
+    ),
     bulk_enqueue=bulk_enqueue,
     bulk_api="django_ox.bulk.enqueue_many",
 )

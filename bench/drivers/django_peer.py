@@ -42,11 +42,11 @@ def configure(dsn: str, app: str, backend: str) -> None:
     django.setup()
 
 
-def noop_task() -> Any:
-    """The no-op task, defined once settings exist (django.tasks validates at decoration)."""
+def peer_task(name: str) -> Any:
+    """A task of peer_tasks.py, imported once settings exist (django.tasks checks them)."""
     import peer_tasks
 
-    return peer_tasks.noop
+    return getattr(peer_tasks, name)
 
 
 def migrate() -> None:
@@ -87,29 +87,33 @@ class DjangoPeer:
         bulk_api: str,
     ) -> None:
         self.app, self.backend, self.table = app, backend, table
-        self.worker = worker  # (batch: bool) -> the worker's management command and options
-        self.bulk_enqueue = bulk_enqueue  # (task, n) -> None
+        # (batch: bool, threads: int) -> the worker's management command and options
+        self.worker = worker
+        self.bulk_enqueue = bulk_enqueue  # (task, n, args=()) -> None
         self.bulk_api = bulk_api
         statuses = ", ".join(f"'{s}'" for s in done_statuses)
         self.count_done = f"SELECT count(*) FROM {table} WHERE status IN ({statuses})"
         self.last_finish = f"SELECT extract(epoch FROM max(finished_at)) FROM {table}"
+        self.first_start = f"SELECT extract(epoch FROM min(started_at)) FROM {table}"
         self.delays = (
             f"SELECT extract(epoch FROM started_at - enqueued_at) * 1000 FROM {table} "
             "WHERE started_at IS NOT NULL"
         )
 
-    def start(self, args: Any) -> Any:
+    def start(self, args: Any, task: str = "noop") -> Any:
         import common
 
         configure(args.dsn, self.app, self.backend)
         if args.workload != "setup":
             with common.connect(args.dsn) as conn:
                 conn.execute(f"TRUNCATE {self.table} CASCADE")
-        return noop_task()
+        return peer_task(task)
 
-    def workers(self, args: Any, *, batch: bool) -> list[list[str]]:
-        command = worker_command(args.dsn, self.app, self.backend, *self.worker(batch))
-        return [command] * args.concurrency
+    def workers(
+        self, args: Any, *, batch: bool, processes: int, threads: int = 1
+    ) -> list[list[str]]:
+        command = worker_command(args.dsn, self.app, self.backend, *self.worker(batch, threads))
+        return [command] * processes
 
     def setup(self, args: Any) -> dict[str, Any]:
         self.start(args)
@@ -144,9 +148,26 @@ class DjangoPeer:
         return common.drain(
             args.dsn,
             n=args.n,
-            worker_commands=self.workers(args, batch=True),
+            worker_commands=self.workers(args, batch=True, processes=args.concurrency),
             count_sql=self.count_done,
             last_finish_sql=self.last_finish,
+        )
+
+    def io(self, args: Any) -> dict[str, Any]:
+        """W5: jobs that block args.wait_ms each, args.processes workers of args.threads threads."""
+        import common
+
+        wait_io = self.start(args, "wait_io")
+        self.bulk_enqueue(wait_io, args.n, (args.wait_ms / 1000,))
+        return common.drain(
+            args.dsn,
+            n=args.n,
+            worker_commands=self.workers(
+                args, batch=True, processes=args.processes, threads=args.threads
+            ),
+            count_sql=self.count_done,
+            last_finish_sql=self.last_finish,
+            first_start_sql=self.first_start,
         )
 
     def latency(self, args: Any) -> dict[str, Any]:
@@ -157,7 +178,7 @@ class DjangoPeer:
             args.dsn,
             n=args.n,
             interval_ms=args.interval_ms,
-            worker_commands=self.workers(args, batch=False),
+            worker_commands=self.workers(args, batch=False, processes=args.concurrency),
             enqueue_one=noop.enqueue,
             count_sql=self.count_done,
             delays_sql=self.delays,
@@ -173,5 +194,6 @@ class DjangoPeer:
                 "single": self.single,
                 "drain": self.drain,
                 "latency": self.latency,
+                "io": self.io,
             }
         )

@@ -14,12 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import django_peer
 
 
-def bulk_enqueue(noop: Any, n: int) -> None:
+def bulk_enqueue(task: Any, n: int, args: tuple[Any, ...] = ()) -> None:
     from django.db import transaction
 
     with transaction.atomic():
         for _ in range(n):
-            noop.enqueue()
+            task.enqueue(*args)
 
 
 PEER = django_peer.DjangoPeer(
@@ -27,7 +27,8 @@ PEER = django_peer.DjangoPeer(
     backend="django_tasks_db.DatabaseBackend",
     table="django_tasks_database_dbtaskresult",
     done_statuses=("SUCCESSFUL", "FAILED"),
-    worker=lambda batch: (
+    # It has no concurrency setting (one task at a time per process): threads go unused.
+    worker=lambda batch, threads: (
         ["db_worker", "--queue-name", "*", "--no-reload", "--no-startup-delay"]
         + (["--batch"] if batch else [])
     ),

@@ -18,6 +18,7 @@ import common  # noqa: E402
 FINISHED = "('succeeded', 'failed', 'cancelled')"
 COUNT_FINISHED = f"SELECT count(*) FROM jobqueue_job WHERE status IN {FINISHED}"
 LAST_FINISH = "SELECT extract(epoch FROM max(finished_at)) FROM jobqueue_job"
+FIRST_START = "SELECT extract(epoch FROM min(started_at)) FROM jobqueue_job"
 SIZES = """
 SELECT pg_total_relation_size('jobqueue_job'), pg_relation_size('jobqueue_job'),
        pg_indexes_size('jobqueue_job')
@@ -55,18 +56,21 @@ def reset(dsn: str) -> None:
         conn.execute("TRUNCATE jobqueue_job, jobqueue_worker RESTART IDENTITY CASCADE")
 
 
-def bulk_enqueue(n: int) -> str:
-    """Enqueue n no-op jobs through the fastest public call; returns which one."""
+def bulk_enqueue(n: int, task: Any = None, args: tuple[Any, ...] = ()) -> str:
+    """Enqueue n jobs of ``task`` (default the no-op) through the fastest public call.
+
+    Returns which call it was.
+    """
     from django.db import transaction
     from django.tasks import task_backends
 
     import demo
 
     backend = task_backends["default"]
-    calls = [((), {})] * n
+    calls = [(args, {})] * n
     if hasattr(backend, "enqueue_many"):
         with transaction.atomic():
-            backend.enqueue_many(demo.echo, calls)
+            backend.enqueue_many(task or demo.echo, calls)
         return "JobQueueBackend.enqueue_many (COPY)"
     from jobqueue.models import Job  # fallback before the bulk API existed
 
@@ -142,6 +146,40 @@ def drain(args: Any) -> dict[str, Any]:
         worker_commands=[worker_command("--concurrency", str(args.concurrency), "--burst")],
         count_sql=COUNT_FINISHED,
         last_finish_sql=LAST_FINISH,
+        env=worker_env(args.dsn),
+    )
+    failed = common.scalar(
+        args.dsn, "SELECT count(*) FROM jobqueue_job WHERE status <> 'succeeded'"
+    )
+    return {**result, "not_succeeded": failed}
+
+
+def io(args: Any) -> dict[str, Any]:
+    """W5 in async mode: ``demo.wait`` (``await asyncio.sleep``), ``--async-slots`` per child."""
+    return _io(args, "wait", "--async-slots", args.slots)
+
+
+def io_threads(args: Any) -> dict[str, Any]:
+    """W5 in thread mode: ``demo.fetch`` given a delay (``time.sleep``), ``--threads`` per child."""
+    return _io(args, "fetch", "--threads", args.threads)
+
+
+def _io(args: Any, task_name: str, option: str, per_child: int) -> dict[str, Any]:
+    """args.n jobs of ``demo.<task_name>`` waiting args.wait_ms each, args.processes children."""
+    django_setup(args.dsn)
+    import demo
+
+    reset(args.dsn)
+    bulk_enqueue(args.n, getattr(demo, task_name), (args.wait_ms / 1000,))
+    result = common.drain(
+        args.dsn,
+        n=args.n,
+        worker_commands=[
+            worker_command("--concurrency", str(args.processes), option, str(per_child), "--burst")
+        ],
+        count_sql=COUNT_FINISHED,
+        last_finish_sql=LAST_FINISH,
+        first_start_sql=FIRST_START,
         env=worker_env(args.dsn),
     )
     failed = common.scalar(
@@ -363,5 +401,7 @@ if __name__ == "__main__":
             "depth": depth,
             "bloat": bloat,
             "api": api,
+            "io": io,
+            "io_threads": io_threads,
         }
     )

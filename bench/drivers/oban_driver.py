@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 COUNT_DONE = "SELECT count(*) FROM oban_jobs WHERE state IN ('completed', 'discarded')"
 LAST_FINISH = "SELECT extract(epoch FROM max(completed_at)) FROM oban_jobs"
+FIRST_START = "SELECT extract(epoch FROM min(attempted_at)) FROM oban_jobs"
 DELAYS = (
     "SELECT extract(epoch FROM attempted_at - inserted_at) * 1000 FROM oban_jobs "
     "WHERE attempted_at IS NOT NULL"
@@ -30,6 +31,12 @@ DELAYS = (
 @job(queue="default", max_attempts=1)
 def noop() -> None:
     """The no-op job."""
+
+
+@job(queue="default", max_attempts=1)
+async def wait_io(seconds: float) -> None:
+    """An I/O-bound job: wait, as for an HTTP call (async: up to the queue's limit at once)."""
+    await asyncio.sleep(seconds)
 
 
 def me() -> Any:
@@ -48,21 +55,25 @@ def reset(dsn: str) -> None:
         conn.execute("TRUNCATE oban_jobs RESTART IDENTITY")
 
 
-async def bulk_enqueue(dsn: str, n: int) -> float:
+async def bulk_enqueue(dsn: str, n: int, task: str = "noop", **kwargs: Any) -> float:
     p = await pool(dsn)
     try:
         async with Oban(pool=p) as client:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            await client.enqueue_many([me().noop.new() for _ in range(n)])
+            await client.enqueue_many([getattr(me(), task).new(**kwargs) for _ in range(n)])
             return loop.time() - started
     finally:
         await p.close()
 
 
+def worker_command(dsn: str, limit: int) -> list[str]:
+    """One Oban process running the default queue with ``limit`` jobs at once."""
+    return [sys.executable, __file__, "worker", "--dsn", dsn, "--concurrency", str(limit)]
+
+
 def worker_commands(args: Any) -> list[list[str]]:
-    return [[sys.executable, __file__, "worker", "--dsn", args.dsn, "--concurrency",
-             str(args.concurrency)]]  # fmt: skip
+    return [worker_command(args.dsn, args.concurrency)]
 
 
 async def run_worker(dsn: str, concurrency: int) -> None:
@@ -119,6 +130,19 @@ def drain(args: Any) -> dict[str, Any]:
     )
 
 
+def io(args: Any) -> dict[str, Any]:
+    reset(args.dsn)
+    asyncio.run(bulk_enqueue(args.dsn, args.n, "wait_io", seconds=args.wait_ms / 1000))
+    return common.drain(
+        args.dsn,
+        n=args.n,
+        worker_commands=[worker_command(args.dsn, args.slots)] * args.processes,
+        count_sql=COUNT_DONE,
+        last_finish_sql=LAST_FINISH,
+        first_start_sql=FIRST_START,
+    )
+
+
 def latency(args: Any) -> dict[str, Any]:
     reset(args.dsn)
     loop = asyncio.new_event_loop()
@@ -144,5 +168,6 @@ if __name__ == "__main__":
         asyncio.run(run_worker(sys.argv[3], int(sys.argv[5])))
     else:
         common.run_main(
-            {"setup": setup, "bulk": bulk, "single": single, "drain": drain, "latency": latency}
-        )
+            {"setup": setup, "bulk": bulk, "single": single, "drain": drain, "latency": latency,
+             "io": io}
+        )  # fmt: skip

@@ -20,6 +20,10 @@ import pgqueuer
 from pgqueuer.types import QueueExecutionMode
 
 ENTRYPOINT = "noop"
+WAIT = "wait_io"  # W5: sleeps the seconds in its payload
+# W5: no cap on jobs in hand, and the batch size that drained fastest here (100, against
+# 2,171 jobs/s with the default 10).
+IO_BATCH = 100
 COUNT_DONE = "SELECT count(*) FROM pgqueuer_log WHERE status IN ('successful', 'exception')"
 LAST_FINISH = (
     "SELECT extract(epoch FROM max(created)) FROM pgqueuer_log "
@@ -31,6 +35,7 @@ SELECT extract(epoch FROM min(l.created) FILTER (WHERE l.status <> 'queued')
                         - min(l.created) FILTER (WHERE l.status = 'queued')) * 1000
 FROM pgqueuer_log l GROUP BY l.job_id
 """
+FIRST_START = "SELECT extract(epoch FROM min(created)) FROM pgqueuer_log WHERE status <> 'queued'"
 
 
 def reset(dsn: str) -> None:
@@ -43,23 +48,31 @@ async def queries(dsn: str) -> tuple[Any, Any]:
     return conn, pgqueuer.Queries(pgqueuer.AsyncpgDriver(conn))
 
 
-async def bulk_enqueue(dsn: str, n: int) -> float:
+async def bulk_enqueue(dsn: str, n: int, entrypoint: str = ENTRYPOINT,
+                       payload: bytes | None = None) -> float:  # fmt: skip
     conn, q = await queries(dsn)
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await q.enqueue([ENTRYPOINT] * n, [None] * n, [0] * n)
+        await q.enqueue([entrypoint] * n, [payload] * n, [0] * n)
         return loop.time() - started
     finally:
         await conn.close()
 
 
 def worker_commands(args: Any, mode: str) -> list[list[str]]:
-    return [[sys.executable, __file__, "worker", "--dsn", args.dsn, "--concurrency",
-             str(args.concurrency), "--mode", mode]]  # fmt: skip
+    # At most `concurrency` jobs in hand: pgqueuer wants max_concurrent_tasks >= 2 x batch_size.
+    batch = max(1, args.concurrency // 2)
+    return [worker_command(args.dsn, args.concurrency, batch, mode)]
 
 
-async def run_worker(dsn: str, concurrency: int, mode: str) -> None:
+def worker_command(dsn: str, max_tasks: int, batch: int, mode: str) -> list[str]:
+    """One QueueManager process; ``max_tasks`` 0 is no cap."""
+    return [sys.executable, __file__, "worker", "--dsn", dsn, "--max-tasks", str(max_tasks),
+            "--batch", str(batch), "--mode", mode]  # fmt: skip
+
+
+async def run_worker(dsn: str, max_tasks: int, batch: int, mode: str) -> None:
     conn = await asyncpg.connect(dsn)
     qm = pgqueuer.QueueManager(pgqueuer.Queries(pgqueuer.AsyncpgDriver(conn)))
 
@@ -67,12 +80,16 @@ async def run_worker(dsn: str, concurrency: int, mode: str) -> None:
     async def noop(job: pgqueuer.Job) -> None:
         """The no-op job."""
 
-    # At most `concurrency` jobs in hand: pgqueuer wants max_concurrent_tasks >= 2 x batch_size.
+    @qm.entrypoint(WAIT)
+    async def wait_io(job: pgqueuer.Job) -> None:
+        """An I/O-bound job: wait the seconds in the payload, as for an HTTP call."""
+        await asyncio.sleep(float(job.payload or 0))
+
     await qm.run(
         mode=QueueExecutionMode(mode),
         dequeue_timeout=timedelta(seconds=30),
-        batch_size=max(1, concurrency // 2),
-        max_concurrent_tasks=concurrency,
+        batch_size=batch,
+        max_concurrent_tasks=max_tasks or None,
     )
 
 
@@ -118,6 +135,20 @@ def drain(args: Any) -> dict[str, Any]:
     )
 
 
+def io(args: Any) -> dict[str, Any]:
+    reset(args.dsn)
+    payload = str(args.wait_ms / 1000).encode()
+    asyncio.run(bulk_enqueue(args.dsn, args.n, WAIT, payload))
+    return common.drain(
+        args.dsn,
+        n=args.n,
+        worker_commands=[worker_command(args.dsn, 0, IO_BATCH, "drain")] * args.processes,
+        count_sql=COUNT_DONE,
+        last_finish_sql=LAST_FINISH,
+        first_start_sql=FIRST_START,
+    )
+
+
 def latency(args: Any) -> dict[str, Any]:
     reset(args.dsn)
     loop = asyncio.new_event_loop()
@@ -143,11 +174,13 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser()
         parser.add_argument("worker")
         parser.add_argument("--dsn")
-        parser.add_argument("--concurrency", type=int)
+        parser.add_argument("--max-tasks", type=int)
+        parser.add_argument("--batch", type=int)
         parser.add_argument("--mode")
         a = parser.parse_args()
-        asyncio.run(run_worker(a.dsn, a.concurrency, a.mode))
+        asyncio.run(run_worker(a.dsn, a.max_tasks, a.batch, a.mode))
     else:
         common.run_main(
-            {"setup": setup, "bulk": bulk, "single": single, "drain": drain, "latency": latency}
-        )
+            {"setup": setup, "bulk": bulk, "single": single, "drain": drain, "latency": latency,
+             "io": io}
+        )  # fmt: skip

@@ -24,6 +24,7 @@ LAST_FINISH = (
     "SELECT extract(epoch FROM max(at)) FROM procrastinate_events "
     "WHERE type IN ('succeeded', 'failed')"
 )
+FIRST_START = "SELECT extract(epoch FROM min(at)) FROM procrastinate_events WHERE type = 'started'"
 DELAYS = """
 SELECT extract(epoch FROM s.at - d.at) * 1000
 FROM procrastinate_events d JOIN procrastinate_events s ON s.job_id = d.job_id
@@ -52,6 +53,12 @@ def noop() -> None:
     """The no-op job."""
 
 
+@app.task(name="wait_io", queue="default")
+async def wait_io(seconds: float) -> None:
+    """An I/O-bound job: wait, as for an HTTP call (async: the worker's --concurrency applies)."""
+    await asyncio.sleep(seconds)
+
+
 def reset(dsn: str) -> None:
     with common.connect(dsn) as conn:
         conn.execute(
@@ -60,9 +67,10 @@ def reset(dsn: str) -> None:
         )
 
 
-def worker_commands(n: int, *, wait: bool) -> list[list[str]]:
+def worker_commands(n: int, *, wait: bool, concurrency: int = 1) -> list[list[str]]:
+    """n worker processes, each running up to ``concurrency`` async jobs at once."""
     cmd = [sys.executable, "-m", "procrastinate", f"--app={MODULE}.app", "worker"]
-    cmd += ["--concurrency", "1", "--wait" if wait else "--one-shot"]
+    cmd += ["--concurrency", str(concurrency), "--wait" if wait else "--one-shot"]
     return [cmd] * n
 
 
@@ -70,10 +78,10 @@ def env(dsn: str) -> dict[str, str]:
     return {"BENCH_DSN": dsn, "PYTHONPATH": str(Path(__file__).resolve().parent)}
 
 
-def bulk_defer(dsn: str, n: int) -> None:
+def bulk_defer(dsn: str, n: int, task: str = "noop", **kwargs: Any) -> None:
     mod = load(dsn)
     with mod.app.open():
-        mod.noop.batch_defer(*[{} for _ in range(n)])
+        getattr(mod, task).batch_defer(*[kwargs for _ in range(n)])
 
 
 def setup(args: Any) -> dict[str, Any]:
@@ -118,6 +126,20 @@ def drain(args: Any) -> dict[str, Any]:
     )
 
 
+def io(args: Any) -> dict[str, Any]:
+    reset(args.dsn)
+    bulk_defer(args.dsn, args.n, "wait_io", seconds=args.wait_ms / 1000)
+    return common.drain(
+        args.dsn,
+        n=args.n,
+        worker_commands=worker_commands(args.processes, wait=False, concurrency=args.slots),
+        count_sql=COUNT_DONE,
+        last_finish_sql=LAST_FINISH,
+        first_start_sql=FIRST_START,
+        env=env(args.dsn),
+    )
+
+
 def latency(args: Any) -> dict[str, Any]:
     reset(args.dsn)
     mod = load(args.dsn)
@@ -143,5 +165,6 @@ if __name__ == "__main__":
             "single": single,
             "drain": drain,
             "latency": latency,
+            "io": io,
         }
     )

@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ('jobqueue', '0005_fencing'),
+        ('jobqueue', '0006_admin'),
     ]
 
     operations = [

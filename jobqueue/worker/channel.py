@@ -65,6 +65,15 @@ class Channel:
         self._outgoing += frame
         self.flush()
 
+    def send_many(self, messages: list[Any]) -> None:
+        """Send several messages in one write (a blocking end: a child's reports)."""
+        frames = bytearray()
+        for message in messages:
+            data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+            frames += _HEADER.pack(len(data))
+            frames += data
+        self.sock.sendall(frames)
+
     def flush(self) -> bool:
         """Write what the socket takes now of the queued bytes; True once none are left.
 

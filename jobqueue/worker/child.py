@@ -14,10 +14,12 @@ from django.db import close_old_connections
 
 from jobqueue.db import LazyConnection
 from jobqueue.worker.channel import Channel, ChannelClosed
+from jobqueue.worker.concurrent import ConcurrentRunner
 from jobqueue.worker.executor import Assignment, Executor
 from jobqueue.worker.fence import LeaseFence, watch_in_child
 
 STOP = None  # the message that tells a child to exit
+CANCEL = "cancel"  # (CANCEL, job_id): cancel that async job now
 
 
 PR_SET_PDEATHSIG = 1
@@ -42,8 +44,14 @@ def child_main(
     worker_name: str,
     parent_pid: int,
     fence: LeaseFence,
+    *,
+    threads: int,
 ) -> None:
-    """Entry point of a child process (multiprocessing target)."""
+    """Entry point of a child process (multiprocessing target).
+
+    The main thread reads the channel and runs process-mode jobs itself;
+    thread- and async-mode jobs go to the concurrent runner (concurrent.py).
+    """
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -51,7 +59,8 @@ def child_main(
     for other in inherited:  # the other children's channels: only the supervisor may hold them
         other.close()
     executor = Executor(progress_connection=LazyConnection(), worker_name=worker_name)
-    watch_in_child(fence, lambda: executor.running)
+    concurrent = ConcurrentRunner(executor, channel, threads=threads)
+    watch_in_child(fence, lambda: executor.running or concurrent.running())
     while True:
         try:
             message = channel.receive()
@@ -59,10 +68,18 @@ def child_main(
             return
         if message is STOP:
             return
-        # A batch of jobs, run in order; each is reported as soon as it is done,
-        # so the supervisor always knows which job is running now.
-        for fields in message:
+        if isinstance(message, tuple):  # (CANCEL, job_id)
+            concurrent.cancel(message[1])
+            continue
+        jobs = [Assignment(*fields) for fields in message]
+        if jobs[0].execution != "process":
+            concurrent.start(jobs)
+            continue
+        # A batch of process-mode jobs, run in order; each is reported as soon as it
+        # is done, so the supervisor always knows which job is running now.
+        for job in jobs:
             close_old_connections()
-            report = executor.execute(Assignment(*fields))
+            report = executor.execute(job)
             close_old_connections()
-            channel.send(report.as_message())
+            with concurrent.send_lock:
+                channel.send(report.as_message())

@@ -6,13 +6,13 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
 from jobqueue.exceptions import ChildCrashed, JobCancelled, JobTimeout, WorkerLost
 from jobqueue.worker.channel import Channel, ChannelClosed
-from jobqueue.worker.child import STOP, child_main
+from jobqueue.worker.child import CANCEL, STOP, child_main
 from jobqueue.worker.executor import Assignment
 from jobqueue.worker.fence import EXIT_FENCED, LeaseFence
 from jobqueue.worker.outcome import Report, error_of
@@ -39,25 +39,54 @@ class InHand:
 
 @dataclass(slots=True, kw_only=True)
 class Child:
-    """A child and the jobs sent to it, in the order it runs them: the first is running.
+    """A child and the jobs sent to it.
 
-    Short jobs are sent a few at a time so that a child never waits while the
-    supervisor is busy with the database; long jobs one at a time.
+    Process-mode jobs (``jobs``) run one at a time, in the order sent: the
+    first is running. Short ones are sent a few at a time so that a child
+    never waits while the supervisor is busy with the database; long ones one
+    at a time. Thread- and async-mode jobs (``flying``) all run at once, up
+    to the child's slots of their mode. A child holds one kind or the other,
+    never both: a process-mode job is alone in its process.
     """
 
     process: BaseProcess
     channel: Channel
     jobs: deque[InHand] = field(default_factory=deque)
-    # Why the supervisor killed it, and for which job, so that job's error says so:
-    # "timeout", "cancel", "fenced" (the lease was about to run out), "taken" (the
-    # job was rescued from this worker) or "shutdown".
+    flying: dict[int, InHand] = field(default_factory=dict)  # concurrent jobs, by job id
+    # Why the supervisor killed it, and for which jobs, so their errors say so:
+    # "timeout", "cancel", "fenced" (the lease was about to run out), "taken" (a
+    # job was rescued from this worker), "retired" (see below, once idle) or "shutdown".
     kill_reason: str | None = None
-    killed_for: int | None = None
+    killed_for: frozenset[int] = frozenset()
+    # A thread job ran past its deadline and CANCEL_GRACE without stopping (a thread
+    # cannot be interrupted): the child takes no more jobs and is killed once all it
+    # still runs are overdue too.
+    retiring: bool = False
 
     @property
     def job(self) -> InHand | None:
-        """The job the child is running now."""
+        """The process-mode job the child is running now."""
         return self.jobs[0] if self.jobs else None
+
+    @property
+    def flying_mode(self) -> str | None:
+        """The mode ("thread" or "async") of the concurrent jobs running here, if any."""
+        for job in self.flying.values():
+            return job.assignment.execution
+        return None
+
+    def holding(self) -> list[InHand]:
+        """Every job sent to this child and not reported."""
+        return [*self.jobs, *self.flying.values()]
+
+    def running(self) -> list[InHand]:
+        """The jobs this child is running now."""
+        if self.flying:
+            return list(self.flying.values())
+        return [self.jobs[0]] if self.jobs else []
+
+    def busy(self) -> bool:
+        return bool(self.jobs or self.flying)
 
     def free_bytes(self, max_bytes: int) -> int | None:
         """Bytes of jobs this child may still be sent now; None for an idle child.
@@ -72,21 +101,42 @@ class Child:
         return max(0, max_bytes - waiting)
 
     def assign(self, jobs: Sequence[InHand]) -> None:
-        """Send ``jobs`` in one message; the child runs them in this order.
+        """Send ``jobs`` in one message: process-mode ones run in this order, the others
+        all at once.
 
         Raises OSError, with nothing assigned, when the child has gone.
         """
         self.channel.send([job.assignment.as_message() for job in jobs])
+        now = time.monotonic()
+        if jobs[0].assignment.execution != "process":
+            for job in jobs:
+                job.began_at = now
+                self.flying[job.assignment.job_id] = job
+            return
         if not self.jobs:
-            jobs[0].began_at = time.monotonic()
+            jobs[0].began_at = now
         self.jobs.extend(jobs)
 
+    def finish(self, job_id: int) -> InHand | None:
+        """The job ``job_id`` is done (reported); None if this child was not running it."""
+        job = self.flying.pop(job_id, None)
+        if job is not None:
+            return job
+        if self.jobs and self.jobs[0].assignment.job_id == job_id:
+            return self.finish_first()
+        return None
+
     def finish_first(self) -> InHand:
-        """The running job is done: the next one sent, if any, begins now."""
+        """The running process-mode job is done: the next one sent, if any, begins now."""
         job = self.jobs.popleft()
         if self.jobs:
             self.jobs[0].began_at = time.monotonic()
         return job
+
+    def cancel(self, job_id: int) -> None:
+        """Ask the child to cancel an async job at once (asyncio cancellation)."""
+        with contextlib.suppress(OSError):
+            self.channel.send((CANCEL, job_id))
 
     def read(self) -> list[Report] | None:
         """The reports the child has sent, or None when it has died (its socket is closed)."""
@@ -95,8 +145,8 @@ class Child:
         except ChannelClosed:
             return None
 
-    def kill(self, reason: str, job_id: int | None) -> None:
-        self.kill_reason, self.killed_for = reason, job_id
+    def kill(self, reason: str, job_ids: Iterable[int] = ()) -> None:
+        self.kill_reason, self.killed_for = reason, frozenset(job_ids)
         if self.process.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGKILL)
@@ -119,7 +169,9 @@ class Child:
 
     def death_report(self, job: InHand, *, cancel_grace: float) -> Report:
         """What the death of this child means for ``job``, the one it was running."""
-        reason = self.kill_reason if self.killed_for == job.assignment.job_id else None
+        reason = self.kill_reason if job.assignment.job_id in self.killed_for else None
+        if reason in ("timeout", "cancel"):  # a retired child's jobs: each overdue its own way
+            reason = "cancel" if job.cancel_seen_at is not None else "timeout"
         note = self.death_note()
         if reason is None and self.process.exitcode == EXIT_FENCED:
             reason = "fenced"
@@ -148,7 +200,7 @@ class Child:
         return Report(job_id=job.assignment.job_id, kind="failed", error=error)
 
 
-def start_child(others: list[Child], worker_name: str, fence: LeaseFence) -> Child:
+def start_child(others: list[Child], worker_name: str, fence: LeaseFence, *, threads: int) -> Child:
     """Fork a hot child; it closes the channels of its siblings, which are the supervisor's."""
     parent_end, child_end = Channel.pair()
     process = _fork.Process(
@@ -160,6 +212,7 @@ def start_child(others: list[Child], worker_name: str, fence: LeaseFence) -> Chi
             os.getpid(),
             fence,
         ),
+        kwargs={"threads": threads},
         name="jobqueue-child",
         daemon=True,
     )

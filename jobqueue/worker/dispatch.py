@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from jobqueue.worker.children import Child, InHand
+from jobqueue.worker.execution import CONCURRENT, Executions
 from jobqueue.worker.executor import Assignment
 
 # How much work, in seconds of recent mean run time, to keep claimed ahead of
@@ -30,32 +31,58 @@ MAX_PIPELINE = 64
 # up. Sends never block whatever this is (the supervisor's channel ends queue
 # what a socket cannot take), so it is about waiting, not about stalling.
 PIPELINE_BYTES = 64 * 1024
+# Concurrent jobs (thread, async) end in waves, hundreds at a time: a slot that
+# waited for the ack-and-claim round trip after its job would stay idle for it.
+# Half the slots' worth claimed ahead lets the next claim overlap the running wave.
+CONCURRENT_AHEAD = 0.5
 
 
 class Dispatcher:
-    def __init__(self, concurrency: int) -> None:
+    def __init__(
+        self, concurrency: int, executions: Executions, *, expected: Iterable[str] = ()
+    ) -> None:
         self.concurrency = concurrency
-        self.buffer: deque[InHand] = deque()  # claimed, waiting for an idle child
+        self.executions = executions  # how each job runs, and each child's slots per mode
+        self.buffer: deque[InHand] = deque()  # claimed, waiting for a child
         self.mean_duration = 1.0  # seconds; assume long jobs until shown otherwise
         self.task_durations: dict[str, float] = {}  # task path: mean seconds per job
         self.claimed = 0
+        # The concurrent modes of the jobs claimed so far, and those the worker was started
+        # for (--async-slots, --threads), so that its first claim fills their slots.
+        self.modes_seen: set[str] = set(expected)
+
+    def capacity(self) -> int:
+        """Jobs the children can run at once: one each, or their slots once concurrent jobs
+        have been seen (until then a worker claims no more than process mode runs)."""
+        per_child = max([1, *(self.executions.slots[m] for m in self.modes_seen)])
+        return self.concurrency * per_child
 
     def demand(self, children: list[Child], *, limit: int | None) -> int:
-        """How many jobs to claim now: free children, plus a buffer sized for short jobs.
+        """How many jobs to claim now: free slots, plus a buffer sized for short jobs (or,
+        with concurrent slots, half the slots: CONCURRENT_AHEAD).
 
         The buffer is refilled only once it is half empty, so that short jobs
-        are claimed in large batches rather than one statement per job.
+        are claimed in large batches rather than one statement per job; for
+        the same reason concurrent slots are refilled an eighth at a time.
         ``limit`` caps the total ever claimed (--max-jobs).
         """
-        n = self.concurrency
-        target = min(MAX_BUFFER_PER_CHILD * n, int(BUFFER_SECONDS / max(self.mean_duration, 1e-4)))
-        in_hand = sum(len(c.jobs) for c in children) + len(self.buffer)
+        n = self.capacity()
+        short = min(MAX_BUFFER_PER_CHILD * n, int(BUFFER_SECONDS / max(self.mean_duration, 1e-4)))
+        target = max(short, int(n * CONCURRENT_AHEAD)) if self.modes_seen else short
+        in_hand = sum(len(c.jobs) + len(c.flying) for c in children) + len(self.buffer)
         if self.buffer and len(self.buffer) > target // 2:
             return 0
         demand = n + target - in_hand
+        if self.modes_seen and in_hand and demand < n // 8:
+            return 0
+        if self.modes_seen and self._process_waiting() > self.concurrency + short:
+            return 0  # slots for concurrent jobs must not hoard process-mode ones
         if limit is not None:
             demand = min(demand, limit - self.claimed)
         return max(0, demand)
+
+    def _process_waiting(self) -> int:
+        return sum(1 for job in self.buffer if job.assignment.execution == "process")
 
     def take(self, rows: Iterable[tuple]) -> int:
         """Buffer freshly claimed rows (queries.CLAIM's columns); returns how many."""
@@ -73,10 +100,13 @@ class Dispatcher:
             queue,
             token,
         ) in rows:
+            execution = self.executions.of(task, queue)
+            if execution != "process":
+                self.modes_seen.add(execution)
             self.buffer.append(
                 InHand(
                     assignment=Assignment(
-                        job_id, token, task, args_json, kwargs_json, attempts, timeout
+                        job_id, token, task, args_json, kwargs_json, attempts, timeout, execution
                     ),
                     max_attempts=max_attempts,
                     queue=queue,
@@ -93,37 +123,35 @@ class Dispatcher:
         self.task_durations[task] = 0.8 * known + 0.2 * duration
 
     def dispatch(self, children: list[Child]) -> None:
-        """Share buffered jobs among the children with the fewest in hand, one message each.
+        """Hand buffered jobs to children, one message per child and mode.
 
-        An idle child takes the next job whatever it is. A busy one takes more
-        only while all it holds is expected to take under PIPELINE_SECONDS, and
-        while the arguments waiting at it stay under PIPELINE_BYTES.
+        Jobs are taken in claim order, each by a child that can start it now
+        (or, for a short process-mode job, soon); a job no child can take waits,
+        and so do the later ones of its mode, while other modes go on.
         """
         if not self.buffer:
             return
-        # child index: (jobs in hand, seconds of work expected, bytes it may still take)
-        room: dict[int, tuple[int, float, int | None]] = {}
-        for i, child in enumerate(children):
-            if child.kill_reason is None and len(child.jobs) < MAX_PIPELINE:
-                expected = sum(self.expected(job) for job in child.jobs)
-                room[i] = (len(child.jobs), expected, child.free_bytes(PIPELINE_BYTES))
-        batches: dict[int, list[InHand]] = {}
-        while self.buffer and room:
-            i = min(room, key=lambda k: room[k][0])
-            in_hand, expected, free_bytes = room.pop(i)
-            job = self.buffer[0]
-            cost, size = self.expected(job), job.assignment.size
-            if in_hand and (
-                expected + cost > PIPELINE_SECONDS or (free_bytes is not None and size > free_bytes)
-            ):
-                continue  # this child is full until it finishes what it has
-            batches.setdefault(i, []).append(self.buffer.popleft())
-            if in_hand + 1 < MAX_PIPELINE:
-                left = None if free_bytes is None else free_bytes - size
-                room[i] = (in_hand + 1, expected + cost, left)
-        for i, batch in batches.items():
+        usable = [c for c in children if c.kill_reason is None and not c.retiring]
+        taken: dict[int, str] = {}  # child index: the mode of the jobs it was given just now
+        process = _ProcessRoom(self, usable, taken)
+        concurrent = {m: _SlotRoom(m, self.executions.slots[m], usable, taken) for m in CONCURRENT}
+        batches: dict[tuple[int, str], list[InHand]] = {}
+        kept: list[InHand] = []
+        full: set[str] = set()
+        while self.buffer and len(full) < 1 + len(CONCURRENT):
+            job = self.buffer.popleft()
+            mode = job.assignment.execution
+            room = process if mode == "process" else concurrent[mode]
+            i = None if mode in full else room.place(job)
+            if i is None:
+                full.add(mode)
+                kept.append(job)
+                continue
+            batches.setdefault((i, mode), []).append(job)
+        self.buffer.extendleft(reversed(kept))
+        for (i, _), batch in batches.items():
             try:
-                children[i].assign(batch)
+                usable[i].assign(batch)
             except OSError:  # the child died; its death is handled when its socket reads EOF
                 self.buffer.extendleft(reversed(batch))
 
@@ -137,3 +165,71 @@ class Dispatcher:
         for job in dropped:
             self.buffer.remove(job)
         return dropped
+
+
+class _ProcessRoom:
+    """Which child takes a process-mode job: the one with the fewest in hand.
+
+    An idle child takes the next job whatever it is. A busy one takes more
+    only while all it holds is expected to take under PIPELINE_SECONDS, and
+    while the arguments waiting at it stay under PIPELINE_BYTES. Children
+    running concurrent jobs take none.
+    """
+
+    def __init__(
+        self, dispatcher: Dispatcher, children: list[Child], taken: dict[int, str]
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.taken = taken
+        # child index: (jobs in hand, seconds of work expected, bytes it may still take)
+        self.room: dict[int, tuple[int, float, int | None]] = {}
+        for i, child in enumerate(children):
+            if not child.flying and len(child.jobs) < MAX_PIPELINE:
+                expected = sum(dispatcher.expected(job) for job in child.jobs)
+                self.room[i] = (len(child.jobs), expected, child.free_bytes(PIPELINE_BYTES))
+
+    def place(self, job: InHand) -> int | None:
+        cost, size = self.dispatcher.expected(job), job.assignment.size
+        while self.room:
+            i = min(self.room, key=lambda k: self.room[k][0])
+            in_hand, expected, free_bytes = self.room.pop(i)
+            if self.taken.setdefault(i, "process") != "process":
+                continue  # just given concurrent jobs
+            if in_hand and (
+                expected + cost > PIPELINE_SECONDS or (free_bytes is not None and size > free_bytes)
+            ):
+                continue  # this child is full until it finishes what it has
+            if in_hand + 1 < MAX_PIPELINE:
+                left = None if free_bytes is None else free_bytes - size
+                self.room[i] = (in_hand + 1, expected + cost, left)
+            return i
+        return None
+
+
+class _SlotRoom:
+    """Which child takes a job of a concurrent mode: the one with the most free slots.
+
+    A child runs concurrent jobs only while it runs no process-mode job, and
+    of one mode at a time; nothing is queued behind a running job.
+    """
+
+    def __init__(self, mode: str, slots: int, children: list[Child], taken: dict[int, str]) -> None:
+        self.mode = mode
+        self.taken = taken
+        self.free: dict[int, int] = {
+            i: slots - len(child.flying)
+            for i, child in enumerate(children)
+            if not child.jobs and child.flying_mode in (None, mode) and len(child.flying) < slots
+        }
+
+    def place(self, job: InHand) -> int | None:
+        while self.free:
+            i = max(self.free, key=self.free.__getitem__)
+            if self.taken.setdefault(i, self.mode) != self.mode:
+                del self.free[i]  # just given jobs of another mode
+                continue
+            self.free[i] -= 1
+            if not self.free[i]:
+                del self.free[i]
+            return i
+        return None

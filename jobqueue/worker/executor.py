@@ -1,12 +1,16 @@
 """Runs one attempt of one job inside a child process and reports how it went."""
 
+import asyncio
 import json
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.db import connections
 from django.tasks.base import Task, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
@@ -30,12 +34,13 @@ class Assignment:
     kwargs_json: str
     attempts: int
     timeout: float | None
+    execution: str = "process"  # how the child runs it: "process", "thread" or "async"
 
     def as_message(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, which pickles far faster than the dataclass."""
         return (
             self.job_id, self.token, self.task, self.args_json, self.kwargs_json, self.attempts,
-            self.timeout,
+            self.timeout, self.execution,
         )  # fmt: skip
 
     @property
@@ -46,6 +51,13 @@ class Assignment:
 
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class Clock(NamedTuple):
+    """When an attempt began: monotonic for its duration, wall-clock for its record."""
+
+    monotonic: float
+    wall: float
 
 
 class JobClock:
@@ -91,7 +103,14 @@ class JobClock:
 
 
 class Executor:
-    """Executes assignments one at a time; lives as long as its child process."""
+    """Executes assignments; lives as long as its child process.
+
+    Process mode (``execute``) runs one job at a time on the child's main
+    thread, where the job clock's SIGALRM can interrupt it. The concurrent
+    modes run many at once: ``execute_in_thread`` on a pool thread (stopped at
+    its deadline by progress(), the only place a thread can be stopped) and
+    ``execute_async`` as an asyncio task (cancelled at its deadline).
+    """
 
     def __init__(self, *, progress_connection: Any, worker_name: str) -> None:
         self.progress_connection = progress_connection
@@ -99,10 +118,11 @@ class Executor:
         self.tasks: dict[str, Task] = {}
         self.clock = JobClock()
         self.hygiene = ConnectionHygiene(progress_connection)
-        self.running: int | None = None  # the job being executed: read by the fence's watchdog
+        self.running: int | None = None  # the process-mode job running: read by the watchdog
+        self.progress_lock = threading.Lock()  # the concurrent jobs share progress_connection
 
     def execute(self, job: Assignment) -> Report:
-        """Run one attempt; the report says how it went, whatever the task did."""
+        """Run one attempt in process mode; the report says how it went, whatever the task did."""
         self.running = job.job_id
         try:
             return self._execute(job)
@@ -110,26 +130,14 @@ class Executor:
             self.running = None
 
     def _execute(self, job: Assignment) -> Report:
-        started = time.monotonic()
-        started_at = time.time()
-        try:
-            task = self._task(job.task)
-            args, kwargs = json.loads(job.args_json), json.loads(job.kwargs_json)
-        except Exception as e:
-            return _failure(job, e, started, started_at)
-        task_result = self._task_result(job, task, args, kwargs)
-        task_started.send(JobQueueBackend, task_result=task_result)
-        set_reporter(
-            ProgressReporter(
-                job_id=job.job_id, token=job.token, connection=self.progress_connection
-            )
-        )
+        begun = self._begin(job)
+        if isinstance(begun, Report):
+            return begun
+        started, task_result, call = begun
+        self._set_reporter(job, deadline=None, shared=False)
         self.clock.start(job.timeout)
         try:
-            if task.takes_context:
-                value = task.call(TaskContext(task_result=task_result), *args, **kwargs)
-            else:
-                value = task.call(*args, **kwargs)
+            value = call()
             self.clock.stop()
             self.hygiene.reset()  # before task_finished's receivers use a connection
             result_json = encode_result(value)
@@ -138,12 +146,110 @@ class Executor:
         except BaseException as e:
             self.clock.stop()
             self.hygiene.reset()  # a timeout may have landed inside a query
-            report = _failure(job, e, started, started_at)
-            object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
-            task_finished.send(JobQueueBackend, task_result=task_result)
-            return report
+            return self._failed(job, task_result, e, started)
         finally:
             set_reporter(None)
+        return self._succeeded(job, task_result, result_json, started)
+
+    def execute_in_thread(self, job: Assignment) -> Report:
+        """Run one attempt on the calling pool thread (thread mode).
+
+        Nothing can interrupt a thread: past its timeout the job gets
+        JobTimeout at its next progress() call, and a job that never calls it
+        is left to the supervisor, which retires the child (see pool.py).
+        The thread's Django connections are closed afterwards, back to the
+        pool when one is configured, so idle threads hold none.
+        """
+        try:
+            begun = self._begin(job)
+            if isinstance(begun, Report):
+                return begun
+            started, task_result, call = begun
+            deadline = started.monotonic + job.timeout if job.timeout else None
+            self._set_reporter(job, deadline=deadline, shared=True)
+            try:
+                value = call()
+                result_json = encode_result(value)
+            except BaseException as e:
+                return self._failed(job, task_result, e, started)
+            finally:
+                set_reporter(None)
+            return self._succeeded(job, task_result, result_json, started)
+        finally:
+            connections.close_all()
+
+    async def execute_async(self, job: Assignment) -> Report:
+        """Run one attempt as an asyncio task on the child's event loop (async mode).
+
+        At its timeout the task is cancelled (``asyncio.timeout``); a task
+        cancelled from outside (its job's cancel request, see concurrent.py)
+        reports as cancelled. A coroutine that never awaits blocks the loop:
+        the supervisor kills the child CANCEL_GRACE after the deadline.
+        """
+        begun = self._begin(job)
+        if isinstance(begun, Report):
+            return begun
+        started, task_result, _ = begun
+        task = self.tasks[job.task]
+        args, kwargs = task_result.args, task_result.kwargs
+        if task.takes_context:
+            args = [TaskContext(task_result=task_result), *args]
+        self._set_reporter(job, deadline=None, shared=True)
+        try:
+            async with asyncio.timeout(job.timeout or None):
+                value = await task.acall(*args, **kwargs)
+            result_json = encode_result(value)
+        except TimeoutError as e:
+            timeout = JobTimeout("the job ran past its timeout")
+            timeout.__cause__ = e
+            return self._failed(job, task_result, timeout, started)
+        except asyncio.CancelledError as e:
+            cancelled = JobCancelled(f"job {job.job_id} was cancelled")
+            cancelled.__cause__ = e
+            return self._failed(job, task_result, cancelled, started)
+        except Exception as e:
+            return self._failed(job, task_result, e, started)
+        finally:
+            set_reporter(None)
+        return self._succeeded(job, task_result, result_json, started)
+
+    def _begin(self, job: Assignment) -> "tuple[Clock, TaskResult, Callable[[], Any]] | Report":
+        """Load the task and its arguments and send task_started; a Report if that fails."""
+        started = Clock(time.monotonic(), time.time())
+        try:
+            task = self._task(job.task)
+            args, kwargs = json.loads(job.args_json), json.loads(job.kwargs_json)
+        except Exception as e:
+            return _failure(job, e, started)
+        task_result = self._task_result(job, task, args, kwargs)
+        task_started.send(JobQueueBackend, task_result=task_result)
+        if task.takes_context:
+            context: TaskContext = TaskContext(task_result=task_result)
+            return started, task_result, lambda: task.call(context, *args, **kwargs)
+        return started, task_result, lambda: task.call(*args, **kwargs)
+
+    def _set_reporter(self, job: Assignment, *, deadline: float | None, shared: bool) -> None:
+        set_reporter(
+            ProgressReporter(
+                job_id=job.job_id,
+                token=job.token,
+                connection=self.progress_connection,
+                lock=self.progress_lock if shared else None,
+                deadline=deadline,
+            )
+        )
+
+    def _failed(
+        self, job: Assignment, task_result: TaskResult, error: BaseException, started: Clock
+    ) -> Report:
+        report = _failure(job, error, started)
+        object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
+        task_finished.send(JobQueueBackend, task_result=task_result)
+        return report
+
+    def _succeeded(
+        self, job: Assignment, task_result: TaskResult, result_json: str, started: Clock
+    ) -> Report:
         object.__setattr__(task_result, "status", TaskResultStatus.SUCCESSFUL)
         object.__setattr__(task_result, "finished_at", timezone.now())
         task_finished.send(JobQueueBackend, task_result=task_result)
@@ -151,8 +257,8 @@ class Executor:
             job_id=job.job_id,
             kind="succeeded",
             result_json=result_json,
-            duration=time.monotonic() - started,
-            started_at=started_at,
+            duration=time.monotonic() - started.monotonic,
+            started_at=started.wall,
         )
 
     def _task(self, path: str) -> Task:
@@ -180,12 +286,12 @@ class Executor:
         )
 
 
-def _failure(job: Assignment, error: BaseException, started: float, started_at: float) -> Report:
+def _failure(job: Assignment, error: BaseException, started: Clock) -> Report:
     kind: ReportKind = "cancelled" if isinstance(error, JobCancelled) else "failed"
     return Report(
         job_id=job.job_id,
         kind=kind,
         error=describe_error(error),
-        duration=time.monotonic() - started,
-        started_at=started_at,
+        duration=time.monotonic() - started.monotonic,
+        started_at=started.wall,
     )

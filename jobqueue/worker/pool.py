@@ -3,7 +3,8 @@ ones that must stop (past a timeout or a cancel's grace, past the fence, or runn
 job that was taken from this worker).
 
 Reports go to the outcome recorder, run times to the dispatcher, and the jobs a
-dead child had not begun back to the dispatcher's buffer.
+dead child had not begun (or ran only beside the job that got it killed) back
+to the dispatcher's buffer.
 """
 
 import logging
@@ -21,6 +22,7 @@ logger = logging.getLogger("jobqueue.worker")
 
 _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
+_SCAN_INTERVAL = 0.1
 
 
 class ChildPool:
@@ -33,6 +35,7 @@ class ChildPool:
         selector: selectors.BaseSelector,
         dispatcher: Dispatcher,
         recorder: OutcomeRecorder,
+        threads: int,
     ) -> None:
         self.conf = conf
         self.worker_name = worker_name
@@ -40,24 +43,29 @@ class ChildPool:
         self.selector = selector
         self.dispatcher = dispatcher
         self.recorder = recorder
+        self.threads = threads  # thread-mode slots of each child
         self.children: list[Child] = []
         self.respawn = True  # replace a child that dies (not once the worker is stopping)
+        # Children running concurrent jobs are looked over for overdue ones this often
+        # rather than at each job's exact deadline: hundreds of jobs start and end each
+        # second there, and a deadline already includes CANCEL_GRACE.
+        self.next_scan = 0.0
 
     def start(self, n: int) -> None:
         for _ in range(n):
             self._add_child()
 
     def _add_child(self) -> None:
-        child = start_child(self.children, self.worker_name, self.fence)
+        child = start_child(self.children, self.worker_name, self.fence, threads=self.threads)
         self.children.append(child)
         self.selector.register(child.channel, _READ, child)
 
     def busy(self) -> bool:
-        return any(c.jobs for c in self.children)
+        return any(c.busy() for c in self.children)
 
     def in_hand(self) -> list[InHand]:
         """The jobs sent to children and not done, except those no longer ours."""
-        return [j for c in self.children for j in c.jobs if not j.lost]
+        return [j for c in self.children for j in c.holding() if not j.lost]
 
     # ------------------------------------------------------------ feeding
     def feed(self, *, fenced: bool) -> None:
@@ -90,28 +98,42 @@ class ChildPool:
 
     def _on_reports(self, child: Child, reports: list[Report]) -> None:
         for report in reports:
-            if child.job is None or report.job_id != child.job.assignment.job_id:
+            job = child.finish(report.job_id)
+            if job is None:
                 logger.error("child reported job %s it was not running", report.job_id)
                 continue
-            job = child.finish_first()
             self.dispatcher.learn(job.assignment.task, report.duration)
             if not job.lost:
                 self.recorder.record(job, report)
 
     def _on_death(self, child: Child) -> None:
+        """Record what the death means for each job the child held.
+
+        The job it was killed for gets that reason (timeout, cancel, fence);
+        jobs it ran beside that one, and jobs sent but not begun, did nothing
+        wrong and run again here, on the same attempt. When nothing says which
+        job killed it (a crash), every job it was running spends an attempt.
+        """
         self.selector.unregister(child.channel)
         child.channel.close()
         self.children.remove(child)
-        job = child.finish_first() if child.jobs else None
-        for waiting in reversed(child.jobs):  # sent but never begun: another child runs them
-            if not waiting.lost:
-                waiting.began_at = 0.0
-                self.dispatcher.buffer.appendleft(waiting)
-        if job is not None and not job.lost:
+        running = child.running()
+        waiting = list(child.jobs)[1:]
+        explained = child.kill_reason not in (None, "shutdown", "fenced")
+        blamed = [j for j in running if not explained or j.assignment.job_id in child.killed_for]
+        innocent = [j for j in running if explained and j.assignment.job_id not in child.killed_for]
+        innocent += waiting
+        for job in reversed(innocent):  # another child runs them
+            if not job.lost:
+                job.began_at = 0.0
+                self.dispatcher.buffer.appendleft(job)
+        for job in blamed:
+            if job.lost:
+                continue
             report = child.death_report(job, cancel_grace=self.conf.CANCEL_GRACE)
             logger.warning("job %s: %s", job.assignment.job_id, report.error["message"])  # type: ignore[index]
             self.recorder.record(job, report)
-        elif job is None and self.respawn:
+        if not running and self.respawn:
             logger.warning("idle child died: %s", child.death_note())
         if self.respawn:
             self._add_child()
@@ -119,10 +141,16 @@ class ChildPool:
     # ----------------------------------------------------------- stopping
     def next_deadline(self) -> float | None:
         """When the next running job must be stopped, unless something changes first."""
-        busy = [c.job for c in self.children if c.job is not None and c.kill_reason is None]
+        busy = [c for c in self.children if c.busy() and c.kill_reason is None]
         if not busy:
             return None
-        return min([self.fence.until, *(self._deadline(job) for job in busy)])
+        deadlines = [self.fence.until]
+        for child in busy:
+            if child.flying:
+                deadlines.append(self.next_scan)
+            elif child.job is not None:
+                deadlines.append(self._deadline(child.job))
+        return min(deadlines)
 
     def _deadline(self, job: InHand) -> float:
         grace = self.conf.CANCEL_GRACE
@@ -134,46 +162,87 @@ class ChildPool:
         return deadline
 
     def enforce_deadlines(self, now: float) -> None:
-        """Kill the child of a job past its timeout or cancel grace, or of any job once the
-        fence has fallen (the lease could run out before the next heartbeat succeeds)."""
-        fenced = self.fence.expired(now)
+        """Stop the jobs past their timeout or cancel grace, or every job once the fence
+        has fallen (the lease could run out before the next heartbeat succeeds).
+
+        A process-mode or async-mode job that overstays is stopped by killing its
+        child (an async job that ignores its cancellation blocks the whole loop).
+        A thread-mode one cannot be stopped alone: its child is retired, and
+        killed once every job it still runs is overdue.
+        """
+        if self.fence.expired(now):
+            for child in self.children:
+                if child.busy() and child.kill_reason is None:
+                    self._kill_fenced(child)
+            return
+        scan = now >= self.next_scan
+        if scan:
+            self.next_scan = now + _SCAN_INTERVAL
         for child in self.children:
-            job = child.job
-            if job is None or child.kill_reason is not None:
+            if child.kill_reason is not None or (child.flying and not scan):
                 continue
-            if fenced:
-                logger.error(
-                    "job %s: no heartbeat succeeded in time; stopping it before its lease "
-                    "(%g s) can run out",
-                    job.assignment.job_id,
-                    self.conf.LEASE,
-                )
-                child.kill("fenced", job.assignment.job_id)
-            elif now >= self._deadline(job):
-                reason = "cancel" if job.cancel_seen_at is not None else "timeout"
-                logger.warning("job %s: killing its child (%s)", job.assignment.job_id, reason)
-                child.kill(reason, job.assignment.job_id)
+            overdue = [j for j in child.running() if now >= self._deadline(j)]
+            if overdue and overdue[0].assignment.execution == "thread":
+                self._retire(child, overdue)
+            elif overdue:
+                self._kill_overdue(child, overdue)
+            if child.retiring and child.kill_reason is None:
+                self._kill_if_all_overdue(child, now)
+
+    def _kill_fenced(self, child: Child) -> None:
+        running = child.running()
+        logger.error(
+            "jobs %s: no heartbeat succeeded in time; stopping them before their lease "
+            "(%g s) can run out",
+            [j.assignment.job_id for j in running],
+            self.conf.LEASE,
+        )
+        child.kill("fenced", [j.assignment.job_id for j in running])
+
+    def _kill_overdue(self, child: Child, jobs: list[InHand]) -> None:
+        reason = "cancel" if jobs[0].cancel_seen_at is not None else "timeout"
+        ids = [j.assignment.job_id for j in jobs]
+        logger.warning("jobs %s: killing their child (%s)", ids, reason)
+        child.kill(reason, ids)
+
+    def _retire(self, child: Child, jobs: list[InHand]) -> None:
+        if not child.retiring:
+            logger.warning(
+                "jobs %s: a thread ran past its deadline without stopping; its child takes "
+                "no more jobs and is replaced once the rest of its jobs end",
+                [j.assignment.job_id for j in jobs],
+            )
+            child.retiring = True
+
+    def _kill_if_all_overdue(self, child: Child, now: float) -> None:
+        running = child.running()
+        if running and all(now >= self._deadline(j) for j in running):
+            self._kill_overdue(child, running)
+        elif not running:
+            child.kill("retired")
 
     def note_beat(self, held: set[int], cancel: set[int]) -> None:
         """After a heartbeat: stop children holding jobs no longer ours, note cancel requests."""
         now = time.monotonic()
         for child in self.children:
-            for job in child.jobs:
+            holding = child.holding()
+            for job in holding:
                 if job.assignment.job_id not in held:
                     job.lost = True
-            lost = [j for j in child.jobs if j.lost]
+            lost = [j for j in holding if j.lost]
             if lost and child.kill_reason is None:
-                # A child runs what it was sent in order, so one holding a job that is
-                # no longer ours is stopped, whichever job it is running.
-                current = child.jobs[0]
+                # A job no longer ours may be running elsewhere now: its child is stopped,
+                # whichever job it is running; the jobs beside it run again here.
                 logger.error(
                     "jobs %s were taken from this worker (rescued); stopping their child",
                     [j.assignment.job_id for j in lost],
                 )
-                child.kill("taken", current.assignment.job_id if current.lost else None)
-            running = child.job
-            if running and running.assignment.job_id in cancel and not running.cancel_seen_at:
-                running.cancel_seen_at = now
+                child.kill("taken", [j.assignment.job_id for j in lost])
+            for job in child.running():
+                if job.assignment.job_id in cancel and not job.cancel_seen_at:
+                    job.cancel_seen_at = now
+                    if job.assignment.execution == "async":
+                        child.cancel(job.assignment.job_id)
 
     def stop(self) -> None:
         """At shutdown: record what children reported up to now, kill the busy ones, stop the
@@ -182,8 +251,8 @@ class ChildPool:
         for child in self.children:
             self._drain(child)  # a job that finished at the deadline is not run again
         for child in self.children:
-            if child.jobs:
-                child.kill("shutdown", None)
+            if child.busy():
+                child.kill("shutdown")
             else:
                 child.stop()
         for child in self.children:

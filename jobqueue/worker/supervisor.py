@@ -30,6 +30,7 @@ from jobqueue.conf import get_settings
 from jobqueue.periodic import PeriodicEnqueuer
 from jobqueue.worker.children import InHand
 from jobqueue.worker.dispatch import Dispatcher
+from jobqueue.worker.execution import Executions
 from jobqueue.worker.fence import LeaseFence
 from jobqueue.worker.lease import Beat, LeaseKeeper
 from jobqueue.worker.pool import ChildPool
@@ -44,6 +45,8 @@ logger = logging.getLogger("jobqueue.worker")
 class WorkerOptions:
     queues: tuple[str, ...] = ()  # empty: every queue
     concurrency: int = 1
+    async_slots: int | None = None  # per child (None: JOBQUEUE["ASYNC_SLOTS"])
+    threads: int | None = None  # per child (None: JOBQUEUE["THREADS"])
     burst: bool = False  # drain what is ready, then exit
     max_jobs: int | None = None  # exit after this many jobs
     shutdown_timeout: float = 30.0
@@ -51,6 +54,9 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        for name in ("async_slots", "threads"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.max_jobs is not None and self.max_jobs < 1:
             raise ValueError(f"max_jobs must be at least 1, got {self.max_jobs}")
         if self.shutdown_timeout < 0:
@@ -67,7 +73,19 @@ class Supervisor:
         self.session = DatabaseSession(self.conf, self.selector)
         self.fence = LeaseFence()
         self.lease = LeaseKeeper(self.conf, self.fence)
-        self.dispatcher = Dispatcher(options.concurrency)
+        self.executions = Executions(
+            slots={
+                "async": _given(options.async_slots, self.conf.ASYNC_SLOTS),
+                "thread": _given(options.threads, self.conf.THREADS),
+            },
+            queue_modes=self.conf.QUEUE_EXECUTION,
+        )
+        started_for = {"async": options.async_slots, "thread": options.threads}
+        self.dispatcher = Dispatcher(
+            options.concurrency,
+            self.executions,
+            expected=[mode for mode, slots in started_for.items() if slots],
+        )
         self.recorder = OutcomeRecorder(self.conf, self.name)
         self.periodic = PeriodicEnqueuer.from_settings(self.conf)  # any worker enqueues ticks
         self.pool = ChildPool(
@@ -77,6 +95,7 @@ class Supervisor:
             selector=self.selector,
             dispatcher=self.dispatcher,
             recorder=self.recorder,
+            threads=self.executions.slots["thread"],
         )
         self.stop = StopDeadline(
             worker_name=self.name,
@@ -95,13 +114,20 @@ class Supervisor:
     def run(self) -> int:
         """Serve until asked to stop (or drained, in burst mode); returns the exit code."""
         self.stop.install(self.selector)
-        connections.close_all()  # children must not inherit Django's connections
+        # Children must not inherit Django's connections, nor a connection pool
+        # (DATABASES OPTIONS "pool"): its threads do not survive the fork.
+        connections.close_all()
+        for connection in connections.all(initialized_only=True):
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
         self.pool.start(self.options.concurrency)
         logger.info(
-            "worker %s started: queues=%s concurrency=%d",
+            "worker %s started: queues=%s concurrency=%d async-slots=%d threads=%d",
             self.name,
             ",".join(self.options.queues) or "*",
             self.options.concurrency,
+            self.executions.slots["async"],
+            self.executions.slots["thread"],
         )
         try:
             while not self._finished():
@@ -342,3 +368,7 @@ class Supervisor:
         with db.cursor() as cur:
             queries.give_back(cur, worker_name=self.name, jobs=unfinished)
             queries.unregister_worker(cur, worker=self.worker_id)
+
+
+def _given(option: int | None, setting: int) -> int:
+    return setting if option is None else option

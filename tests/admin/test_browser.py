@@ -113,6 +113,19 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def shots(page, name: str) -> None:
+    """``name`` at 1,400 and 1,920 px wide, in light and dark mode (the admin follows the
+    browser's colour scheme), then the page as it was."""
+    viewport = page.viewport_size
+    for width in (1400, 1920):
+        page.set_viewport_size({"width": width, "height": 900})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            shot(page, f"{name}-{width}-{scheme}")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size(viewport)
+
+
 def lost_job() -> Job:
     """A demo.echo job that failed when its worker died: retrying it will succeed."""
     now = timezone.now()
@@ -152,17 +165,22 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
 
     page.goto(f"{server}/admin/jobqueue/job/")
     page.click("#changelist-filter a:text-is('Failed')")
-    page.wait_for_url(re.compile(r"status__exact=failed"))
+    page.wait_for_url(re.compile(r"status=failed"))
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 3
-    shot(page, "admin-list-failed")
+    shots(page, "admin-list-failed")
 
     page.click(f"#result_list a[href*='/{job.pk}/change/']")
     page.wait_for_url(re.compile(rf"/{job.pk}/change/"))
     assert "stopped heart-beating" in page.inner_text("body")
-    shot(page, "admin-job-detail-failed")
+    shots(page, "admin-job-detail-failed")
     page.click("#jq-retry")
     assert f"Job {job.pk} re-queued." in page.inner_text(".messagelist")
+    page.click("a.historylink")  # the audit trail: who retried it, and when
+    assert "Retried (re-queued) from the job's page." in page.inner_text("#change-history")
+    assert "boss" in page.inner_text("#change-history")
+    shot(page, "admin-job-history")
+    page.go_back()
 
     def succeeded_on_page() -> bool:
         page.reload()
@@ -174,19 +192,28 @@ def test_staff_filter_retry_until_success_and_purge(login, server, start_worker)
     )
     shot(page, "admin-job-detail-succeeded")
 
-    page.goto(f"{server}/admin/jobqueue/job/?status__exact=failed")
+    page.goto(f"{server}/admin/jobqueue/job/?status=failed")
     for failed in failing:
         page.check(f"input.action-select[value='{failed.pk}']")
     page.select_option("select[name=action]", "purge_jobs")
     page.click("button[name=index]")
+    # A confirmation page first, with the counts per status and queue; nothing deleted yet.
+    assert "This will purge 2 jobs" in page.inner_text("#jq-confirm-summary")
+    assert page.inner_text("#jq-confirm-counts tbody").split() == ["failed", "default", "2", "yes"]
+    assert Job.objects.filter(pk__in=[f.pk for f in failing]).count() == 2
+    shots(page, "admin-purge-confirmation")
+    page.click("#jq-confirm")
     assert "Purged 2 finished jobs" in page.inner_text(".messagelist")
     shot(page, "admin-after-purge")
     assert not Job.objects.filter(pk__in=[f.pk for f in failing]).exists()
 
     page.goto(f"{server}/admin/jobqueue/job/health/")
     assert page.locator("svg.jq-chart rect.jq-bar-ok").count() >= 1
+    assert page.locator("svg.jq-chart .jq-x-axis text").count() == 7 * 3  # 3 time axes
+    assert "jobs / min" in page.text_content("svg.jq-chart .jq-y-axis")
+    assert "demo.echo" in page.inner_text("#jq-timings-task")
     assert "live" in page.inner_text("#jq-workers")
-    shot(page, "admin-queue-health")
+    shots(page, "admin-queue-health")
 
 
 def test_staff_without_retry_permission_see_no_retry(login, server) -> None:
@@ -304,3 +331,46 @@ def test_poll_job_abort_stops_polling_and_resolves_done_with_null(browser, serve
     assert done is None
     assert seen >= 2, "it polled before the abort"
     assert len(hits) == seen, "it polled after the abort"
+
+
+def test_api_docs_list_the_operations_with_the_network_blocked(browser, server) -> None:
+    """Swagger UI comes from drf-spectacular-sidecar's static files, not a CDN."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    outside: list[str] = []
+
+    def only_our_server(route) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_our_server)
+    page.goto(f"{server}/api/docs/")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+
+    paths = {p.strip() for p in page.locator(".opblock-summary-path").all_inner_texts()}
+    assert {"/api/jobs/", "/api/jobs/{id}/", "/api/jobs/{id}/cancel/", "/api/health/"} <= paths
+    assert outside == []
+    shots(page, "api-docs")
+
+
+def test_the_job_list_follows_a_job_from_queued_to_succeeded_without_a_reload(
+    login, server, start_worker
+) -> None:
+    page, _ = login("watcher", superuser=True)
+    job = Job.objects.create(task="demo.sleep", kwargs={"seconds": 6})
+    page.goto(f"{server}/admin/jobqueue/job/")
+    page.evaluate("window.jqSamePage = true")  # gone if the page reloads
+    status = page.locator(f"#result_list tr:has(a[href$='/{job.pk}/change/']) .jq-status")
+    sync_api.expect(status).to_have_text("Queued")
+
+    start_worker()
+
+    sync_api.expect(status).to_have_text("Running", timeout=30_000)
+    shots(page, "admin-list-live")
+    sync_api.expect(status).to_have_text("Succeeded", timeout=30_000)
+    assert page.evaluate("window.jqSamePage") is True
+    sync_api.expect(page.locator("#jq-live-status")).to_contain_text("nothing is running")
+    page.click("#jq-live-toggle")
+    sync_api.expect(page.locator("#jq-live-toggle")).to_have_text("Resume live updates")

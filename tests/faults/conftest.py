@@ -8,6 +8,7 @@ bench/owned_postgres.py), dropped at the end of the session.
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,17 +22,25 @@ from tests.conftest import wait_until
 from tests.proxy import TcpProxy
 
 
-@pytest.fixture(scope="session")
-def owned_pg() -> Iterator[OwnedPostgres]:
-    """A PostgreSQL cluster of this session's own, with a migrated database ``jobqueue``."""
+@contextmanager
+def owned_postgres(**options: str) -> Iterator[OwnedPostgres]:
+    """A PostgreSQL cluster of our own (server ``options`` as OwnedPostgres.create takes),
+    dropped afterwards; the test skips where none can be made."""
     try:
-        server = OwnedPostgres.create()
+        server = OwnedPostgres.create(**options)
     except Unavailable as e:
         pytest.skip(f"no PostgreSQL of our own: {e}")
     try:
         yield server
     finally:
         server.drop()
+
+
+@pytest.fixture(scope="session")
+def owned_pg() -> Iterator[OwnedPostgres]:
+    """A PostgreSQL cluster of this session's own, with a migrated database ``jobqueue``."""
+    with owned_postgres() as server:
+        yield server
 
 
 @dataclass(slots=True)

@@ -81,11 +81,19 @@ def test_a_stalled_supervisor_stops_its_job_before_it_is_rescued_and_claimed_aga
     assert "lease was about to run out" in stalled.output() or "stops itself" in stalled.output()
 
 
-def test_a_child_of_a_frozen_supervisor_stops_on_its_own(start_worker, execution_log):
+@pytest.mark.parametrize(
+    ("execution", "options"),
+    [("process", ()), ("thread", ("--threads", "4")), ("async", ("--async-slots", "4"))],
+)
+def test_a_child_of_a_frozen_supervisor_stops_on_its_own(
+    start_worker, execution_log, execution, options
+):
     """Children must not depend on a live supervisor for fencing: with the supervisor
-    stopped for good, the child ends its job before the lease can run out."""
-    result = tasks.tick.enqueue(seconds=30)
-    frozen = start_worker("--concurrency", "1")
+    stopped for good, the child ends its job before the lease can run out (in every
+    execution mode: the watchdog sees concurrent jobs too)."""
+    task = tasks.async_tick if execution == "async" else tasks.tick.using(execution=execution)
+    result = task.enqueue(seconds=30)
+    frozen = start_worker("--concurrency", "1", *options)
     wait_until(lambda: runs_of(execution_log, result.id), 30, "the job started")
     [child] = psutil.Process(frozen.pid).children()
     frozen.signal(signal.SIGSTOP)

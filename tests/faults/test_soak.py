@@ -11,14 +11,22 @@ from bench.soak import RESULT_PREFIX
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
-SMALL = ["--jobs", "2000", "--fault-seconds", "30", "--db-restarts", "1", "--seed", "7"]
+SMALL = {
+    "process": ["--jobs", "2000", "--fault-seconds", "30", "--db-restarts", "1", "--seed", "7"],
+    # Async-mode jobs, many at once in each child: a kill takes several down together.
+    "async": [
+        "--execution", "async", "--jobs", "1500", "--fault-seconds", "30", "--db-restarts", "1",
+        "--seed", "11",
+    ],
+}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def soak(owned_pg) -> dict:
-    """Run the soak once; it makes a cluster of its own (``owned_pg``: skip if none can be)."""
+@pytest.fixture(scope="module", params=list(SMALL))
+def soak(owned_pg, request) -> dict:
+    """Run the soak once per mode; it makes a cluster of its own (``owned_pg``: skip if none
+    can be)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.soak", *SMALL],
+        [sys.executable, "-m", "bench.soak", *SMALL[request.param]],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -27,6 +27,13 @@ def positive_int(value: str) -> int:
     return number
 
 
+def non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+    return number
+
+
 def non_negative_float(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -46,6 +53,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--concurrency", type=positive_int, default=1, help="child processes")
         parser.add_argument(
+            "--async-slots",
+            type=non_negative_int,
+            default=None,
+            help="async-mode jobs each child runs at once (default: JOBQUEUE['ASYNC_SLOTS'])",
+        )
+        parser.add_argument(
+            "--threads",
+            type=non_negative_int,
+            default=None,
+            help="thread-mode jobs each child runs at once (default: JOBQUEUE['THREADS'])",
+        )
+        parser.add_argument(
             "--burst", action="store_true", help="exit once no job is ready (cron, CI)"
         )
         parser.add_argument("--max-jobs", type=positive_int, default=None, help="exit after N jobs")
@@ -61,6 +80,8 @@ class Command(BaseCommand):
         *,
         queues: tuple[str, ...],
         concurrency: int,
+        async_slots: int | None,
+        threads: int | None,
         burst: bool,
         max_jobs: int | None,
         shutdown_timeout: float,
@@ -71,6 +92,8 @@ class Command(BaseCommand):
         options_ = WorkerOptions(
             queues=queues,
             concurrency=concurrency,
+            async_slots=async_slots,
+            threads=threads,
             burst=burst,
             max_jobs=max_jobs,
             shutdown_timeout=shutdown_timeout,

@@ -161,6 +161,7 @@ async def async_nap(context, seconds: float = 1.0) -> str:
 @task(takes_context=True, execution="thread", max_attempts=3, timeout=30)
 def thread_nap(context, seconds: float = 1.0) -> str:
     _record(context.task_result.id, f"attempt {context.attempt}")
+    connection.close()  # done with the database: its connection goes back (to the pool)
     time.sleep(seconds)
     return "napped"
 

@@ -149,9 +149,11 @@ def test_sigterm_with_50_jobs_in_flight_loses_none(
 ):
     """Within the shutdown timeout they finish; past it they are given back, not lost."""
     results = [getattr(tasks, task).enqueue(seconds=2 if finish else 60) for _ in range(50)]
+    # 50 threads share a pool of 10 connections (the documented budget), not one each.
     worker = start_worker(
-        "--concurrency", "1", slots, "50", "--shutdown-timeout", "20" if finish else "1"
-    )
+        "--concurrency", "1", slots, "50", "--shutdown-timeout", "20" if finish else "1",
+        DJANGO_DB_POOL_SIZE="10",
+    )  # fmt: skip
     wait_until(lambda: len(execution_log()) == 50, 30, "all 50 jobs began")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=40) == 0, worker.output()
@@ -160,7 +162,7 @@ def test_sigterm_with_50_jobs_in_flight_loses_none(
         assert {(j.status, j.attempts) for j in rows} == {(JobStatus.SUCCEEDED, 1)}
     else:
         assert {j.status for j in rows} == {JobStatus.QUEUED}
-        start_worker("--concurrency", "1", slots, "50")
+        start_worker("--concurrency", "1", slots, "50", DJANGO_DB_POOL_SIZE="10")
         wait_until(
             lambda: {j.status for j in jobs(results)} == {JobStatus.RUNNING}, 30, "they run again"
         )

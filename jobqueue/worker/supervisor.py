@@ -322,7 +322,18 @@ class Supervisor:
                 )
                 self._register(cur)
                 beat = self.lease.beat(cur, worker=self._worker(), jobs=self._held())
+            self._sample_backlog(cur)
         self._on_beat(beat)
+
+    def _sample_backlog(self, cur: psycopg.Cursor) -> None:
+        """The health page's queue-depth chart: one sample a minute, written by whichever
+        worker's heartbeat comes first (for the others the statement finds it and stops)."""
+        try:
+            queries.record_sample(cur)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as e:  # never the heartbeat's business: it has committed
+            logger.warning("could not sample the queue depth: %s", e)
 
     def _on_beat(self, beat: Beat) -> None:
         """Stop what is no longer ours; note what was asked to cancel."""

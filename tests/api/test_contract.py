@@ -250,7 +250,14 @@ def test_tasks_lists_exposed_tasks_and_their_arguments(api, make_user):
     reply = api.call("GET", "/api/tasks/", token=token)
     assert reply.status == 200
     tasks = {t["name"]: t for t in reply.body}
-    assert set(tasks) == {"demo.echo", "demo.sleep", "demo.fail", "demo.crash", "demo.progress"}
+    assert set(tasks) == {
+        "demo.echo",
+        "demo.sleep",
+        "demo.fail",
+        "demo.crash",
+        "demo.progress",
+        "demo.wait",
+    }
     (seconds,) = tasks["demo.sleep"]["parameters"]
     assert seconds == {
         "name": "seconds",

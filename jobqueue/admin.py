@@ -19,7 +19,13 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -27,14 +33,15 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import admin_audit, admin_time, health, queries
+from jobqueue import admin_audit, admin_time, health, queries, queues
 from jobqueue.admin_list import (
     COUNT_CAP,
     EstimatedCountPaginator,
     RecentValuesFilter,
     StatusFilter,
 )
-from jobqueue.models import FINISHED, Job, JobStatus, Worker
+from jobqueue.backend import QUEUE_NAME_PATTERN
+from jobqueue.models import FINISHED, Job, JobStatus, Schedule, Worker
 from jobqueue.purge import purge_ids
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
@@ -463,6 +470,11 @@ class JobAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("health/", wrap(self.health_view), name="jobqueue_job_health"),
+            path(
+                "health/<str:queue>/<str:verb>/",
+                wrap(self.pause_view),
+                name="jobqueue_queue_pause",
+            ),
             path("<int:pk>/retry/", wrap(self.retry_view), name="jobqueue_job_retry"),
             path("<int:pk>/cancel/", wrap(self.cancel_view), name="jobqueue_job_cancel"),
             *super().get_urls(),
@@ -514,6 +526,22 @@ class JobAdmin(admin.ModelAdmin):
             )
         return HttpResponseRedirect(reverse("admin:jobqueue_job_change", args=[pk]))
 
+    def pause_view(self, request: HttpRequest, queue: str, verb: str) -> HttpResponse:
+        """Pause or resume a queue from the health page (the pause_queue permission)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("jobqueue.pause_queue") or verb not in ("pause", "resume"):
+            raise PermissionDenied
+        if not QUEUE_NAME_PATTERN.match(queue):
+            raise Http404(f"{queue!r} is not a queue name")
+        if verb == "pause":
+            queues.pause(queue, by=request.user.get_username())
+            self.message_user(request, f"Paused {queue}: no worker claims its jobs now.")
+        else:
+            queues.resume(queue)
+            self.message_user(request, f"Resumed {queue}.")
+        return HttpResponseRedirect(reverse("admin:jobqueue_job_health"))
+
     def health_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -537,6 +565,7 @@ class JobAdmin(admin.ModelAdmin):
             "timings": dict(zip(("queue", "task"), health.timings(), strict=True)),
             "timings_sample": health.TIMINGS_SAMPLE,
             "workers": health.worker_rows(),
+            "can_pause": request.user.has_perm("jobqueue.pause_queue"),
             "now": timezone.now(),
         }
         return TemplateResponse(request, "admin/jobqueue/health.html", context)
@@ -610,3 +639,73 @@ class WorkerAdmin(admin.ModelAdmin):
     @admin.display(description="lost", boolean=True)
     def lost(self, worker: Worker) -> bool:
         return health.is_lost(worker)
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    """The periodic schedules declared in settings, with their last and next run.
+
+    Switching one on or off is an action (kept in the database, so every worker
+    sees it at its next look); the schedules themselves live in settings, so
+    nothing else here can be changed, added or deleted.
+    """
+
+    list_display = [
+        "name",
+        "task",
+        "cron",
+        "time_zone",
+        "enabled",
+        "last_tick",
+        "last_job_link",
+        "next_run_at",
+    ]
+    list_display_links = None
+    actions = ["enable_schedules", "disable_schedules"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
+        return Schedule.objects.configured().select_related("last_job")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
+        """The list's enable/disable actions need it; a schedule's own page stays read-only."""
+        return obj is None and super().has_change_permission(request)
+
+    @admin.display(description="task")
+    def task(self, schedule: Schedule) -> str:
+        return schedule.declared.task
+
+    @admin.display(description="cron")
+    def cron(self, schedule: Schedule) -> str:
+        return schedule.declared.cron
+
+    @admin.display(description="time zone")
+    def time_zone(self, schedule: Schedule) -> str:
+        return str(schedule.declared.timezone)
+
+    @admin.display(description="last run")
+    def last_job_link(self, schedule: Schedule) -> SafeString | str:
+        if schedule.last_job_id is None:
+            return "—"
+        url = reverse("admin:jobqueue_job_change", args=[schedule.last_job_id])
+        status = schedule.last_job.status if schedule.last_job else ""
+        return format_html('<a href="{}">#{} {}</a>', url, schedule.last_job_id, status)
+
+    @admin.display(description="next run")
+    def next_run_at(self, schedule: Schedule) -> Any:
+        return schedule.next_run_at or "off"
+
+    @admin.action(description="Enable the selected schedules", permissions=["change"])
+    def enable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        n = queryset.enable()  # type: ignore[attr-defined]
+        self.message_user(request, f"Enabled {n} schedule(s); they run from their next tick.")
+
+    @admin.action(description="Disable the selected schedules", permissions=["change"])
+    def disable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        n = queryset.disable()  # type: ignore[attr-defined]
+        self.message_user(request, f"Disabled {n} schedule(s).")

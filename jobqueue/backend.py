@@ -20,6 +20,7 @@ from jobqueue.conf import get_settings
 from jobqueue.db import prepared_cursor
 from jobqueue.jsonb import first_problem, may_be_refused
 from jobqueue.models import Job, JobStatus
+from jobqueue.unique import DEFAULT_STATES, check_options, uniqueness
 
 # The ways a worker can run a job (jobqueue/worker/execution.py).
 EXECUTIONS = ("process", "thread", "async")
@@ -42,7 +43,7 @@ class SharedFields(NamedTuple):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobQueueTask(Task):
-    """A Task with jobqueue's own options: ``@task(max_attempts=5, timeout=60)``."""
+    """A Task with jobqueue's own options: ``@task(max_attempts=5, timeout=60, unique=True)``."""
 
     # Attempts before the job fails for good (None: JOBQUEUE["DEFAULT_MAX_ATTEMPTS"]).
     max_attempts: int | None = None
@@ -51,23 +52,39 @@ class JobQueueTask(Task):
     # How a worker runs it: "process", "thread" or "async" (None: its queue's mode in
     # JOBQUEUE["QUEUE_EXECUTION"], else "process"); see jobqueue/worker/execution.py.
     execution: str | None = None
+    # Unique jobs (jobqueue/unique.py): an explicit key (scoped to the task), or
+    # unique=True for a key derived from the task and its arguments. While a job with
+    # the key is in one of unique_states, enqueuing another returns that job instead.
+    unique_key: str | None = None
+    unique: bool = False
+    # Seconds: the key holds within windows of this length only (None: for ever).
+    unique_for: float | None = None
+    unique_states: tuple[str, ...] = DEFAULT_STATES
 
     def using(  # type: ignore[override]
         self,
         *,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
+        unique: bool | None = None,
+        unique_for: float | None = None,
+        unique_states: Sequence[str] | None = None,
         execution: str | None = None,
         **changes: Any,
     ) -> "JobQueueTask":
-        """Django's using(), plus max_attempts, timeout and execution."""
+        """Django's using(), plus jobqueue's options; None leaves an option as it is."""
         task: JobQueueTask = Task.using(self, **changes)  # type: ignore[assignment]
-        return replace(
-            task,
-            max_attempts=task.max_attempts if max_attempts is None else max_attempts,
-            timeout=task.timeout if timeout is None else timeout,
-            execution=task.execution if execution is None else execution,
-        )
+        own: dict[str, Any] = {
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+            "unique_key": unique_key,
+            "unique": unique,
+            "unique_for": unique_for,
+            "unique_states": None if unique_states is None else tuple(unique_states),
+            "execution": execution,
+        }
+        return replace(task, **{name: value for name, value in own.items() if value is not None})
 
 
 class JobQueueBackend(BaseTaskBackend):
@@ -106,9 +123,13 @@ class JobQueueBackend(BaseTaskBackend):
             raise InvalidTask(
                 f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}."
             )
+        check_options(task)
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
-        job_id, shared, args_json, kwargs_json = self._insert(task, args, kwargs)
+        """Enqueue one job; for a unique task whose key is live, the live job's TaskResult."""
+        job_id, shared, args_json, kwargs_json, duplicate = self._insert(task, args, kwargs)
+        if duplicate:
+            return self.get_result(str(job_id))
         result = self._queued_result(
             task, job_id, shared, json.loads(args_json), json.loads(kwargs_json)
         )
@@ -124,10 +145,17 @@ class JobQueueBackend(BaseTaskBackend):
         owner: Any = None,
         idempotency_key: str | None = None,
     ) -> Job:
-        """Insert the job row in the caller's transaction; it is claimable once that commits."""
-        job_id, shared, args_json, kwargs_json = self._insert(
+        """Insert the job row in the caller's transaction; it is claimable once that commits.
+
+        For a unique task whose key is live, the live job, read back, with ``duplicate`` set.
+        """
+        job_id, shared, args_json, kwargs_json, duplicate = self._insert(
             task, args, kwargs, owner=owner, idempotency_key=idempotency_key
         )
+        if duplicate:
+            live = Job.objects.using(self.database).get(pk=job_id)
+            live.duplicate = True
+            return live
         job = Job(
             pk=job_id,
             **shared._asdict(),
@@ -147,18 +175,30 @@ class JobQueueBackend(BaseTaskBackend):
         *,
         owner: Any = None,
         idempotency_key: str | None = None,
-    ) -> tuple[int, SharedFields, str, str]:
-        """INSERT one queued job in the caller's transaction; returns its id and what it stored."""
+    ) -> tuple[int, SharedFields, str, str, bool]:
+        """INSERT one queued job in the caller's transaction; returns its id, what it stored,
+        and whether the id is instead that of a live job holding the task's unique key."""
         self.validate_task(task)
         shared = self._shared_fields(task)
         args_json, kwargs_json = json_text(list(args), "args"), json_text(dict(kwargs), "kwargs")
-        owner_id = None if owner is None else owner.pk
+        row = (
+            *shared,
+            args_json,
+            kwargs_json,
+            None if owner is None else owner.pk,
+            idempotency_key,
+        )
+        unique = uniqueness(task, json.loads(args_json), json.loads(kwargs_json), shared.created_at)
         with prepared_cursor(self.database) as cursor:
-            job_id = queries.insert_job(
-                cursor, (*shared, args_json, kwargs_json, owner_id, idempotency_key)
-            )
-        events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, [job_id])
-        return job_id, shared, args_json, kwargs_json
+            if unique is None:
+                job_id, duplicate = queries.insert_job(cursor, row), False
+            else:
+                job_id, duplicate = queries.insert_unique_job(
+                    cursor, row, unique.key, unique.states
+                )
+        if not duplicate:
+            events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, [job_id])
+        return job_id, shared, args_json, kwargs_json, duplicate
 
     def _shared_fields(self, task: Task) -> SharedFields:
         """The columns of a new queued job for ``task`` that do not depend on its arguments."""
@@ -211,6 +251,8 @@ class JobQueueBackend(BaseTaskBackend):
         if not calls:
             return []
         shared = self._shared_fields(task)
+        if uniqueness(task, [], {}, shared.created_at) is not None:
+            return self._enqueue_many_unique(task, calls, shared)
         results: list[TaskResult] = []
         parsed: dict[str, Any] = {}  # JSON text -> value: calls often share arguments, e.g. none
 
@@ -244,6 +286,46 @@ class JobQueueBackend(BaseTaskBackend):
         ids = (int(r.id) for r in results)  # read only if the events are logged
         events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, ids)
         return results
+
+    def _enqueue_many_unique(
+        self, task: Task, calls: list[tuple[Sequence[Any], dict[str, Any]]], shared: SharedFields
+    ) -> list[TaskResult]:
+        """enqueue_many() for a unique task: COPY into a staging table, then an insert that
+        skips live keys (queries.move_staged_unique). A call whose key is live, or taken by
+        an earlier call of the same batch, gets that job's TaskResult."""
+        rows = []
+        for args, kwargs in calls:
+            args_json, kwargs_json = (
+                json_text(list(args), "args"),
+                json_text(dict(kwargs), "kwargs"),
+            )
+            parsed = (json.loads(args_json), json.loads(kwargs_json))
+            unique = uniqueness(task, *parsed, shared.created_at)
+            assert unique is not None  # the task is unique, whatever its arguments
+            rows.append((args_json, kwargs_json, unique.key, parsed))
+        with transaction.atomic(using=self.database), prepared_cursor(self.database) as cursor:
+            ids = queries.allocate_job_ids(cursor, len(rows))
+            queries.stage_unique_jobs(
+                cursor,
+                shared,
+                getattr(task, "unique_states", DEFAULT_STATES),
+                [(i, a, k, key) for i, (a, k, key, _) in zip(ids, rows, strict=True)],
+            )
+            holders = queries.move_staged_unique(
+                cursor, {i: key for i, (_, _, key, _) in zip(ids, rows, strict=True)}
+            )
+            inserted = {i for i in ids if holders[i] == i}
+            live = Job.objects.using(self.database).in_bulk(set(holders.values()) - inserted)
+        events.enqueued(
+            self.database, shared.task, shared.queue, shared.scheduled_at, sorted(inserted)
+        )
+        results = {
+            i: self._queued_result(task, i, shared, *parsed)
+            for i, (*_, parsed) in zip(ids, rows, strict=True)
+            if i in inserted
+        }
+        results.update((i, self.to_task_result(job, task)) for i, job in live.items())
+        return [results[holders[i]] for i in ids]
 
     def get_result(self, result_id: str) -> TaskResult:
         try:

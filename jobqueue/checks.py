@@ -1,4 +1,4 @@
-"""System checks: jobqueue's settings and its API task list are sound."""
+"""System checks: jobqueue's settings, its API task list and its periodic schedules are sound."""
 
 from typing import Any
 
@@ -12,6 +12,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from django.tasks import Task
 
     from jobqueue.conf import get_settings
+    from jobqueue.periodic import schedule_errors
 
     try:
         conf = get_settings()
@@ -41,4 +42,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                     id="jobqueue.E004",
                 )
             )
+    errors.extend(
+        Error(str(e), hint="See README, Periodic jobs.", id="jobqueue.E005")
+        for e in schedule_errors(conf)
+    )
     return errors

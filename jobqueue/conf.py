@@ -38,6 +38,11 @@ class JobQueueSettings:
     LISTEN_DATABASE: str = "default"
     # Dotted paths of the tasks that REST clients may submit.
     API_TASKS: list[str] = field(default_factory=list)
+    # Periodic jobs by schedule name: {"task": dotted path, "cron": "0 3 * * *" or
+    # "@daily", optional "args", "kwargs", "queue", "priority", "timezone" (default
+    # UTC) and "catch_up" (missed ticks enqueued after downtime, newest first; 1).
+    # Checked at start by the system checks (jobqueue/periodic.py reads them).
+    PERIODIC: dict[str, dict] = field(default_factory=dict)
     # Execution modes (jobqueue/worker/execution.py): each child's slots for
     # async-mode jobs and thread-mode jobs (runworker --async-slots/--threads
     # override them), and the mode of each queue's jobs whose task names none.

@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 
 from jobqueue import charts, queries
 from jobqueue.conf import get_settings
-from jobqueue.models import FINISHED, Job, JobStatus, QueueSample, Worker
+from jobqueue.models import FINISHED, Job, JobStatus, QueuePause, QueueSample, Worker
 
 CHART_MINUTES = 60
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where depth buckets start counting
@@ -34,6 +34,7 @@ class QueueRow:
     succeeded: int  # this and the next two: finished in the last hour
     failed: int
     cancelled: int
+    paused: bool = False
 
     @property
     def failure_rate(self) -> float | None:
@@ -65,10 +66,12 @@ class Minute:
 
 
 def queue_rows() -> list[QueueRow]:
+    """Every queue with a backlog, running or recently finished jobs, or a pause."""
     with connection.cursor() as cursor:
         rows = queries.queue_stats(cursor)
-    return [
-        QueueRow(
+    paused = set(QueuePause.objects.values_list("queue", flat=True))
+    figures = {
+        row[0]: QueueRow(
             queue=row[0],
             queued=row[1],
             ready=row[2],
@@ -77,9 +80,16 @@ def queue_rows() -> list[QueueRow]:
             succeeded=row[5],
             failed=row[6],
             cancelled=row[7],
+            paused=row[0] in paused,
         )
         for row in rows
-    ]
+    }
+    for queue in paused - figures.keys():
+        figures[queue] = QueueRow(
+            queue=queue, queued=0, ready=0, oldest_ready_seconds=None, running=0,
+            succeeded=0, failed=0, cancelled=0, paused=True,
+        )  # fmt: skip
+    return [figures[q] for q in sorted(figures)]
 
 
 def timings() -> tuple[list[Timing], list[Timing]]:

@@ -1,14 +1,20 @@
 """Jobs and workers as rows: the only state jobqueue has."""
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResultStatus
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from jobqueue import queries
+
+if TYPE_CHECKING:
+    from jobqueue.periodic import PeriodicSchedule
 
 
 class JobStatus(models.TextChoices):
@@ -140,7 +146,18 @@ class Job(models.Model):
     # NULL, not "", for "no key": the unique constraint applies only to real keys.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
+    # Unique jobs (jobqueue/unique.py): the key, and the statuses in which this job blocks
+    # another with the same key. Enforced by the partial unique index jobqueue_job_unique
+    # on (unique_key) WHERE unique_states ? status, made by raw SQL in migration 0007
+    # because its condition compares two columns of the row.
+    unique_key = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
+    unique_states = models.JSONField(null=True, blank=True, editable=False)
+
     objects = JobQuerySet.as_manager()
+
+    # Not a column: set by JobQueueBackend.enqueue_job on the live job it returns when a
+    # unique task's key was taken (the API answers 200 with it, not 202).
+    duplicate = False
 
     class Meta:
         ordering = ["-id"]
@@ -255,6 +272,92 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid}"
+
+
+class ScheduleQuerySet(models.QuerySet["Schedule"]):
+    def configured(self) -> "ScheduleQuerySet":
+        """The rows of the schedules declared in JOBQUEUE["PERIODIC"], created if missing."""
+        from jobqueue.conf import get_settings
+
+        names = sorted(get_settings().PERIODIC)
+        with connections[self.db].cursor() as cursor:
+            queries.ensure_schedules(cursor, names)
+        return self.filter(name__in=names)
+
+    def enable(self) -> int:
+        """Switch these schedules on from now: ticks that passed while one was off do not
+        fire (its last_tick moves to now). Returns how many were off."""
+        return self.filter(enabled=False).update(enabled=True, last_tick=Now())
+
+    def disable(self) -> int:
+        """Switch these schedules off; returns how many were on. An enqueue that already
+        holds the row's lock commits first (queries.ENQUEUE_TICKS), none starts after."""
+        return self.filter(enabled=True).update(enabled=False)
+
+
+class Schedule(models.Model):
+    """The database side of a periodic schedule declared in settings.
+
+    One row per schedule name: whether it is on (the admin's toggle, kept here so
+    that every worker sees it) and the newest tick enqueued, which the workers'
+    compare-and-set moves forward, so that each tick is enqueued exactly once.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    enabled = models.BooleanField(default=True)
+    # The newest tick enqueued (or the moment the schedule was first seen or enabled).
+    last_tick = models.DateTimeField()
+    # The job of that tick; NULL once purged. The table is tiny, so the foreign key
+    # needs no index for the purge's ON DELETE SET NULL.
+    last_job = models.ForeignKey(
+        Job,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+
+    objects = ScheduleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @cached_property
+    def declared(self) -> "PeriodicSchedule":
+        """The schedule as declared in settings (task, cron, time zone, ...)."""
+        from jobqueue.periodic import declared_schedule
+
+        return declared_schedule(self.name)
+
+    @property
+    def next_run_at(self) -> datetime | None:
+        """The next tick from now, None while the schedule is off."""
+        return self.declared.next_tick(timezone.now()) if self.enabled else None
+
+
+class QueuePause(models.Model):
+    """A paused queue: while its row exists, no worker claims the queue's jobs.
+
+    The claim reads this table in the same statement (queries.CLAIM), so a pause
+    holds from its commit on; jobqueue/queues.py says how a pause waits out the
+    claims already under way. Enqueuing into a paused queue still works.
+    """
+
+    queue = models.CharField(max_length=100, primary_key=True)
+    paused_at = models.DateTimeField(default=timezone.now)
+    # Who paused it (a user name, or "manage.py queues"), for the health page.
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["queue"]
+        permissions = [("pause_queue", "Can pause and resume queues")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} (paused)"
 
 
 class QueueSample(models.Model):

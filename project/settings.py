@@ -1,5 +1,6 @@
 """Settings for the jobqueue site, read from the environment with development defaults."""
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,9 @@ JOBQUEUE = {
         if env_bool("JOBQUEUE_EXPOSE_DEMO", DEBUG)
         else []
     ),
+    # Periodic jobs ({name: {"task", "cron", ...}}, see README "Periodic jobs"), here
+    # read as JSON from the environment so that a deployment can declare them too.
+    "PERIODIC": json.loads(os.environ.get("JOBQUEUE_PERIODIC", "{}")),
 }
 
 # The REST API (jobqueue.api): token or session auth, nothing anonymous,

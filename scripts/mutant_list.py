@@ -28,6 +28,8 @@ D = "tests/test_decisions.py::"
 C = "tests/api/test_contract.py::"
 P = "tests/api/test_promises.py::"
 A = "tests/admin/test_job_admin.py::"
+PE = "tests/test_periodic.py::"
+UQ = "tests/test_unique.py::"
 B = "tests/admin/test_browser.py::"
 U = "tests/test_purge.py::"
 F = "tests/faults/test_fencing.py::"
@@ -328,8 +330,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "api-workers-for-anyone",
         "jobqueue/api/views.py",
-        "permission_classes = [IsAdminUser]",
-        "permission_classes = [AllowAny]",
+        "permission_classes = [IsAdminUser]\n    pagination_class = None",
+        "permission_classes = [AllowAny]\n    pagination_class = None",
         (C + "test_workers_for_staff_only",),
         "/api/workers/ is staff only",
     ),
@@ -719,6 +721,143 @@ MUTANTS: list[Mutant] = [
         "SELECT claimed.* FROM claimed",
         (C + "test_long_poll_returns_when_the_job_is_claimed",),
         "claim, rescue and give-back notify the events channel",
+    ),
+    Mutant(
+        "periodic-tick-not-compared",
+        "jobqueue/queries.py",
+        "WHERE name = %(name)s AND enabled AND last_tick = %(seen)s",
+        "WHERE name = %(name)s AND enabled",
+        (
+            PE + "test_workers_racing_on_the_same_ticks_enqueue_each_once",
+            PE + "test_three_workers_enqueue_exactly_one_job_per_tick_and_a_killed_one_loses_none",
+        ),
+        "periodic jobs: exactly one job per tick, whatever the number of workers",
+    ),
+    Mutant(
+        "periodic-disabled-enqueued",
+        "jobqueue/queries.py",
+        "WHERE name = %(name)s AND enabled AND",
+        "WHERE name = %(name)s AND",
+        (PE + "test_a_disabled_schedule_enqueues_nothing_and_enabling_does_not_fire_the_backlog",),
+        "periodic jobs: a disabled schedule enqueues nothing",
+    ),
+    Mutant(
+        "periodic-enable-fires-backlog",
+        "jobqueue/models.py",
+        "update(enabled=True, last_tick=Now())",
+        "update(enabled=True)",
+        (
+            PE + "test_a_disabled_schedule_enqueues_nothing_and_enabling_does_not_fire_the_backlog",
+            "tests/admin/test_schedule_admin.py::test_disable_and_enable_are_kept_in_the_database",
+        ),
+        "periodic jobs: enabling a schedule again does not fire the ticks missed while it was off",
+    ),
+    Mutant(
+        "periodic-catch-up-unbounded",
+        "jobqueue/periodic.py",
+        "if tick <= last_tick or len(ticks) == self.catch_up:",
+        "if tick <= last_tick:",
+        (PE + "test_missed_ticks_fire_once_the_latest_unless_catch_up_allows_more",),
+        "periodic jobs: missed ticks fire once, the latest, unless catch_up allows more",
+    ),
+    Mutant(
+        "periodic-time-zone-ignored",
+        "jobqueue/periodic.py",
+        "start = (now + timedelta(microseconds=1)).astimezone(self.timezone)",
+        "start = (now + timedelta(microseconds=1)).astimezone(UTC)",
+        (
+            PE + "test_a_time_the_zone_skips_runs_once_at_the_end_of_the_gap",
+            PE + "test_a_time_the_zone_repeats_runs_once",
+        ),
+        "periodic jobs: ticks in the schedule's time zone, once on the days DST skips or repeats",
+    ),
+    Mutant(
+        "periodic-not-checked",
+        "jobqueue/checks.py",
+        "for e in schedule_errors(conf)",
+        "for e in []",
+        (PE + "test_an_invalid_schedule_is_a_system_check_error_naming_it",),
+        "periodic jobs: an invalid schedule is a system check error naming it",
+    ),
+    Mutant(
+        "api-schedules-for-anyone",
+        "jobqueue/api/views.py",
+        "permission_classes = [IsAdminUser]\n\n    @extend_schema(responses={200: s.Schedule",
+        "permission_classes = [IsAuthenticated]\n\n    @extend_schema(responses={200: s.Schedule",
+        ("tests/api/test_schedules.py::test_schedules_are_for_staff_only",),
+        "GET /api/schedules/ is staff only",
+    ),
+    Mutant(
+        "unique-many-copied-plainly",
+        "jobqueue/backend.py",
+        "if uniqueness(task, [], {}, shared.created_at) is not None:",
+        "if False:",
+        (
+            UQ + "test_enqueue_many_of_a_unique_task_skips_live_keys_and_repeats_within_the_batch",
+            UQ + "test_eight_threads_enqueuing_one_key_make_one_live_job",
+        ),
+        "unique jobs: enqueue_many (COPY) keeps one live job per key",
+    ),
+    Mutant(
+        "unique-key-keyword-order",
+        "jobqueue/unique.py",
+        "json.dumps([task.module_path, args, kwargs], sort_keys=True)",
+        "json.dumps([task.module_path, args, kwargs])",
+        (UQ + "test_unique_true_derives_the_key_from_task_and_arguments",),
+        "unique=True: the key is derived from the task and its arguments, in any keyword order",
+    ),
+    Mutant(
+        "unique-states-ignored",
+        "jobqueue/queries.py",
+        '"states": json.dumps(list(states))',
+        '"states": json.dumps(["queued", "running"])',
+        (UQ + "test_a_finished_job_frees_its_key_unless_its_state_is_listed",),
+        "unique_states: a job blocks duplicates in the statuses listed",
+    ),
+    Mutant(
+        "unique-window-ignored",
+        "jobqueue/unique.py",
+        'key = f"{key}@{math.floor(now.timestamp() / unique_for)}"',
+        'key = f"{key}@0"',
+        (UQ + "test_unique_for_holds_within_its_window_only",),
+        "unique_for: the key holds within its window only",
+    ),
+    Mutant(
+        "api-unique-key-across-users",
+        "jobqueue/api/views.py",
+        'unique_key=f"user-{request.user.pk}:{unique_key}"',
+        "unique_key=unique_key",
+        ("tests/api/test_unique_jobs.py::test_a_duplicate_is_200_with_the_live_job_and_says_so",),
+        "unique_key over the API is the caller's own",
+    ),
+    Mutant(
+        "claim-ignores-pause",
+        "jobqueue/queries.py",
+        "\n      AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)",
+        "",
+        (
+            "tests/test_queue_pause.py::test_a_paused_queue_gets_no_claim_after_the_pause_and_resumes",
+        ),
+        "a paused queue gets no claim once the pause has returned",
+    ),
+    Mutant(
+        "pause-without-waiting",
+        "jobqueue/queries.py",
+        "    cursor.execute(PAUSE_LOCK)\n",
+        "",
+        (
+            "tests/test_queue_pause.py::"
+            "test_a_pause_waits_for_a_claim_in_flight_and_holds_back_the_next_one",
+        ),
+        "a pause waits out the claims in flight, so none claims after it returns",
+    ),
+    Mutant(
+        "api-pause-for-any-staff",
+        "jobqueue/api/permissions.py",
+        'user.is_staff and user.has_perm("jobqueue.pause_queue")',
+        "user.is_staff",
+        ("tests/api/test_queue_pause_api.py::test_pausing_needs_staff_with_the_permission",),
+        "pausing over the API needs staff with the pause_queue permission",
     ),
     # ------------------------------------------------------------ Execution modes
     Mutant(

@@ -36,3 +36,13 @@ class IsOwnerOrPermittedStaff(BasePermission):
             return True
         perm = STAFF_PERMISSIONS.get(view.action)
         return bool(perm and request.user.is_staff and request.user.has_perm(perm))
+
+
+class CanPauseQueues(BasePermission):
+    """Pausing and resuming queues: staff holding the pause_queue permission."""
+
+    message = "Pausing and resuming queues needs staff with the 'pause_queue' permission."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_staff and user.has_perm("jobqueue.pause_queue"))

@@ -307,6 +307,13 @@ class JobSubmitSerializer(serializers.Serializer):
         "Idempotency-Key header).",
     )
 
+    unique_key = serializers.CharField(
+        required=False,
+        max_length=150,
+        help_text="While a job of this task submitted by you with this key is queued or "
+        "running, submitting it again returns that job (200, duplicate true).",
+    )
+
     def validate_task(self, name: str) -> ExposedTask:
         exposed = get_exposed(name)
         if exposed is None:
@@ -415,6 +422,8 @@ class QueueSerializer(serializers.Serializer):
     """The health of one queue."""
 
     queue = serializers.CharField()
+    paused = serializers.BooleanField(help_text="No worker claims its jobs while it is paused.")
+    paused_at = serializers.DateTimeField(allow_null=True)
     counts = StatusCountsSerializer()
     ready = serializers.IntegerField(help_text="Queued jobs that are due now.")
     oldest_queued_age_seconds = serializers.FloatField(
@@ -423,6 +432,14 @@ class QueueSerializer(serializers.Serializer):
     running = serializers.IntegerField()
     last_5_minutes = WindowSerializer()
     last_60_minutes = WindowSerializer()
+
+
+class QueuePauseSerializer(serializers.Serializer):
+    """The answer to a pause or resume."""
+
+    queue = serializers.CharField()
+    paused = serializers.BooleanField()
+    changed = serializers.BooleanField(help_text="false when it was paused (resumed) already.")
 
 
 class WorkerSerializer(serializers.Serializer):
@@ -460,6 +477,24 @@ class MigrationsHealthSerializer(serializers.Serializer):
 
     ok = serializers.BooleanField()
     pending = serializers.ListField(child=serializers.CharField(), help_text="app.name")
+
+
+class ScheduleSerializer(serializers.Serializer):
+    """A periodic schedule: as declared in settings, and where it stands."""
+
+    name = serializers.CharField()
+    task = serializers.CharField(source="declared.task")
+    cron = serializers.CharField(source="declared.cron")
+    timezone = serializers.CharField(source="declared.timezone")
+    queue = serializers.CharField(source="declared.queue")
+    enabled = serializers.BooleanField()
+    last_run_at = serializers.DateTimeField(
+        source="last_tick",
+        help_text="The newest tick enqueued (or when the schedule was first "
+        "seen or enabled again).",
+    )
+    last_job = serializers.IntegerField(source="last_job_id", allow_null=True)
+    next_run_at = serializers.DateTimeField(allow_null=True, help_text="null while disabled.")
 
 
 class HealthSerializer(serializers.Serializer):

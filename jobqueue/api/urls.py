@@ -11,6 +11,7 @@ router.register("jobs", views.JobViewSet, basename="job")
 router.register("tasks", views.TaskViewSet, basename="task")
 router.register("queues", views.QueueViewSet, basename="queue")
 router.register("workers", views.WorkerViewSet, basename="worker")
+router.register("schedules", views.ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),

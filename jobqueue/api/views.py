@@ -23,10 +23,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue import queries
+from jobqueue import queries, queues
 from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
-from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
+from jobqueue.api.permissions import CanPauseQueues, IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
 from jobqueue.api.schema import (
     IDEMPOTENCY_HEADER,
@@ -48,9 +48,9 @@ from jobqueue.api.schema import (
 from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, event_id
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
-from jobqueue.backend import JobQueueBackend
+from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueBackend, JobQueueTask
 from jobqueue.health import pending_migrations
-from jobqueue.models import Job, JobStatus, Worker
+from jobqueue.models import Job, JobStatus, QueuePause, Schedule, Worker
 
 # Lost workers stay listed this long after they stopped heart-beating.
 LOST_WORKER_WINDOW = timedelta(hours=1)
@@ -300,7 +300,12 @@ class JobViewSet(
         responses={
             202: OpenApiResponse(s.JobSerializer, description="Queued."),
             200: OpenApiResponse(
-                s.JobSerializer, description="The job first submitted with this key."
+                s.JobSerializer,
+                description="The job first submitted with this idempotency key, or the live job "
+                "holding this unique key; its duplicate field is true.",
+            ),
+            409: OpenApiResponse(
+                s.ErrorSerializer, description="Another user's live job holds the unique key."
             ),
             **errors(400, 401, 403, 413, 415, 429),
         },
@@ -320,8 +325,12 @@ class JobViewSet(
         submit.is_valid(raise_exception=True)
         key = submit.validated_data.get("idempotency_key")
         if key is not None and (earlier := self._earlier(key)) is not None:
-            return Response(self._serialize([earlier]), status=status.HTTP_200_OK)
+            return self._duplicate(earlier)
         task = submit.build_task()
+        if (unique_key := submit.validated_data.get("unique_key")) is not None:
+            # The caller's own key, as an Idempotency-Key is: another user's live job
+            # with the same key neither blocks this one nor is shown to this caller.
+            task = cast(JobQueueTask, task).using(unique_key=f"user-{request.user.pk}:{unique_key}")
         backend = cast(JobQueueBackend, task.get_backend())  # exposed tasks are checked to use it
         try:
             with transaction.atomic(using=backend.database):
@@ -338,11 +347,18 @@ class JobViewSet(
             # A concurrent submit with the same key committed first: answer with its job.
             if key is None or (earlier := self._earlier(key)) is None:
                 raise
-            return Response(self._serialize([earlier]), status=status.HTTP_200_OK)
+            return self._duplicate(earlier)
+        if job.duplicate:
+            if job.owner_id != request.user.pk and not sees_all_jobs(request.user):
+                raise Conflict("A job of this task with the same unique key is queued or running.")
+            return self._duplicate(job)
         location = request.build_absolute_uri(reverse("job-detail", args=[job.pk]))
-        return Response(
-            self._serialize([job]), status=status.HTTP_202_ACCEPTED, headers={"Location": location}
-        )
+        data = {**self._serialize([job]), "duplicate": False}
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    def _duplicate(self, job: Job) -> Response:
+        """200 with the job that a submission duplicated (same idempotency or unique key)."""
+        return Response({**self._serialize([job]), "duplicate": True}, status=status.HTTP_200_OK)
 
     def _earlier(self, key: str) -> Job | None:
         return Job.objects.owned_by(self.request.user).filter(idempotency_key=key).first()
@@ -387,8 +403,9 @@ class JobViewSet(
         job.refresh_from_db()
         if not changed:
             raise Conflict(
-                f"The job {STATE_PHRASES[job.status]}; "
-                "only failed or cancelled jobs can be retried."
+                f"The job {STATE_PHRASES[job.status]}; only failed or cancelled jobs can be "
+                "retried, and a unique one only while no other job holding its key is queued "
+                "or running."
             )
         return Response(self._serialize([job]))
 
@@ -420,18 +437,57 @@ class TaskViewSet(viewsets.ViewSet):
 
 
 class QueueViewSet(viewsets.ViewSet):
-    """Per queue: the backlog, what runs, and throughput and run time lately (one query)."""
+    """Per queue: the backlog, what runs, throughput and run time lately, and whether it is
+    paused; staff with the pause_queue permission pause and resume queues."""
 
     permission_classes = [IsAuthenticated]
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"  # checked by _queue_name, so that a bad one is a JSON 404
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("pause", "resume"):
+            return [CanPauseQueues()]
+        return super().get_permissions()
 
     @extend_schema(responses={200: s.QueueSerializer(many=True), **errors(401)})
     def list(self, request: Request) -> Response:
         with connections[Job.objects.db].cursor() as cursor:
             rows = queries.queue_stats(cursor)
-        return Response(s.QueueSerializer([_queue_figures(r) for r in rows], many=True).data)
+        paused = queues.paused()
+        figures = {r[0]: _queue_figures(r, paused.get(r[0])) for r in rows}
+        for name in paused.keys() - figures.keys():  # a paused queue with nothing in it
+            figures[name] = _queue_figures(
+                (name, *[0] * 3, *[0] * 4, 0, None, 0, None), paused[name]
+            )
+        return Response(s.QueueSerializer([figures[q] for q in sorted(figures)], many=True).data)
+
+    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, name: str) -> Response:
+        """Pause the queue: from this answer on no worker claims its jobs (running ones finish;
+        enqueuing still works)."""
+        changed = queues.pause(_queue_name(name), by=request.user.get_username())
+        return Response({"queue": name, "paused": True, "changed": changed})
+
+    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, name: str) -> Response:
+        """Resume the queue; its workers are woken at once."""
+        changed = queues.resume(_queue_name(name))
+        return Response({"queue": name, "paused": False, "changed": changed})
 
 
-def _queue_figures(row: tuple) -> dict[str, Any]:
+def _queue_name(name: str) -> str:
+    if not QUEUE_NAME_PATTERN.match(name):
+        raise NotFound(f"{name!r} is not a queue name (1-100 letters, digits, '_', '.', ':', '-').")
+    return name
+
+
+# The figures of a queue with no job in it (queries.QUEUE_STATS' columns after the name).
+IDLE_QUEUE = (0, 0, None, 0, 0, 0, 0, 0, None, 0, None)
+
+
+def _queue_figures(row: tuple, pause: QueuePause | None) -> dict[str, Any]:
     (queue, queued, ready, oldest, running, succeeded, failed, cancelled) = row[:8]
     finished_5m, mean_5m, finished_60m, mean_60m = row[8:]
 
@@ -444,6 +500,8 @@ def _queue_figures(row: tuple) -> dict[str, Any]:
 
     return {
         "queue": queue,
+        "paused": pause is not None,
+        "paused_at": None if pause is None else pause.paused_at,
         "counts": {
             "queued": queued,
             "running": running,
@@ -483,6 +541,17 @@ class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         for worker in workers:
             worker.state = "lost" if worker.lost_at else "live"  # type: ignore[attr-defined]
         return Response(s.WorkerSerializer(workers, many=True).data)
+
+
+class ScheduleViewSet(viewsets.ViewSet):
+    """The periodic schedules with their last and next run (staff only)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: s.ScheduleSerializer(many=True), **errors(401, 403)})
+    def list(self, request: Request) -> Response:
+        schedules = Schedule.objects.configured()
+        return Response(s.ScheduleSerializer(schedules, many=True).data)
 
 
 class HealthView(APIView):

@@ -27,6 +27,7 @@ from django.db import connections
 
 from jobqueue import queries
 from jobqueue.conf import get_settings
+from jobqueue.periodic import PeriodicEnqueuer
 from jobqueue.worker import telemetry
 from jobqueue.worker.children import InHand
 from jobqueue.worker.dispatch import Dispatcher
@@ -87,6 +88,7 @@ class Supervisor:
             expected=[mode for mode, slots in started_for.items() if slots],
         )
         self.recorder = OutcomeRecorder(self.conf, self.name)
+        self.periodic = PeriodicEnqueuer.from_settings(self.conf)  # any worker enqueues ticks
         self.pool = ChildPool(
             self.conf,
             worker_name=self.name,
@@ -181,6 +183,7 @@ class Supervisor:
             timers = [self.session.reconnect_at]
         else:
             timers = [self.lease.next_heartbeat, self.lease.next_rescue, self.next_poll]
+            timers.append(self.periodic.next_check)
             timers.extend(t for t in [self.recorder.next_due()] if t is not None)
         timers.extend(t for t in [self.pool.next_deadline(), self.stop.at] if t is not None)
         return min(timers)
@@ -194,7 +197,8 @@ class Supervisor:
         rescue = now >= self.lease.next_rescue
         ack = self._ack_due(now)
         claim = self.claim_wanted or now >= self.next_poll
-        if self.db is not None and not (heartbeat or rescue or ack or claim):
+        periodic = self.periodic.due(now)
+        if self.db is not None and not (heartbeat or rescue or ack or claim or periodic):
             return
         try:
             with self.session.bounded():
@@ -205,6 +209,9 @@ class Supervisor:
                 if rescue:
                     with self._cursor() as cur:
                         self.lease.rescue(cur)
+                if periodic:
+                    with self._cursor() as cur:
+                        self.periodic.run(cur)
                 if ack or claim:
                     self._ack_and_claim(ack=ack, claim=claim)
                 # Also the NOTIFYs that arrived during the statements above.

@@ -128,8 +128,19 @@ def start_gunicorn(
     raise RuntimeError(f"gunicorn did not start: {log.read_text(errors='replace')[-3000:]}")
 
 
-# The API process's settings in tests: demo tasks exposed, submissions not throttled.
-API_ENV = {"JOBQUEUE_EXPOSE_DEMO": "1", "JOBQUEUE_API_SUBMIT_RATE": "100000/min"}
+# The API process's settings in tests: demo tasks exposed, submissions not throttled, and
+# one periodic schedule (tests/api/test_schedules.py).
+NIGHTLY = {
+    "task": "demo.echo",
+    "cron": "0 3 * * *",
+    "timezone": "Europe/Berlin",
+    "queue": "reports",
+}
+API_ENV = {
+    "JOBQUEUE_EXPOSE_DEMO": "1",
+    "JOBQUEUE_API_SUBMIT_RATE": "100000/min",
+    "JOBQUEUE_PERIODIC": json.dumps({"nightly-report": NIGHTLY}),
+}
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,8 @@ def test_submit_returns_202_with_location_and_the_job(api, make_user):
     )
     assert reply.status == 202, reply.body
     job = reply.body
-    assert set(job) == JOB_FIELDS
+    assert set(job) == JOB_FIELDS | {"duplicate"}  # a submission's answer says which it was
+    assert job["duplicate"] is False
     assert reply.headers["Location"].endswith(f"/api/jobs/{job['id']}/")
     assert job["task"] == "demo.echo"
     assert (job["queue"], job["priority"], job["max_attempts"]) == ("reports", 7, 4)

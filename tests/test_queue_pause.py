@@ -1,0 +1,99 @@
+"""Paused queues: no claim once a pause has returned, running jobs finish, resume restarts
+them; on real PostgreSQL and a real worker, with the pause racing a claim in flight."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+import demo
+from jobqueue import queues
+from jobqueue.models import Job, JobStatus
+from tests.conftest import database_url, wait_until
+
+
+def db_now():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        return cursor.fetchone()[0]
+
+
+def in_queue(queue: str):
+    return Job.objects.filter(queue=queue)
+
+
+@pytest.mark.slow
+def test_a_paused_queue_gets_no_claim_after_the_pause_and_resumes(start_worker):
+    """A worker drains two queues of short jobs. Once pause() has returned, no job of the
+    paused queue starts (the other queue goes on, running jobs finish, enqueuing works);
+    after resume() the rest run."""
+    slow = demo.sleep.using(queue_name="incident")
+    for _ in range(40):
+        slow.enqueue(seconds=0.2)
+    start_worker("--concurrency", "2")
+    wait_until(
+        lambda: in_queue("incident").filter(started_at__isnull=False).exists(), 30, "a start"
+    )
+
+    assert queues.pause("incident", by="test")
+    acknowledged = db_now()
+    late = demo.echo.using(queue_name="incident").enqueue(n=1)  # enqueuing still works
+    other = [demo.echo.enqueue(n=n) for n in range(5)]
+    wait_until(
+        lambda: Job.objects.filter(pk__in=[r.id for r in other], status="succeeded").count() == 5,
+        30,
+        "the other queue's jobs ran during the pause",
+    )
+    time.sleep(1.5)  # more than the worker's poll: it had every chance to claim
+    assert not in_queue("incident").filter(started_at__gt=acknowledged).exists()
+    assert not in_queue("incident").filter(status=JobStatus.RUNNING).exists(), "running ones end"
+    assert Job.objects.get(pk=late.id).status == JobStatus.QUEUED
+    waiting = in_queue("incident").filter(status=JobStatus.QUEUED).count()
+    assert waiting > 1
+
+    assert queues.resume("incident")
+    wait_until(
+        lambda: not in_queue("incident").exclude(status=JobStatus.SUCCEEDED).exists(),
+        60,
+        "the paused queue's jobs ran after resume",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_waits_for_a_claim_in_flight_and_holds_back_the_next_one():
+    """A transaction that read the pause table (as a claim under way does) holds the pause
+    back until it commits; a claim that starts while the pause waits sees the pause."""
+    demo.echo.using(queue_name="held").enqueue()
+    with psycopg.connect(database_url(), autocommit=True) as in_flight:
+        with in_flight.transaction():
+            in_flight.execute("SELECT count(*) FROM jobqueue_queuepause")
+            pausing = threading.Thread(target=queues.pause, args=("held",))
+            pausing.start()
+            pausing.join(timeout=1)
+            assert pausing.is_alive(), "the pause did not wait for the claim in flight"
+        pausing.join(timeout=10)
+        assert not pausing.is_alive()
+        claimed = in_flight.execute(
+            "UPDATE jobqueue_job SET status = 'running', started_at = now() "
+            "WHERE queue = 'held' AND queue NOT IN (SELECT queue FROM jobqueue_queuepause) "
+            "RETURNING id"
+        ).fetchall()
+    assert claimed == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_queues_command_pauses_lists_and_resumes(capsys):
+    call_command("queues", "pause", "reports")
+    call_command("queues", "pause", "reports")
+    call_command("queues", "list")
+    call_command("queues", "resume", "reports")
+    call_command("queues", "resume", "reports")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "paused reports" and out[1] == "reports was already paused"
+    assert out[2].startswith("reports\tpaused since ") and out[2].endswith("by manage.py queues")
+    assert out[3:] == ["resumed reports", "reports was not paused"]
+    with pytest.raises(Exception, match="not a queue name"):
+        call_command("queues", "pause", "no spaces")

@@ -30,6 +30,21 @@ class LeaseLost(JobQueueError):
     re-queued or finished elsewhere. Raised by progress(); nothing it writes is recorded."""
 
 
+class Snooze(JobQueueError):
+    """Raised by a task to run again ``seconds`` from now, without spending an attempt.
+
+    For work that is not ready yet (a rate-limited API, a file still uploading):
+    the job goes back to the queue, due in ``seconds``; its run is recorded in the
+    job's history as snoozed, and no error is recorded.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if not 0 <= seconds <= 366 * 86400:
+            raise ValueError(f"snooze seconds must be between 0 and a year, got {seconds}")
+        super().__init__(f"snoozed for {seconds:g} s")
+        self.seconds = float(seconds)
+
+
 class UnstorableResult(JobQueueError):
     """The task's return value cannot be stored as JSON in PostgreSQL (NaN or Infinity,
     a NUL character, a lone surrogate, or over the size limit). The attempt fails."""

@@ -113,12 +113,22 @@ WITH outcome AS (
     ) AS o(id, token, status, result, error, scheduled_at, started_at)
 ), done AS (
     UPDATE jobqueue_job AS j
-    SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed')
-                      THEN 'cancelled' ELSE o.status END,
+    SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed', 'snoozed')
+                      THEN 'cancelled' WHEN o.status = 'snoozed' THEN 'queued' ELSE o.status END,
+        -- A snoozed attempt is refunded (as a give-back is): it ran, but did not fail.
+        attempts = CASE WHEN o.status = 'snoozed' AND NOT j.cancel_requested
+                        THEN GREATEST(j.attempts - 1, 0) ELSE j.attempts END,
         result = o.result,
-        errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || o.error END,
+        errors = CASE
+            WHEN o.error IS NOT NULL THEN j.errors || o.error
+            WHEN o.status = 'snoozed' AND j.cancel_requested THEN j.errors || jsonb_build_array(
+                jsonb_build_object('attempt', j.attempts, 'traceback', '', 'at', now(),
+                                   'type', 'jobqueue.exceptions.JobCancelled',
+                                   'message', 'cancelled while snoozed',
+                                   'worker', %(worker_name)s::text))
+            ELSE j.errors END,
         scheduled_at = COALESCE(o.scheduled_at, j.scheduled_at),
-        finished_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested
+        finished_at = CASE WHEN o.status IN ('queued', 'snoozed') AND NOT j.cancel_requested
                            THEN NULL ELSE now() END,
         started_at = COALESCE(o.started_at, j.started_at),
         runs = j.runs || jsonb_build_array(jsonb_build_object(

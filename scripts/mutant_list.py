@@ -94,8 +94,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "errors-not-kept",
         "jobqueue/queries.py",
-        "ELSE j.errors || o.error END",
-        "ELSE o.error END",
+        "WHEN o.error IS NOT NULL THEN j.errors || o.error",
+        "WHEN o.error IS NOT NULL THEN o.error",
         (W + "test_failed_attempts_are_retried_with_backoff_and_kept",),
         "every attempt's error is kept in errors",
     ),
@@ -670,8 +670,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "ack-retry-beats-cancel",
         "jobqueue/queries.py",
-        "CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed')",
-        "CASE WHEN false AND o.status IN ('queued', 'failed')",
+        "CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed', 'snoozed')",
+        "CASE WHEN false AND o.status IN ('queued', 'failed', 'snoozed')",
         (CW + "test_cancel_wins_over_a_retry",),
         "cancel wins over a failed attempt with attempts left",
     ),
@@ -994,5 +994,13 @@ MUTANTS: list[Mutant] = [
             "tests/test_migrations.py::test_migration_sets_a_lock_timeout_and_builds_indexes_concurrently",
         ),
         "every migration that touches the job table sets a lock_timeout",
+    ),
+    Mutant(
+        "snooze-spends-attempt",
+        "jobqueue/queries.py",
+        "AND NOT j.cancel_requested\n                        THEN GREATEST(j.attempts - 1, 0)",
+        "AND NOT j.cancel_requested\n                        THEN j.attempts",
+        (W + "test_a_snoozed_job_runs_again_later_without_spending_an_attempt",),
+        "raise Snooze(seconds) re-queues the job without spending an attempt",
     ),
 ]

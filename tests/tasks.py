@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 from django.tasks import task
 
-from jobqueue import progress
+from jobqueue import Snooze, progress
 from jobqueue.progress import aprogress
 
 
@@ -217,3 +217,16 @@ def orm_query(seconds: float = 0.2) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(%s), 1", [seconds])
         return cursor.fetchone()[1]
+
+
+@task(takes_context=True, max_attempts=1)
+def snooze_once(context, seconds: float = 1.0) -> str:
+    """Snooze on its first run, succeed on the next (the execution log counts its runs)."""
+    job_id = int(context.task_result.id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM test_execution WHERE job_id = %s", [job_id])
+        runs = cursor.fetchone()[0]
+    _record(context.task_result.id, f"run {runs + 1}")
+    if runs == 0:
+        raise Snooze(seconds)
+    return "woke"

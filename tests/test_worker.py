@@ -414,3 +414,18 @@ def test_outcomes_wait_while_the_database_is_down_and_reconnects_back_off(
     assert [row[2] for row in execution_log()] == ["attempt 1"], "the job ran once"
     # Attempts at about 0.5, 1.5, 2.25, 3, ... s: without the backoff there would be 12.
     assert 2 <= attempts <= 9, (attempts, worker.output())
+
+
+def test_a_snoozed_job_runs_again_later_without_spending_an_attempt(start_worker, execution_log):
+    """raise Snooze(1): back to the queue, due a second later, the attempt refunded (the task
+    allows one), no error; its history shows the snoozed run."""
+    result = tasks.snooze_once.enqueue(seconds=1)
+    start_worker("--concurrency", "1")
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 30, "the job woke and ran")
+    woke = job(result.id)
+    assert woke.attempts == 1
+    assert woke.errors == []
+    assert [run["outcome"] for run in woke.runs] == ["snoozed", "succeeded"]
+    (_, _, first, snoozed_at), (_, _, second, woke_at) = execution_log()
+    assert (first, second) == ("run 1", "run 2")
+    assert (woke_at - snoozed_at).total_seconds() >= 1.0, "it ran again before it was due"

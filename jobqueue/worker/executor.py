@@ -16,7 +16,7 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from jobqueue.backend import JobQueueBackend, load_task
-from jobqueue.exceptions import JobCancelled, JobTimeout
+from jobqueue.exceptions import JobCancelled, JobTimeout, Snooze
 from jobqueue.progress import ProgressReporter, set_reporter
 from jobqueue.worker.hygiene import ConnectionHygiene
 from jobqueue.worker.outcome import Report, ReportKind
@@ -287,6 +287,14 @@ class Executor:
 
 
 def _failure(job: Assignment, error: BaseException, started: Clock) -> Report:
+    if isinstance(error, Snooze):
+        return Report(
+            job_id=job.job_id,
+            kind="snoozed",
+            duration=time.monotonic() - started.monotonic,
+            started_at=started.wall,
+            snooze=error.seconds,
+        )
     kind: ReportKind = "cancelled" if isinstance(error, JobCancelled) else "failed"
     return Report(
         job_id=job.job_id,

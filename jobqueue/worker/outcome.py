@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
-ReportKind = Literal["succeeded", "failed", "cancelled"]
+ReportKind = Literal["succeeded", "failed", "cancelled", "snoozed"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,16 +19,18 @@ class Report:
     error: dict[str, str] | None = None  # {"type", "message", "traceback"}
     duration: float = 0.0  # seconds the task ran
     started_at: float | None = None  # wall-clock time (time.time()) the child began it
+    snooze: float = 0.0  # seconds to wait before running again (kind "snoozed")
 
     def as_message(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, which pickles far faster than the dataclass."""
         return (
-            self.job_id, self.kind, self.result_json, self.error, self.duration, self.started_at
+            self.job_id, self.kind, self.result_json, self.error, self.duration, self.started_at,
+            self.snooze,
         )  # fmt: skip
 
     @classmethod
     def from_message(cls, message: tuple[Any, ...]) -> "Report":
-        job_id, kind, result_json, error, duration, started_at = message
+        job_id, kind, result_json, error, duration, started_at, snooze = message
         return cls(
             job_id=job_id,
             kind=kind,
@@ -36,6 +38,7 @@ class Report:
             error=error,
             duration=duration,
             started_at=started_at,
+            snooze=snooze,
         )
 
 
@@ -78,9 +81,11 @@ def decide(
     retry_delay: float,
     worker: str,
 ) -> Outcome:
-    """Succeeded, cancelled, re-queued after a delay, or failed for good.
+    """Succeeded, cancelled, re-queued after a delay, snoozed, or failed for good.
 
-    (A cancel request seen only by the database wins over a retry there: see queries.ACK.)
+    A snoozed attempt goes back to the queue with the status "snoozed", which the
+    ack writes as queued with the attempt refunded (see queries.ACK). (A cancel
+    request seen only by the database wins over a retry or a snooze there.)
     """
     started = None if report.started_at is None else datetime.fromtimestamp(report.started_at, UTC)
     attempt = partial(Outcome, job_id=report.job_id, token=token, started_at=started)
@@ -90,6 +95,8 @@ def decide(
         case "cancelled":
             error = error_entry(report, attempts, now, worker)
             return attempt(status="cancelled", error_json=error)
+        case "snoozed":
+            return attempt(status="snoozed", scheduled_at=now + timedelta(seconds=report.snooze))
         case "failed" if attempts < max_attempts:
             return attempt(
                 status="queued",

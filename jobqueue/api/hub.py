@@ -21,8 +21,6 @@ import logging
 from collections import Counter, deque
 from typing import Any, NamedTuple
 
-from django.db import router
-
 from jobqueue import db, queries
 from jobqueue.api.serializers import job_data
 from jobqueue.api.sql import RowLoader, quoted_columns
@@ -105,7 +103,9 @@ class JobHub:
     MAX_BACKOFF = 10.0
 
     def __init__(self, alias: str | None = None) -> None:
-        self.alias = alias or router.db_for_read(Job)
+        # LISTEN needs a session of its own: behind a transaction pooler, PostgreSQL
+        # itself (JOBQUEUE["LISTEN_DATABASE"], from DIRECT_DATABASE_URL), as for workers.
+        self.alias = alias or get_settings().LISTEN_DATABASE
         self._watchers: dict[int, set[Watcher]] = {}
         self._per_user: Counter[int] = Counter()
         self._to_read: set[int] = set()

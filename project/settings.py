@@ -194,7 +194,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"ErrorCode": "jobqueue.api.serializers.ERROR_CODES"},
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorCode": "jobqueue.api.serializers.ERROR_CODES",
+        "JobStatusEnum": "jobqueue.models.JobStatus",
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

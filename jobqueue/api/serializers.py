@@ -163,6 +163,20 @@ class JobSerializer(serializers.ModelSerializer):
         return None if position is None else estimated_wait(position)
 
 
+class SubmittedJobSerializer(JobSerializer):
+    """A submission's answer: the job, and whether it is one submitted before."""
+
+    duplicate = serializers.BooleanField(
+        read_only=True,
+        help_text="True when the job answering is one submitted before with the same "
+        "idempotency key, or the live job holding the same unique key.",
+    )
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "duplicate"]
+        read_only_fields = fields
+
+
 # DRF's own datetime field, which fixes the API's format: ISO 8601 in the
 # current time zone, "Z" for UTC. It holds no state.
 _DATETIME = serializers.DateTimeField()

@@ -298,9 +298,9 @@ class JobViewSet(
         request=s.JobSubmitSerializer,
         parameters=[IDEMPOTENCY_HEADER, LOCATION_HEADER, RETRY_AFTER_HEADER],
         responses={
-            202: OpenApiResponse(s.JobSerializer, description="Queued."),
+            202: OpenApiResponse(s.SubmittedJobSerializer, description="Queued."),
             200: OpenApiResponse(
-                s.JobSerializer,
+                s.SubmittedJobSerializer,
                 description="The job first submitted with this idempotency key, or the live job "
                 "holding this unique key; its duplicate field is true.",
             ),
@@ -568,6 +568,7 @@ class HealthView(APIView):
         parameters=[READY_PARAM],
         responses={
             200: s.HealthSerializer,
+            **errors(400),
             503: OpenApiResponse(
                 s.HealthSerializer,
                 description="The database is unreachable (or, with ready, migrations are pending).",
@@ -575,13 +576,14 @@ class HealthView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        ready = _ready_asked(request)
         started = time.monotonic()
         try:
             workers = Worker.objects.aggregate(
                 live=Count("id", filter=Q(lost_at__isnull=True)),
                 lost=Count("id", filter=Q(lost_at__isnull=False)),
             )
-            pending = pending_migrations() if request.query_params.get("ready") else None
+            pending = pending_migrations() if ready else None
         except DatabaseError as e:
             down = {"status": "unavailable", "database": {"ok": False, "error": type(e).__name__}}
             return Response(down, status=status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -598,3 +600,16 @@ class HealthView(APIView):
             body["status"] = "unavailable"
             return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(body)
+
+
+def _ready_asked(request: Request) -> bool:
+    """Whether ``?ready=`` asks for the readiness probe; a value that is no boolean is a 400."""
+    values = request.query_params.getlist("ready")
+    if not values:
+        return False
+    if len(values) > 1 or values[0].lower() not in READY_VALUES:
+        raise ValidationError({"ready": ["Must be true or false (or 1 or 0)."]})
+    return READY_VALUES[values[0].lower()]
+
+
+READY_VALUES = {"true": True, "1": True, "false": False, "0": False}

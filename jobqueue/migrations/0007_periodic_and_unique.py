@@ -17,6 +17,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+from jobqueue.migration_locks import with_lock_timeout
+
 
 class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
@@ -26,6 +28,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # The schedule's foreign key and the new columns lock jobqueue_job: bounded.
+        *with_lock_timeout([
         migrations.CreateModel(
             name='Schedule',
             fields=[
@@ -38,6 +42,7 @@ class Migration(migrations.Migration):
                 'ordering': ['name'],
             },
         ),
+        ]),
         migrations.CreateModel(
             name='QueuePause',
             fields=[
@@ -50,6 +55,7 @@ class Migration(migrations.Migration):
                 'permissions': [('pause_queue', 'Can pause and resume queues')],
             },
         ),
+        *with_lock_timeout([
         migrations.AddField(
             model_name='job',
             name='unique_key',
@@ -60,6 +66,7 @@ class Migration(migrations.Migration):
             name='unique_states',
             field=models.JSONField(blank=True, editable=False, null=True),
         ),
+        ]),
         migrations.RunSQL(
             "CREATE UNIQUE INDEX CONCURRENTLY jobqueue_job_unique ON jobqueue_job (unique_key) "
             "WHERE unique_key IS NOT NULL AND unique_states ? status",

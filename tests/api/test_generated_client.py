@@ -105,12 +105,14 @@ def test_a_generated_client_tours_the_api(api, generated, make_user, start_worke
         kwargs=m.JobSubmitRequestKwargs.from_dict({"steps": 3, "step_seconds": 0.4}),
     )
     created = g["jobs_create"].sync_detailed(client=client, body=body, idempotency_key="tour")
-    job = parsed(created, 202, m.Job)
+    job = parsed(created, 202, m.SubmittedJob)
+    assert not job.duplicate
     assert job.status == m.JobStatusEnum.QUEUED and created.headers["Location"].endswith(
         f"/api/jobs/{job.id}/"
     )
     again = g["jobs_create"].sync_detailed(client=client, body=body, idempotency_key="tour")
-    assert parsed(again, 200, m.Job).id == job.id
+    repeated = parsed(again, 200, m.SubmittedJob)
+    assert (repeated.id, repeated.duplicate) == (job.id, True)
 
     # long-poll it to the end, seeing its progress
     messages = set()
@@ -126,7 +128,7 @@ def test_a_generated_client_tours_the_api(api, generated, make_user, start_worke
 
     # cancel a job no worker serves, retry it, cancel it again (DELETE), and once more: 409
     later = m.JobSubmitRequest(task=m.TaskEnum.DEMO_ECHO, queue="parked")
-    waiting = parsed(g["jobs_create"].sync_detailed(client=client, body=later), 202, m.Job)
+    waiting = parsed(g["jobs_create"].sync_detailed(client=client, body=later), 202, m.SubmittedJob)
     assert waiting.position_in_queue is not None
     cancelled = parsed(
         g["jobs_cancel_create"].sync_detailed(client=client, id=waiting.id), 200, m.Job

@@ -84,7 +84,7 @@ def errors(server: OwnedPostgres, ids: list[int]) -> list[str]:
 @pytest.mark.parametrize("pool", [16, 0], ids=["pooled", "unpooled"])
 def test_two_children_of_64_threads_fit_in_50_connections(small_pg, start_fault_worker, pool):
     with small_pg.connect() as conn:
-        conn.execute("TRUNCATE jobqueue_job")
+        conn.execute("TRUNCATE jobqueue_job CASCADE")
     ids = enqueue_orm_jobs(small_pg.url, JOBS)
     env = {"DJANGO_DB_POOL_SIZE": str(pool), "JOBQUEUE_DEFAULT_MAX_ATTEMPTS": "1"}
     worker = start_fault_worker(

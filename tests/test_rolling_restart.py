@@ -36,15 +36,13 @@ def test_a_rolling_restart_loses_nothing_and_runs_nothing_twice(
             "--concurrency", "2", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT)
         )  # fmt: skip
 
-    def stream_until(done: Callable[[], bool], what: str) -> int:
-        """Stream (at least 0.1 s) until ``done``; returns how many jobs were enqueued."""
-        before = len(enqueued)
+    def stream_until(done: Callable[[], bool], what: str) -> None:
+        """Stream until ``done``, and at least 0.1 s: jobs arrive during every restart."""
         deadline = time.monotonic() + 60
         stream(0.1)
         while not done():
             assert time.monotonic() < deadline, f"timed out waiting until {what}"
             stream(0.1)
-        return len(enqueued) - before
 
     def three_registered() -> bool:
         return Worker.objects.count() == 3
@@ -52,12 +50,9 @@ def test_a_rolling_restart_loses_nothing_and_runs_nothing_twice(
     workers = [worker() for _ in range(3)]
     wait_until(three_registered, 60, "three workers registered")  # before the stream begins
     stream(1.0)
-    during_shutdowns = []  # jobs enqueued while each worker was stopping
     for i in range(3):  # as a deployment does: stop one, start its successor, wait until it is up
         workers[i].signal(signal.SIGTERM)
-        during_shutdowns.append(
-            stream_until(lambda w=workers[i]: w.proc.poll() is not None, "the worker exited")
-        )
+        stream_until(lambda w=workers[i]: w.proc.poll() is not None, "the worker exited")
         assert workers[i].proc.returncode == 0, workers[i].output()
         workers[i] = worker()
         stream_until(three_registered, "its successor registered")
@@ -74,4 +69,3 @@ def test_a_rolling_restart_loses_nothing_and_runs_nothing_twice(
         for created, started in Job.objects.values_list("created_at", "started_at")
     ]
     assert max(waits) <= SHUTDOWN_TIMEOUT + POLL_INTERVAL, max(waits)
-    assert min(during_shutdowns) > 0, "the stream must run while each worker stops"

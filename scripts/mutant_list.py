@@ -373,8 +373,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "health-always-200",
         "jobqueue/api/views.py",
-        "return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)",
-        "return Response(body)",
+        "return Response(down, status=status.HTTP_503_SERVICE_UNAVAILABLE)",
+        "return Response(down)",
         (P + "test_health_answers_503_when_the_database_is_down",),
         "/api/health/ answers 503 when the database is down",
     ),
@@ -955,8 +955,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "readiness-ignores-migrations",
         "jobqueue/api/views.py",
-        'pending = pending_migrations() if request.query_params.get("ready") else None',
-        'pending = [] if request.query_params.get("ready") else None',
+        "pending = pending_migrations() if ready else None",
+        "pending = [] if ready else None",
         (PO + "test_readiness_fails_while_a_migration_is_pending",),
         "/api/health/?ready=1 checks that every migration is applied",
     ),

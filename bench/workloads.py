@@ -127,6 +127,34 @@ WORKLOADS = [
     ),
 ]
 
+# Global limits (issue 12): the rate a limited queue reaches against its limit. Two worker
+# processes of two children each, so that only the limit holds the queue back.
+LIMIT_WORKERS = {"processes": 2, "concurrency": 2}
+WORKLOADS += [
+    Workload(
+        name="limit_concurrency",
+        title="limited queue, concurrency {limit}: {n} jobs of {wait_ms} ms, {processes} workers "
+        "x {concurrency} children (jobs/s; ceiling limit / wait)",
+        unit="jobs/s",
+        higher_is_better=True,
+        args={"n": 400, "wait_ms": 50, "limit": 2, **LIMIT_WORKERS},
+        smoke_args={"n": 40, "wait_ms": 20, "limit": 2, **LIMIT_WORKERS},
+        ours_only=True,
+        timeout=300,
+    ),
+    Workload(
+        name="limit_rate",
+        title="limited queue, rate {limit}/s: {n:,} no-op jobs, {processes} workers "
+        "x {concurrency} children (starts/s)",
+        unit="jobs/s",
+        higher_is_better=True,
+        args={"n": 10_000, "limit": 1000, **LIMIT_WORKERS},
+        smoke_args={"n": 300, "limit": 100, **LIMIT_WORKERS},
+        ours_only=True,
+        timeout=300,
+    ),
+]
+
 # The API engineer's load test, when it is there: GET /api/jobs/{id}/ under gunicorn with wrk.
 if (Path(__file__).resolve().parent / "api_load.py").exists():
     WORKLOADS.append(

@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import admin_audit, admin_time, health, queries, queues
+from jobqueue import admin_audit, admin_time, health, limits, queries, queues
 from jobqueue.admin_list import (
     COUNT_CAP,
     EstimatedCountPaginator,
@@ -41,7 +41,8 @@ from jobqueue.admin_list import (
     StatusFilter,
 )
 from jobqueue.backend import QUEUE_NAME_PATTERN
-from jobqueue.models import FINISHED, Job, JobStatus, Schedule, Worker
+from jobqueue.conf import get_settings
+from jobqueue.models import FINISHED, Job, JobStatus, QueueLimit, Schedule, Worker
 from jobqueue.purge import purge_ids
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
@@ -709,3 +710,51 @@ class ScheduleAdmin(admin.ModelAdmin):
     def disable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         n = queryset.disable()  # type: ignore[attr-defined]
         self.message_user(request, f"Disabled {n} schedule(s).")
+
+
+@admin.register(QueueLimit)
+class QueueLimitAdmin(admin.ModelAdmin):
+    """Global limits per queue: those of settings, and staff overrides made at run time.
+
+    Opening the list writes the settings' limits first (as every worker does when it
+    connects), so it shows what the claims obey. Saving a limit here makes it an
+    override that settings leave alone; "Reset to settings" gives the queue back to
+    them. Claims that start after a save obey it; running jobs are never stopped.
+    """
+
+    list_display = ["queue", "concurrency", "rate_display", "source", "running", "updated_at"]
+    fields = ["queue", "concurrency", "rate", "per"]
+    actions = ["reset_to_settings"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        with connection.cursor() as cursor:
+            queries.sync_limits(cursor, limits.specs(get_settings().QUEUES))
+        return super().changelist_view(request, extra_context)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: QueueLimit | None = None) -> list:
+        return ["queue"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: QueueLimit, form: Any, change: bool) -> None:
+        obj.source = "admin"
+        super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request: HttpRequest, obj: QueueLimit | None = None) -> bool:
+        """Settings' limits come back with the next worker: reset them instead."""
+        if obj is not None and obj.source == "settings":
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @admin.display(description="rate")
+    def rate_display(self, limit: QueueLimit) -> str:
+        return limits.format_rate(limit.rate, limit.per) or "—"
+
+    @admin.display(description="running now")
+    def running(self, limit: QueueLimit) -> int:
+        return Job.objects.filter(queue=limit.queue, status=JobStatus.RUNNING).count()
+
+    @admin.action(description="Reset the selected limits to settings", permissions=["change"])
+    def reset_to_settings(self, request: HttpRequest, queryset: QuerySet[QueueLimit]) -> None:
+        n = queryset.filter(source="admin").delete()[0]
+        with connection.cursor() as cursor:
+            queries.sync_limits(cursor, limits.specs(get_settings().QUEUES))
+        self.message_user(request, f"Reset {n} override(s); settings apply again.")

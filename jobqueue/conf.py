@@ -49,6 +49,11 @@ class JobQueueSettings:
     ASYNC_SLOTS: int = 100
     THREADS: int = 16
     QUEUE_EXECUTION: dict[str, str] = field(default_factory=dict)
+    # Limits shared by every worker on every host, per queue (jobqueue/limits.py):
+    # {"reports": {"concurrency": 2}, "mail": {"rate": "10/s"}}. "concurrency" caps
+    # the queue's jobs running at once; "rate" caps its starts in any window ("N/s",
+    # "N/min", "N/h" or "N/<seconds>s"). Staff may override them in the admin.
+    QUEUES: dict[str, dict] = field(default_factory=dict)
     # Watchers (event streams and ?wait= long-polls) one user may hold open at once in
     # one web process; beyond it the API answers 429.
     WATCH_PER_USER: int = 50
@@ -81,6 +86,10 @@ class JobQueueSettings:
                 raise ValueError(
                     f"QUEUE_EXECUTION[{queue!r}] must be process, thread or async, got {mode!r}"
                 )
+        from jobqueue.limits import QueueLimitSpec  # the parser lives with the limits
+
+        for queue, options in self.QUEUES.items():
+            QueueLimitSpec.from_setting(queue, options)
         # A worker stops its jobs once no heartbeat has succeeded for 4/5 of the
         # lease (self-fencing, worker/fence.py); that must span two heartbeats, or
         # one late beat would stop every job.

@@ -339,6 +339,55 @@ class Schedule(models.Model):
         return self.declared.next_tick(timezone.now()) if self.enabled else None
 
 
+class QueueLimit(models.Model):
+    """A queue's global limits, honoured by every worker's claim (jobqueue/limits.py).
+
+    Workers write the rows of ``JOBQUEUE["QUEUES"]`` when they connect (source
+    "settings"); a row staff edit in the admin becomes source "admin", and
+    settings no longer overwrite it until it is reset. The table also has a
+    column the model leaves out, ``starts`` (timestamptz[], migration 0008): the
+    rate limit's sliding log of the queue's latest claim times, which only the
+    claim reads and writes (queries.CLAIM).
+    """
+
+    SOURCES = [("settings", "settings"), ("admin", "admin override")]
+
+    queue = models.CharField(max_length=100, primary_key=True)
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many of the queue's jobs run at once."
+    )
+    rate = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many starts in any window of 'per' seconds."
+    )
+    per = models.FloatField(null=True, blank=True, help_text="The rate's window, in seconds.")
+    source = models.CharField(max_length=10, choices=SOURCES, default="admin")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["queue"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(rate__isnull=True) & models.Q(per__isnull=True))
+                | (models.Q(rate__gte=1) & models.Q(per__gt=0)),
+                name="jobqueue_queuelimit_rate_has_window",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(concurrency__isnull=True) | models.Q(concurrency__gte=1),
+                name="jobqueue_queuelimit_concurrency_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} (limited)"
+
+    def clean(self) -> None:
+        """A rate without a window counts per second; a window without a rate means nothing."""
+        if self.rate is not None and self.per is None:
+            self.per = 1.0
+        if self.rate is None:
+            self.per = None
+
+
 class QueuePause(models.Model):
     """A paused queue: while its row exists, no worker claims the queue's jobs.
 

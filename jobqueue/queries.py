@@ -7,8 +7,11 @@ without the ORM on its claim/ack loop while web code shares the same SQL.
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from jobqueue.limits import START_SLACK
 
 # Channel on which inserts of queued jobs are announced (payload: queue name).
 # Sent by a statement-level trigger (see migration 0002) so that every insert
@@ -48,6 +51,59 @@ EVENTS_CHUNK = 400
 #   caller and joined in that order, or locked by an ORDER BY id FOR UPDATE), so
 #   two of them cannot deadlock on each other.
 
+# Global limits (jobqueue/limits.py), enforced by the claim. Who holds what:
+# - LOCK_LIMITS runs first in the claim's transaction (the same pipeline, so the
+#   same round trip) and locks, FOR UPDATE in queue order, the jobqueue_queuelimit
+#   rows of the limited queues this worker serves that have a ready job (a probe
+#   of the per-queue index), unless it can start none now or the queue is paused.
+#   A job that becomes ready after its snapshot waits for the next claim.
+#   Claims of a limited queue thus run one at a time, in every worker on every
+#   host; sorted locking means two claims cannot deadlock.
+#   It records the queues it locked in a transaction-local setting
+#   (jobqueue.limited), which CLAIM reads: CLAIM takes jobs of a limited queue
+#   only when this transaction holds its row.
+# - CLAIM is the next statement, so under READ COMMITTED it takes a new snapshot,
+#   after the lock was granted: it sees every claim and ack of that queue that
+#   committed before (they released the row lock by committing), and none can
+#   commit meanwhile. Its counts are exact: running jobs of the queue (claimed,
+#   started or not, and not yet acked, rescued or given back) for concurrency,
+#   and the sliding log of claim times in the row for rate.
+# - The log is written by the same statement that claims (the ``logged`` CTE),
+#   with clock_timestamp() read after the lock: later claims of the queue read
+#   later times, so the log is in commit order and windows are counted exactly.
+# - A running job whose worker froze still counts until it is rescued; by then
+#   its children have stopped (self-fencing), so the limit holds on real runs too.
+# - An admin who changes a limit updates the row under the same row lock: claims
+#   after its commit obey the new limit; running jobs are never stopped by it.
+# ``free`` is how many jobs the worker can start at once now: jobs of a queue
+# with a concurrency limit are never claimed ahead into a buffer, where they
+# would hold a slot of the limit idle. ``soon`` (>= free) is how many it expects
+# to start within half of START_SLACK: jobs of a rate-limited queue are claimed
+# up to that (a job that misses its start-by goes back, but its start is spent).
+# It also answers, for the worker's timer, the seconds until a locked rate-limited
+# queue's window next admits a start: its oldest start in the window leaves it then
+# (a log empty before this claim is filled by it, and frees a full window later).
+LOCK_LIMITS = """
+SELECT set_config('jobqueue.limited', COALESCE(array_agg(queue)::text, ''), true),
+       COALESCE(array_agg(queue) FILTER (WHERE rate IS NOT NULL), '{{}}'),
+       min(extract(epoch FROM COALESCE(oldest, clock_timestamp()) - clock_timestamp())
+           + per + %(slack)s) FILTER (WHERE rate IS NOT NULL)
+FROM (
+    SELECT l.queue, l.rate, l.per,
+           (SELECT min(s) FROM unnest(l.starts) AS s
+            WHERE s > clock_timestamp() - make_interval(secs => l.per + %(slack)s)) AS oldest
+    FROM jobqueue_queuelimit AS l
+    WHERE %(soon)s > 0 {limit_filter}
+      AND l.queue NOT IN (SELECT queue FROM jobqueue_queuepause)
+      AND EXISTS (SELECT FROM jobqueue_job AS j
+                  WHERE j.status = 'queued' AND j.queue = l.queue AND j.scheduled_at <= now())
+    ORDER BY l.queue
+    FOR UPDATE OF l
+) AS locked
+"""
+LOCK_LIMITS_ANY_QUEUE = LOCK_LIMITS.format(limit_filter="")
+LOCK_LIMITS_QUEUES = LOCK_LIMITS.format(limit_filter="AND l.queue = ANY(%(queues)s)")
+
 # Claim up to %(demand)s ready jobs for one worker in one round trip: the CTE
 # walks the partial claim index in claim order and skips rows that another
 # worker has locked, so workers never wait for or double-claim each other.
@@ -62,14 +118,54 @@ EVENTS_CHUNK = 400
 # claim index, where "queue <> ALL(ARRAY(...))" is estimated from the column's
 # statistics, which with one queue say it matches no row, and made the planner
 # sort the whole backlog (24 ms instead of 5 per claim of 100 from 20,000).
+# Limited queues are skipped the same way by ``unlimited``; ``within_limits``
+# takes them, queue by queue through the per-queue index
+# (jobqueue_job_line), only those LOCK_LIMITS locked, up to the room each
+# limit leaves (``room``: LEAST ignores the NULL of a limit not set).
 CLAIM = """
-WITH picked AS (
-    SELECT id FROM jobqueue_job
+WITH limited AS (
+    SELECT l.queue, l.concurrency, l.rate, l.per, l.starts FROM jobqueue_queuelimit AS l
+    WHERE l.queue = ANY(NULLIF(current_setting('jobqueue.limited', true), '')::text[])
+), clock AS (
+    SELECT clock_timestamp() AS t
+), room AS (
+    SELECT l.queue, LEAST(
+        CASE WHEN l.rate IS NULL THEN %(free)s ELSE %(soon)s END,
+        l.concurrency - (SELECT count(*) FROM jobqueue_job AS r
+                         WHERE r.status = 'running' AND r.queue = l.queue),
+        l.rate - (SELECT count(*) FROM unnest(l.starts) AS s
+                  WHERE s > (SELECT t FROM clock) - make_interval(secs => l.per + %(slack)s))
+    ) AS n
+    FROM limited AS l
+), unlimited AS (
+    SELECT id, queue, priority, scheduled_at FROM jobqueue_job
     WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}
       AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)
+      AND queue NOT IN (SELECT queue FROM jobqueue_queuelimit)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(demand)s
     FOR UPDATE SKIP LOCKED
+), within_limits AS (
+    SELECT p.* FROM room CROSS JOIN LATERAL (
+        SELECT id, queue, priority, scheduled_at FROM jobqueue_job AS j
+        WHERE j.status = 'queued' AND j.queue = room.queue AND j.scheduled_at <= now()
+        ORDER BY j.priority DESC, j.scheduled_at, j.id
+        LIMIT %(soon)s
+        FOR UPDATE SKIP LOCKED
+    ) AS p
+    WHERE room.n > 0
+), picked AS (
+    SELECT * FROM unlimited UNION ALL SELECT * FROM within_limits
+), chosen AS (
+    -- Each limited queue's first ``room`` jobs in claim order, then the best of all.
+    SELECT id FROM (
+        SELECT p.id, p.priority, p.scheduled_at, room.n, row_number() OVER (
+            PARTITION BY p.queue ORDER BY p.priority DESC, p.scheduled_at, p.id) AS rank
+        FROM picked AS p LEFT JOIN room ON room.queue = p.queue
+    ) AS ranked
+    WHERE n IS NULL OR rank <= n
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(demand)s
 ), claimed AS (
     UPDATE jobqueue_job AS j
     SET status = 'running', attempts = j.attempts + 1, started_at = now(),
@@ -77,11 +173,21 @@ WITH picked AS (
         lease_token = nextval('jobqueue_job_lease_seq')
     -- An id array, not a join: the planner then always looks rows up by primary
     -- key instead of hashing the whole table when it is mid-sized.
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
     -- Arguments as JSON text: the child that runs the job parses them, and the
     -- supervisor knows their size without parsing them.
     RETURNING j.id, j.task, j.args::text, j.kwargs::text, j.attempts, j.max_attempts,
               j.timeout_seconds, j.priority, j.scheduled_at, j.queue, j.lease_token
+), logged AS (
+    -- The rate log: drop the starts out of every window, add this claim's.
+    -- (A data-modifying CTE always runs, read or not.)
+    UPDATE jobqueue_queuelimit AS l
+    SET starts = ARRAY(SELECT s FROM unnest(l.starts) AS s
+                       WHERE s > c.t - make_interval(secs => l.per + %(slack)s))
+                 || array_fill(c.t, ARRAY[n.started])
+    FROM (SELECT queue, count(*)::int AS started FROM claimed GROUP BY queue) AS n, clock AS c
+    WHERE l.queue = n.queue AND l.rate IS NOT NULL
+      AND l.queue IN (SELECT queue FROM limited)
 ), announced AS (
     SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
     FROM (SELECT id, (row_number() OVER ()) / {chunk} AS chunk FROM claimed) AS c
@@ -113,28 +219,37 @@ WITH outcome AS (
     ) AS o(id, token, status, result, error, scheduled_at, started_at)
 ), done AS (
     UPDATE jobqueue_job AS j
-    SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed', 'snoozed')
-                      THEN 'cancelled' WHEN o.status = 'snoozed' THEN 'queued' ELSE o.status END,
+    SET status = CASE WHEN j.cancel_requested
+                           AND o.status IN ('queued', 'failed', 'snoozed', 'late')
+                      THEN 'cancelled' WHEN o.status IN ('snoozed', 'late') THEN 'queued'
+                      ELSE o.status END,
         -- A snoozed attempt is refunded (as a give-back is): it ran, but did not fail.
-        attempts = CASE WHEN o.status = 'snoozed' AND NOT j.cancel_requested
+        -- A late one (a rate-limited job that reached its child too late: never run)
+        -- is refunded too, and leaves no run behind.
+        attempts = CASE WHEN o.status IN ('snoozed', 'late') AND NOT j.cancel_requested
                         THEN GREATEST(j.attempts - 1, 0) ELSE j.attempts END,
         result = o.result,
         errors = CASE
             WHEN o.error IS NOT NULL THEN j.errors || o.error
-            WHEN o.status = 'snoozed' AND j.cancel_requested THEN j.errors || jsonb_build_array(
+            WHEN o.status IN ('snoozed', 'late') AND j.cancel_requested
+            THEN j.errors || jsonb_build_array(
                 jsonb_build_object('attempt', j.attempts, 'traceback', '', 'at', now(),
                                    'type', 'jobqueue.exceptions.JobCancelled',
-                                   'message', 'cancelled while snoozed',
+                                   'message', CASE WHEN o.status = 'late'
+                                                   THEN 'cancelled before it started'
+                                                   ELSE 'cancelled while snoozed' END,
                                    'worker', %(worker_name)s::text))
             ELSE j.errors END,
         scheduled_at = COALESCE(o.scheduled_at, j.scheduled_at),
-        finished_at = CASE WHEN o.status IN ('queued', 'snoozed') AND NOT j.cancel_requested
+        finished_at = CASE WHEN o.status IN ('queued', 'snoozed', 'late') AND NOT j.cancel_requested
                            THEN NULL ELSE now() END,
         started_at = COALESCE(o.started_at, j.started_at),
-        runs = j.runs || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempts, 'worker_id', %(worker)s, 'worker', %(worker_name)s::text,
-            'started_at', COALESCE(o.started_at, j.started_at), 'finished_at', now(),
-            'outcome', CASE WHEN o.status = 'queued' THEN 'failed' ELSE o.status END)),
+        runs = CASE WHEN o.status = 'late' THEN j.runs ELSE j.runs || jsonb_build_array(
+            jsonb_build_object(
+                'attempt', j.attempts, 'worker_id', %(worker)s, 'worker', %(worker_name)s::text,
+                'started_at', COALESCE(o.started_at, j.started_at), 'finished_at', now(),
+                'outcome', CASE WHEN o.status = 'queued' THEN 'failed' ELSE o.status END))
+            END,
         worker_id = NULL,
         heartbeat_at = NULL,
         lease_token = NULL
@@ -187,6 +302,30 @@ SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL,
 WHERE worker_id = %(worker)s AND status = 'running' AND NOT (lease_token = ANY(%(known)s))
 RETURNING id
 """
+
+# Write JOBQUEUE["QUEUES"]'s limits to jobqueue_queuelimit (each worker does as it
+# connects, and the admin's limits page as it opens): rows from settings follow
+# them, and go when their queue leaves them; rows staff edited (source "admin")
+# are left alone. Rows already equal are not written, so workers starting
+# together do not queue behind each other's row locks for nothing.
+SYNC_LIMITS = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(queues)s::text[], %(concurrency)s::int[], %(rate)s::int[],
+                         %(per)s::float8[]) AS w(queue, concurrency, rate, per)
+), gone AS (
+    DELETE FROM jobqueue_queuelimit AS l
+    WHERE l.source = 'settings' AND l.queue NOT IN (SELECT queue FROM wanted)
+)
+INSERT INTO jobqueue_queuelimit AS l (queue, concurrency, rate, per, source, starts, updated_at)
+SELECT queue, concurrency, rate, per, 'settings', '{}', now() FROM wanted
+ON CONFLICT (queue) DO UPDATE
+SET concurrency = EXCLUDED.concurrency, rate = EXCLUDED.rate, per = EXCLUDED.per,
+    updated_at = now()
+WHERE l.source = 'settings'
+  AND (l.concurrency, l.rate, l.per) IS DISTINCT FROM (EXCLUDED.concurrency, EXCLUDED.rate,
+                                                       EXCLUDED.per)
+"""
+
 
 REGISTER_WORKER = """
 INSERT INTO jobqueue_worker (hostname, pid, queues, concurrency, started_at, last_heartbeat)
@@ -531,16 +670,73 @@ def _copy_field(value: Any) -> str:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def claim(cursor: Any, *, worker: int, demand: int, queues: Sequence[str]) -> None:
-    """Claim up to ``demand`` ready jobs for ``worker``; read them with ``claimed(cursor)``.
+def claim(
+    cursor: Any,
+    *,
+    worker: int,
+    demand: int,
+    queues: Sequence[str],
+    free: int | None = None,
+    soon: int | None = None,
+    lock_cursor: Any = None,
+) -> None:
+    """Claim up to ``demand`` ready jobs for ``worker``, at most ``free`` (default: all) of
+    each queue with a concurrency limit and ``soon`` (default: free) of each rate-limited one.
 
-    Split in two so that the claim can travel in a pipeline with an ack.
+    Two statements, LOCK_LIMITS on ``lock_cursor`` (default ``cursor``) then CLAIM on
+    ``cursor``. Limited queues are claimed from only when both share a transaction (a
+    pipeline, or a transaction block); otherwise the claim takes unlimited queues only.
+    Read the jobs with ``claimed(cursor)``, and the rate-limited queues with
+    ``rate_limited(lock_cursor)`` when it is a cursor of its own. Split so that the
+    claim can travel in a pipeline with an ack.
     """
-    params = {"worker": worker, "demand": demand, "channel": EVENTS_CHANNEL}
+    free = demand if free is None else free
+    soon = free if soon is None else soon
+    lock_cursor = cursor if lock_cursor is None else lock_cursor
+    params: dict[str, Any] = {
+        "worker": worker,
+        "demand": demand,
+        "free": free,
+        "soon": soon,
+        "slack": START_SLACK,
+        "channel": EVENTS_CHANNEL,
+    }
     if queues:
-        cursor.execute(CLAIM_QUEUES, {**params, "queues": list(queues)})
-    else:
-        cursor.execute(CLAIM_ANY_QUEUE, params)
+        params["queues"] = list(queues)
+    lock_cursor.execute(LOCK_LIMITS_QUEUES if queues else LOCK_LIMITS_ANY_QUEUE, params)
+    cursor.execute(CLAIM_QUEUES if queues else CLAIM_ANY_QUEUE, params)
+
+
+def sync_limits(cursor: Any, specs: Sequence[Any]) -> None:
+    """Make the settings' rows of jobqueue_queuelimit match ``specs`` (limits.QueueLimitSpec)."""
+    cursor.execute(
+        SYNC_LIMITS,
+        {
+            "queues": [s.queue for s in specs],
+            "concurrency": [s.concurrency for s in specs],
+            "rate": [s.rate for s in specs],
+            "per": [s.per for s in specs],
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsLocked:
+    """What LOCK_LIMITS answered: whether it locked any limited queue (one had ready jobs),
+    which of those are rate-limited (their jobs must start within START_SLACK:
+    jobqueue/limits.py), and the seconds until one of their windows admits a start."""
+
+    any: bool = False
+    rated: frozenset[str] = frozenset()
+    opens_in: float | None = None
+
+
+def limits_locked(lock_cursor: Any) -> LimitsLocked:
+    """LOCK_LIMITS' answer on ``lock_cursor``."""
+    row = lock_cursor.fetchone()
+    if row is None:
+        return LimitsLocked()
+    return LimitsLocked(bool(row[0]), frozenset(row[1]), None if row[2] is None else float(row[2]))
 
 
 def claimed(cursor: Any) -> list[tuple]:

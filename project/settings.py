@@ -158,6 +158,9 @@ JOBQUEUE = {
     # Periodic jobs ({name: {"task", "cron", ...}}, see README "Periodic jobs"), here
     # read as JSON from the environment so that a deployment can declare them too.
     "PERIODIC": json.loads(os.environ.get("JOBQUEUE_PERIODIC", "{}")),
+    # Global limits per queue, shared by every worker (see README "Limits"), as JSON,
+    # e.g. JOBQUEUE_QUEUES='{"reports": {"concurrency": 2}, "mail": {"rate": "10/s"}}'.
+    "QUEUES": json.loads(os.environ.get("JOBQUEUE_QUEUES", "{}")),
 }
 
 # The REST API (jobqueue.api): token or session auth, nothing anonymous,

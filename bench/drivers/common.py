@@ -33,7 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "workload",
         choices=[
             "setup", "bulk", "single", "drain", "latency", "depth", "bloat", "api", "io",
-            "io_threads", "worker",
+            "io_threads", "worker", "limit_concurrency", "limit_rate",
         ],
     )  # fmt: skip
     parser.add_argument("--dsn", required=True)
@@ -46,6 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="io: worker processes")
     parser.add_argument("--slots", type=int, default=500, help="io: async jobs per process")
     parser.add_argument("--threads", type=int, default=100, help="io: threads per process")
+    parser.add_argument("--limit", type=int, default=2, help="limit_*: the queue's limit")
     return parser.parse_args(argv)
 
 

@@ -4,6 +4,7 @@ Run as ``.venv/bin/python bench/drivers/jobqueue_driver.py WORKLOAD --dsn ...``
 from the repository root. Workers are real ``manage.py runworker`` processes.
 """
 
+import bisect
 import os
 import subprocess
 import sys
@@ -186,6 +187,70 @@ def _io(args: Any, task_name: str, option: str, per_child: int) -> dict[str, Any
         args.dsn, "SELECT count(*) FROM jobqueue_job WHERE status <> 'succeeded'"
     )
     return {**result, "not_succeeded": failed}
+
+
+def limit_concurrency(args: Any) -> dict[str, Any]:
+    """A queue with ``concurrency: args.limit``: jobs of args.wait_ms each, drained by
+    args.processes workers of args.concurrency children; the rate against the limit's
+    ceiling (limit / wait), and the most jobs seen running at once (from the rows)."""
+    django_setup(args.dsn)
+    import demo
+
+    options = {"concurrency": args.limit}
+    result = _limited(args, options, demo.sleep, (args.wait_ms / 1000,))
+    ceiling = args.limit / (args.wait_ms / 1000)
+    return {**result, "ceiling": ceiling, "of_ceiling": result["value"] / ceiling}
+
+
+def limit_rate(args: Any) -> dict[str, Any]:
+    """A queue with ``rate: "{args.limit}/s"``: args.n no-op jobs; starts per second against the
+    limit, and the busiest 1-second window of starts. A rate limit lets starts through in
+    bursts (a window's worth at once), so the rate counts the last burst's window as a whole:
+    n / (last start - first start + 1 s)."""
+    django_setup(args.dsn)
+    import demo
+
+    result = _limited(args, {"rate": f"{args.limit}/s"}, demo.echo, ())
+    rate = args.n / (result["seconds"] + 1.0)
+    return {**result, "value": rate, "ceiling": args.limit, "of_ceiling": rate / args.limit}
+
+
+def _limited(args: Any, options: dict[str, Any], task: Any, task_args: tuple) -> dict[str, Any]:
+    import json
+
+    reset(args.dsn)
+    bulk_enqueue(args.n, task.using(queue_name="limited"), task_args)
+    env = {**worker_env(args.dsn), "JOBQUEUE_QUEUES": json.dumps({"limited": options})}
+    command = worker_command("--concurrency", str(args.concurrency), "--burst")
+    common.drain(
+        args.dsn,
+        n=args.n,
+        worker_commands=[command] * args.processes,
+        count_sql=COUNT_FINISHED,
+        last_finish_sql=LAST_FINISH,
+        env=env,
+    )
+    with common.connect(args.dsn) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM started_at)::float8, extract(epoch FROM finished_at)::float8"
+            " FROM jobqueue_job WHERE status = 'succeeded' ORDER BY started_at"
+        ).fetchall()
+    starts = [s for s, _ in rows]
+    events = sorted([(s, 1) for s, _ in rows] + [(f, -1) for _, f in rows])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    window = max(bisect.bisect_left(starts, s + 1.0) - i for i, s in enumerate(starts))
+    span = starts[-1] - starts[0]
+    return {
+        "value": (len(starts) - 1) / span,
+        "unit": "jobs/s",
+        "seconds": span,
+        "most_running_at_once": peak,
+        "busiest_second_starts": window,
+        "not_succeeded": args.n - len(rows),
+    }
 
 
 def latency(args: Any) -> dict[str, Any]:
@@ -403,5 +468,7 @@ if __name__ == "__main__":
             "api": api,
             "io": io,
             "io_threads": io_threads,
+            "limit_concurrency": limit_concurrency,
+            "limit_rate": limit_rate,
         }
     )

@@ -81,11 +81,28 @@ class Dispatcher:
             demand = min(demand, limit - self.claimed)
         return max(0, demand)
 
+    def free(self, children: list[Child]) -> int:
+        """Jobs the children could start right now: how many of a limited queue to claim."""
+        in_hand = sum(len(c.jobs) + len(c.flying) for c in children) + len(self.buffer)
+        return max(0, self.capacity() - in_hand)
+
+    def soon(self, children: list[Child], *, within: float) -> int:
+        """Jobs the children could start ``within`` seconds, by recent mean run time: how
+        many of a rate-limited queue to claim (each must start by a deadline)."""
+        in_hand = sum(len(c.jobs) + len(c.flying) for c in children) + len(self.buffer)
+        rounds = 1 + int(within / max(self.mean_duration, 1e-4))
+        return max(0, self.capacity() * rounds - in_hand)
+
     def _process_waiting(self) -> int:
         return sum(1 for job in self.buffer if job.assignment.execution == "process")
 
-    def take(self, rows: Iterable[tuple]) -> int:
-        """Buffer freshly claimed rows (queries.CLAIM's columns); returns how many."""
+    def take(self, rows: Iterable[tuple], *, start_by: dict[str, float] | None = None) -> int:
+        """Buffer freshly claimed rows (queries.CLAIM's columns); returns how many.
+
+        ``start_by`` gives, per rate-limited queue, the monotonic time its jobs must
+        start by, or go back unstarted (jobqueue/limits.py).
+        """
+        start_by = start_by or {}
         taken = 0
         for (
             job_id,
@@ -106,7 +123,15 @@ class Dispatcher:
             self.buffer.append(
                 InHand(
                     assignment=Assignment(
-                        job_id, token, task, args_json, kwargs_json, attempts, timeout, execution
+                        job_id,
+                        token,
+                        task,
+                        args_json,
+                        kwargs_json,
+                        attempts,
+                        timeout,
+                        execution,
+                        start_by.get(queue),
                     ),
                     max_attempts=max_attempts,
                     queue=queue,

@@ -35,12 +35,14 @@ class Assignment:
     attempts: int
     timeout: float | None
     execution: str = "process"  # how the child runs it: "process", "thread" or "async"
+    # A rate-limited job's monotonic deadline to start; past it, it goes back unstarted.
+    start_by: float | None = None
 
     def as_message(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, which pickles far faster than the dataclass."""
         return (
             self.job_id, self.token, self.task, self.args_json, self.kwargs_json, self.attempts,
-            self.timeout, self.execution,
+            self.timeout, self.execution, self.start_by,
         )  # fmt: skip
 
     @property
@@ -214,8 +216,11 @@ class Executor:
         return self._succeeded(job, task_result, result_json, started)
 
     def _begin(self, job: Assignment) -> "tuple[Clock, TaskResult, Callable[[], Any]] | Report":
-        """Load the task and its arguments and send task_started; a Report if that fails."""
+        """Load the task and its arguments and send task_started; a Report if that fails,
+        or if the job came too late to start (a rate limit's bound: jobqueue/limits.py)."""
         started = Clock(time.monotonic(), time.time())
+        if job.start_by is not None and started.monotonic > job.start_by:
+            return Report(job_id=job.job_id, kind="late")
         try:
             task = self._task(job.task)
             args, kwargs = json.loads(job.args_json), json.loads(job.kwargs_json)

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
-ReportKind = Literal["succeeded", "failed", "cancelled", "snoozed"]
+# "late": a rate-limited job that reached its child after its start-by deadline
+# and was not run (jobqueue/limits.py).
+ReportKind = Literal["succeeded", "failed", "cancelled", "snoozed", "late"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,10 +83,11 @@ def decide(
     retry_delay: float,
     worker: str,
 ) -> Outcome:
-    """Succeeded, cancelled, re-queued after a delay, snoozed, or failed for good.
+    """Succeeded, cancelled, re-queued after a delay, snoozed, late, or failed for good.
 
     A snoozed attempt goes back to the queue with the status "snoozed", which the
-    ack writes as queued with the attempt refunded (see queries.ACK). (A cancel
+    ack writes as queued with the attempt refunded (see queries.ACK); a late one
+    (never started) goes back the same way, leaving no run behind. (A cancel
     request seen only by the database wins over a retry or a snooze there.)
     """
     started = None if report.started_at is None else datetime.fromtimestamp(report.started_at, UTC)
@@ -97,6 +100,8 @@ def decide(
             return attempt(status="cancelled", error_json=error)
         case "snoozed":
             return attempt(status="snoozed", scheduled_at=now + timedelta(seconds=report.snooze))
+        case "late":
+            return Outcome(job_id=report.job_id, token=token, status="late")
         case "failed" if attempts < max_attempts:
             return attempt(
                 status="queued",

@@ -102,7 +102,8 @@ class ChildPool:
             if job is None:
                 logger.error("child reported job %s it was not running", report.job_id)
                 continue
-            self.dispatcher.learn(job.assignment.task, report.duration)
+            if report.kind != "late":
+                self.dispatcher.learn(job.assignment.task, report.duration)
             if not job.lost:
                 self.recorder.record(job, report)
 

@@ -27,6 +27,7 @@ from django.db import connections
 
 from jobqueue import queries
 from jobqueue.conf import get_settings
+from jobqueue.limits import START_SLACK, queue_modes, specs
 from jobqueue.periodic import PeriodicEnqueuer
 from jobqueue.worker import telemetry
 from jobqueue.worker.children import InHand
@@ -79,7 +80,7 @@ class Supervisor:
                 "async": _given(options.async_slots, self.conf.ASYNC_SLOTS),
                 "thread": _given(options.threads, self.conf.THREADS),
             },
-            queue_modes=self.conf.QUEUE_EXECUTION,
+            queue_modes=queue_modes(self.conf),
         )
         started_for = {"async": options.async_slots, "thread": options.threads}
         self.dispatcher = Dispatcher(
@@ -104,6 +105,8 @@ class Supervisor:
             running=lambda: len(self.pool.in_hand()),
         )
         self.claim_wanted = True
+        # The last claim found ready jobs in a limited queue (queries.LOCK_LIMITS).
+        self.limited = False
         self.drained = False  # burst: the last claim found nothing ready
         self.next_poll = time.monotonic()
 
@@ -196,7 +199,7 @@ class Supervisor:
         heartbeat = now >= self.lease.next_heartbeat
         rescue = now >= self.lease.next_rescue
         ack = self._ack_due(now)
-        claim = self.claim_wanted or now >= self.next_poll
+        claim = self.claim_wanted or now >= self.next_poll or (ack and self.limited)
         periodic = self.periodic.due(now)
         if self.db is not None and not (heartbeat or rescue or ack or claim or periodic):
             return
@@ -239,6 +242,7 @@ class Supervisor:
         return True
 
     def _register(self, cur: psycopg.Cursor) -> None:
+        queries.sync_limits(cur, specs(self.conf.QUEUES))
         self.worker_id = queries.register_worker(
             cur,
             hostname=socket.gethostname(),
@@ -288,24 +292,44 @@ class Supervisor:
         if not ack and not demand:
             return
         sent: list[int] = []
+        # A rate-limited job must start within START_SLACK of this moment, which is
+        # before the database reads its clock for the claim (jobqueue/limits.py).
+        sent_at = time.monotonic()
+        free = self.dispatcher.free(self.pool.children)
+        soon = min(demand, self.dispatcher.soon(self.pool.children, within=START_SLACK / 2))
         try:
-            with self.db.cursor() as ack_cur, self.db.cursor() as claim_cur:
+            with self.db.cursor() as ack_cur, self.db.cursor() as lock_cur, \
+                    self.db.cursor() as claim_cur:  # fmt: skip
                 with self.db.pipeline():
                     if ack:
                         sent = self.recorder.send(ack_cur, self._worker())
                     if demand:
                         queries.claim(
                             claim_cur,
+                            lock_cursor=lock_cur,
                             worker=self._worker(),
                             demand=demand,
+                            free=free,
+                            soon=soon,
                             queues=self.options.queues,
                         )
                 if sent:
                     self.recorder.written(sent, queries.acked(ack_cur))
                 if demand:
-                    taken = self.dispatcher.take(telemetry.claimed(queries.claimed(claim_cur)))
-                    self.claim_wanted = taken == demand  # a full batch: more are likely ready
-                    self.drained = not taken
+                    limits = queries.limits_locked(lock_cur)
+                    self.limited = limits.any
+                    if limits.opens_in is not None:  # claim again as a rate window opens
+                        self.next_poll = min(self.next_poll, sent_at + max(limits.opens_in, 0.0))
+                    rows = telemetry.claimed(queries.claimed(claim_cur))
+                    taken = self.dispatcher.take(rows, start_by={
+                        queue: sent_at + START_SLACK for queue in limits.rated
+                    })  # fmt: skip
+                    # A full batch: more are likely ready. With limits in play, a
+                    # finished job may have made room, so the next ack claims too.
+                    self.claim_wanted = taken == demand
+                    # Drained (--burst): nothing ready, limited queues included, which a
+                    # claim that can start nothing soon does not look at.
+                    self.drained = not taken and not self.limited and soon > 0
         except psycopg.OperationalError:
             raise
         except psycopg.Error as e:

@@ -1,0 +1,211 @@
+"""Global limits per queue (jobqueue/limits.py): concurrency and rate, exact across workers.
+
+Real runworker processes, several at once, against real PostgreSQL; what ran when is
+read back from the rows, as a user would check it.
+"""
+
+import bisect
+import json
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+import demo
+from jobqueue import queries
+from jobqueue.limits import START_SLACK, QueueLimitSpec, parse_rate
+from jobqueue.models import Job, JobStatus, QueueLimit
+from jobqueue.worker.executor import Assignment, Executor
+from jobqueue.worker.outcome import decide
+from tests import tasks
+from tests.conftest import wait_until
+
+
+def max_overlap(intervals: list[tuple]) -> int:
+    """The most intervals (start, end) open at one moment; an end at t closes before a start at t
+    opens, as a slot freed by an ack is what lets the next claim take the job."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def busiest_window(starts: list, seconds: float) -> int:
+    """The most starts in any half-open window [t, t + seconds)."""
+    starts = sorted(starts)
+    width = timedelta(seconds=seconds)
+    return max((bisect.bisect_left(starts, s + width) - i for i, s in enumerate(starts)), default=0)
+
+
+def done(queue: str) -> bool:
+    return not Job.objects.filter(queue=queue).exclude(status=JobStatus.SUCCEEDED).exists()
+
+
+def test_max_overlap_counts_what_runs_at_once():
+    assert max_overlap([(0, 2), (1, 3), (2, 4)]) == 2
+    assert max_overlap([(0, 5), (1, 2), (1, 3)]) == 3
+
+
+@pytest.mark.slow
+def test_concurrency_limit_holds_across_three_workers(start_worker):
+    """concurrency 2, three workers of two children each (six free slots): never more than two
+    of the queue's jobs run at once, measured from the rows' start and finish times, while
+    an unlimited queue beside it runs on every slot. Held-back jobs keep their attempt."""
+    limits = json.dumps({"reports": {"concurrency": 2}})
+    reports = demo.sleep.using(queue_name="reports")
+    limited = [reports.enqueue(seconds=0.15).id for _ in range(24)]
+    free = [demo.sleep.enqueue(seconds=0.3).id for _ in range(12)]
+    for _ in range(3):
+        start_worker("--concurrency", "2", JOBQUEUE_QUEUES=limits)
+    wait_until(lambda: done("reports") and done("default"), 90, "every job ran")
+
+    rows = Job.objects.filter(pk__in=limited)
+    intervals = [(j.started_at, j.finished_at) for j in rows]
+    assert max_overlap(intervals) == 2, "the limit is reached, never passed"
+    assert {j.attempts for j in rows} == {1}, "a job held back spends no attempt"
+    assert all(len(j.runs) == 1 for j in rows)
+    unlimited = [(j.started_at, j.finished_at) for j in Job.objects.filter(pk__in=free)]
+    assert max_overlap(unlimited) > 2, "the unlimited queue is not held to the limit"
+
+
+@pytest.mark.slow
+def test_rate_limit_is_exact_over_thirty_seconds(start_worker, execution_log):
+    """rate 10/s, three workers of two children, 30 s of a backlog far above the rate: no
+    1-second window holds more than 10 starts, whether a start is read from the row or
+    from the task itself (it writes the moment it begins to a table)."""
+    limits = json.dumps({"mail": {"rate": "10/s"}})
+    mail = tasks.record.using(queue_name="mail")
+    for n in range(600):
+        mail.enqueue(n=n)
+    for _ in range(3):
+        start_worker("--concurrency", "2", JOBQUEUE_QUEUES=limits)
+    time.sleep(30)
+
+    rows = list(Job.objects.filter(queue="mail", started_at__isnull=False, runs__len__gt=0))
+    assert busiest_window([j.started_at for j in rows], 1.0) <= 10
+    real_starts = [at for _, _, _, at in execution_log()]
+    assert busiest_window(real_starts, 1.0) <= 10
+    # It is a limit, not a stop: about 9 starts a second (10 per 1.1 s) are expected.
+    assert len(real_starts) >= 150, f"only {len(real_starts)} starts in 30 s"
+    assert not Job.objects.filter(queue="mail", status=JobStatus.FAILED).exists()
+
+
+@pytest.mark.slow
+def test_an_admin_override_holds_at_run_time_and_settings_leave_it_alone(start_worker):
+    """Staff set concurrency 1 on a queue whose settings say 3, while workers run: claims
+    after the change obey it, and a worker that starts later keeps the override."""
+    start_worker("--concurrency", "2", JOBQUEUE_QUEUES=json.dumps({"crawl": {"concurrency": 3}}))
+    wait_until(lambda: QueueLimit.objects.filter(queue="crawl").exists(), 30, "the sync")
+    assert QueueLimit.objects.get(queue="crawl").source == "settings"
+    QueueLimit.objects.filter(queue="crawl").update(concurrency=1, source="admin")
+    start_worker("--concurrency", "2", JOBQUEUE_QUEUES=json.dumps({"crawl": {"concurrency": 3}}))
+    crawl = demo.sleep.using(queue_name="crawl")
+    ids = [crawl.enqueue(seconds=0.1).id for _ in range(12)]
+    wait_until(lambda: done("crawl"), 60, "the crawl jobs ran")
+    intervals = [(j.started_at, j.finished_at) for j in Job.objects.filter(pk__in=ids)]
+    assert max_overlap(intervals) == 1
+    assert QueueLimit.objects.get(queue="crawl").concurrency == 1
+
+
+@pytest.mark.slow
+def test_a_burst_worker_waits_for_held_back_jobs_rather_than_exiting(start_worker):
+    """--burst exits once nothing is ready; a job held back by a limit is still ready."""
+    limits = json.dumps({"one": {"concurrency": 1}})
+    one = demo.sleep.using(queue_name="one")
+    for _ in range(4):
+        one.enqueue(seconds=0.2)
+    worker = start_worker("--concurrency", "3", "--burst", JOBQUEUE_QUEUES=limits)
+    assert worker.wait(60) == 0
+    assert done("one")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_in_one_transaction_take_no_more_than_the_limits_leave():
+    """Two claims of one worker, each LOCK_LIMITS then CLAIM in a transaction: the second sees
+    the first's jobs running and its starts logged, and takes nothing more from either queue;
+    a claim whose statements do not share a transaction takes no limited job at all."""
+    with connection.cursor() as cursor:
+        queries.sync_limits(
+            cursor, [QueueLimitSpec("lim", concurrency=2), QueueLimitSpec("rated", rate=3, per=60)]
+        )
+        cursor.execute(queries.REGISTER_WORKER, {"hostname": "h", "pid": 1, "queues": [],
+                                                 "concurrency": 1})  # fmt: skip
+        worker = cursor.fetchone()[0]
+    for queue in ["lim"] * 5 + ["rated"] * 5 + ["free"] * 2:
+        demo.echo.using(queue_name=queue).enqueue()
+
+    def claim(*, shared: bool) -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN" if shared else "SELECT 1")
+            queries.claim(cursor, worker=worker, demand=100, free=10, queues=())
+            taken = sorted(row[9] for row in queries.claimed(cursor))
+            cursor.execute("COMMIT" if shared else "SELECT 1")
+        return taken
+
+    assert claim(shared=False) == ["free", "free"]
+    assert claim(shared=True) == ["lim", "lim", "rated", "rated", "rated"]
+    assert claim(shared=True) == []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT cardinality(starts) FROM jobqueue_queuelimit WHERE queue = 'rated'")
+        assert cursor.fetchone()[0] == 3
+
+
+def test_a_rate_limited_job_that_reaches_its_child_late_goes_back_unstarted(execution_log):
+    """Past its start-by deadline the child does not run the job; the ack puts it back in the
+    queue with its attempt refunded and no run recorded (a cancel requested meanwhile wins)."""
+    job_id = int(tasks.record.enqueue(n=1).id)
+    other_id = int(tasks.record.enqueue(n=2).id)
+    with connection.cursor() as cursor:
+        queries.claim(cursor, worker=None, demand=2, queues=())
+        rows = {row[0]: row for row in queries.claimed(cursor)}
+    executor = Executor(progress_connection=None, worker_name="test:1")
+    outcomes = []
+    for jid in (job_id, other_id):
+        row = rows[jid]
+        assignment = Assignment(jid, row[10], row[1], row[2], row[3], row[4], row[6],
+                                start_by=time.monotonic() - START_SLACK)  # fmt: skip
+        report = executor.execute(assignment)
+        assert report.kind == "late"
+        outcome = decide(
+            report,
+            token=row[10],
+            attempts=1,
+            max_attempts=3,
+            now=datetime.now(UTC),
+            retry_delay=0,
+            worker="test:1",
+        )
+        outcomes.append(outcome.as_row())
+    Job.objects.filter(pk=other_id).update(cancel_requested=True)
+    with connection.cursor() as cursor:
+        queries.ack(cursor, worker=None, worker_name="test:1", outcomes=outcomes)
+    job, other = Job.objects.get(pk=job_id), Job.objects.get(pk=other_id)
+    assert (job.status, job.attempts, job.runs, job.errors) == (JobStatus.QUEUED, 0, [], [])
+    assert other.status == JobStatus.CANCELLED
+    assert other.errors[-1]["message"] == "cancelled before it started"
+    assert execution_log() == [], "the task never ran"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("10/s", (10, 1.0)), ("100/min", (100, 60.0)), ("1000/h", (1000, 3600.0)),
+     ("5/30s", (5, 30.0)), (" 2 / 1.5 s ", (2, 1.5))],
+)  # fmt: skip
+def test_rates_parse(text, expected):
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"rate": "10 per second"}, "['rate'] must look like"), ({"rate": "0/s"}, "at least 1"),
+     ({"concurrency": 0}, "positive integer"), ({"concurrency": True}, "positive integer"),
+     ({"limit": 3}, "unknown keys: limit"), ({"execution": "fork"}, "process, thread or async")],
+)  # fmt: skip
+def test_bad_limits_are_refused_naming_the_queue(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        QueueLimitSpec.from_setting("reports", options)
+    assert "QUEUES['reports']" in str(raised.value)

@@ -2,7 +2,8 @@
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -15,7 +16,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from jobqueue import events, queries
+from jobqueue import events, keys, queries
 from jobqueue.conf import get_settings
 from jobqueue.db import prepared_cursor
 from jobqueue.jsonb import first_problem, may_be_refused
@@ -60,6 +61,10 @@ class JobQueueTask(Task):
     # Seconds: the key holds within windows of this length only (None: for ever).
     unique_for: float | None = None
     unique_states: tuple[str, ...] = DEFAULT_STATES
+    # Concurrency keys (jobqueue/keys.py): at most concurrency_limit running jobs per key,
+    # the key made from each job's arguments ("customer:{customer_id}", or a callable).
+    concurrency_key: str | Callable[..., Any] | None = None
+    concurrency_limit: int = 1
 
     def using(  # type: ignore[override]
         self,
@@ -71,6 +76,8 @@ class JobQueueTask(Task):
         unique_for: float | None = None,
         unique_states: Sequence[str] | None = None,
         execution: str | None = None,
+        concurrency_key: str | Callable[..., Any] | None = None,
+        concurrency_limit: int | None = None,
         **changes: Any,
     ) -> "JobQueueTask":
         """Django's using(), plus jobqueue's options; None leaves an option as it is."""
@@ -83,6 +90,8 @@ class JobQueueTask(Task):
             "unique_for": unique_for,
             "unique_states": None if unique_states is None else tuple(unique_states),
             "execution": execution,
+            "concurrency_key": concurrency_key,
+            "concurrency_limit": concurrency_limit,
         }
         return replace(task, **{name: value for name, value in own.items() if value is not None})
 
@@ -124,6 +133,7 @@ class JobQueueBackend(BaseTaskBackend):
                 f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}."
             )
         check_options(task)
+        keys.check_options(task)
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         """Enqueue one job; for a unique task whose key is live, the live job's TaskResult."""
@@ -188,14 +198,23 @@ class JobQueueBackend(BaseTaskBackend):
             None if owner is None else owner.pk,
             idempotency_key,
         )
-        unique = uniqueness(task, json.loads(args_json), json.loads(kwargs_json), shared.created_at)
-        with prepared_cursor(self.database) as cursor:
+        stored_args, stored_kwargs = json.loads(args_json), json.loads(kwargs_json)
+        unique = uniqueness(task, stored_args, stored_kwargs, shared.created_at)
+        key = keys.concurrency_key(task, stored_args, stored_kwargs)
+        # A keyed job gets its key in the insert's transaction: no worker sees it without.
+        with (
+            transaction.atomic(using=self.database) if key else nullcontext(),
+            prepared_cursor(self.database) as cursor,
+        ):
             if unique is None:
                 job_id, duplicate = queries.insert_job(cursor, row), False
             else:
                 job_id, duplicate = queries.insert_unique_job(
                     cursor, row, unique.key, unique.states
                 )
+            if key and not duplicate:
+                limit = getattr(task, "concurrency_limit", 1)
+                queries.set_concurrency_keys(cursor, {job_id: key}, limit)
         if not duplicate:
             events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, [job_id])
         return job_id, shared, args_json, kwargs_json, duplicate
@@ -283,6 +302,8 @@ class JobQueueBackend(BaseTaskBackend):
         # aborts it, and the savepoint keeps the caller's transaction usable.
         with transaction.atomic(using=self.database), prepared_cursor(self.database) as cursor:
             queries.copy_jobs(cursor, shared, batches(queries.allocate_job_ids(cursor, len(calls))))
+            if getattr(task, "concurrency_key", None) is not None:
+                self._set_keys(cursor, task, {int(r.id): (r.args, r.kwargs) for r in results})
         ids = (int(r.id) for r in results)  # read only if the events are logged
         events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, ids)
         return results
@@ -315,6 +336,9 @@ class JobQueueBackend(BaseTaskBackend):
                 cursor, {i: key for i, (_, _, key, _) in zip(ids, rows, strict=True)}
             )
             inserted = {i for i in ids if holders[i] == i}
+            if getattr(task, "concurrency_key", None) is not None:
+                by_id = {i: parsed for i, (*_, parsed) in zip(ids, rows, strict=True)}
+                self._set_keys(cursor, task, {i: by_id[i] for i in inserted})
             live = Job.objects.using(self.database).in_bulk(set(holders.values()) - inserted)
         events.enqueued(
             self.database, shared.task, shared.queue, shared.scheduled_at, sorted(inserted)
@@ -326,6 +350,12 @@ class JobQueueBackend(BaseTaskBackend):
         }
         results.update((i, self.to_task_result(job, task)) for i, job in live.items())
         return [results[holders[i]] for i in ids]
+
+    def _set_keys(self, cursor: Any, task: Task, arguments: dict[int, tuple[Any, Any]]) -> None:
+        """Give jobs just inserted in this transaction their concurrency keys (jobqueue/keys.py)."""
+        job_keys = {i: keys.concurrency_key(task, *a) for i, a in arguments.items()}
+        limit = getattr(task, "concurrency_limit", 1)
+        queries.set_concurrency_keys(cursor, {i: k for i, k in job_keys.items() if k}, limit)
 
     def get_result(self, result_id: str) -> TaskResult:
         try:

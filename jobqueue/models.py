@@ -152,6 +152,11 @@ class Job(models.Model):
     # because its condition compares two columns of the row.
     unique_key = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
     unique_states = models.JSONField(null=True, blank=True, editable=False)
+    # Concurrency keys (jobqueue/keys.py): at most concurrency_limit running jobs per key.
+    # NULL for other jobs; the two partial indexes the claim reads (migration 0008, raw
+    # SQL) leave those out, so they cost other jobs nothing.
+    concurrency_key = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     objects = JobQuerySet.as_manager()
 

@@ -83,12 +83,19 @@ EVENTS_CHUNK = 400
 # It also answers, for the worker's timer, the seconds until a locked rate-limited
 # queue's window next admits a start: its oldest start in the window leaves it then
 # (a log empty before this claim is filled by it, and frees a full window later).
+#
+# Concurrency keys (jobqueue/keys.py) work the same way with advisory locks, taken
+# after the queue rows (the ``keys`` CTE reads ``queues`` first) and in one order,
+# (hashtext(key), key), in every claim, so claims cannot deadlock on them either. A
+# hash shared by two keys only makes their claims wait for each other. Which keys:
+# a walk over the distinct keys of ready jobs (a loose scan of jobqueue_job_key_line,
+# one index probe per key), starting after the key this worker looked at last and
+# wrapping around, so that every key gets its turn however long one key's backlog
+# is; it passes over keys at their limit (by its snapshot, which CLAIM re-counts
+# after the lock) and stops at ``free`` keys or KEY_WALK probes. It answers the
+# key to start after next time. Without keyed jobs the walk is one empty probe.
 LOCK_LIMITS = """
-SELECT set_config('jobqueue.limited', COALESCE(array_agg(queue)::text, ''), true),
-       COALESCE(array_agg(queue) FILTER (WHERE rate IS NOT NULL), '{{}}'),
-       min(extract(epoch FROM COALESCE(oldest, clock_timestamp()) - clock_timestamp())
-           + per + %(slack)s) FILTER (WHERE rate IS NOT NULL)
-FROM (
+WITH queues AS (
     SELECT l.queue, l.rate, l.per,
            (SELECT min(s) FROM unnest(l.starts) AS s
             WHERE s > clock_timestamp() - make_interval(secs => l.per + %(slack)s)) AS oldest
@@ -99,10 +106,69 @@ FROM (
                   WHERE j.status = 'queued' AND j.queue = l.queue AND j.scheduled_at <= now())
     ORDER BY l.queue
     FOR UPDATE OF l
-) AS locked
+), after_cursor(k, n) AS MATERIALIZED (
+    WITH RECURSIVE walk(k, n) AS (
+        (SELECT concurrency_key, 1 FROM jobqueue_job
+         WHERE status = 'queued' AND concurrency_key > %(after)s AND %(free)s > 0
+         ORDER BY concurrency_key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT concurrency_key FROM jobqueue_job
+                WHERE status = 'queued' AND concurrency_key > walk.k
+                ORDER BY concurrency_key LIMIT 1), walk.n + 1
+        FROM walk WHERE walk.k IS NOT NULL AND walk.n < %(walk)s
+    )
+    SELECT k, n FROM walk WHERE k IS NOT NULL
+), from_start(k, n) AS MATERIALIZED (
+    WITH RECURSIVE walk(k, n) AS (
+        (SELECT concurrency_key, (SELECT count(*) FROM after_cursor) + 1 FROM jobqueue_job
+         WHERE status = 'queued' AND concurrency_key IS NOT NULL
+           AND concurrency_key <= %(after)s AND %(free)s > 0
+           AND (SELECT count(*) FROM after_cursor) < %(walk)s
+         ORDER BY concurrency_key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT concurrency_key FROM jobqueue_job
+                WHERE status = 'queued' AND concurrency_key > walk.k
+                  AND concurrency_key <= %(after)s
+                ORDER BY concurrency_key LIMIT 1), walk.n + 1
+        FROM walk WHERE walk.k IS NOT NULL AND walk.n < %(walk)s
+    )
+    SELECT k, n FROM walk WHERE k IS NOT NULL
+), walked AS (
+    SELECT k, n FROM after_cursor UNION ALL SELECT k, n FROM from_start
+), eligible AS (
+    SELECT w.k, w.n FROM walked AS w
+    WHERE EXISTS (SELECT FROM jobqueue_job AS j
+                  WHERE j.status = 'queued' AND j.concurrency_key = w.k
+                    AND j.scheduled_at <= now() {key_filter}
+                    AND j.queue NOT IN (SELECT queue FROM jobqueue_queuepause))
+      AND (SELECT count(*) FROM jobqueue_job AS r
+           WHERE r.status = 'running' AND r.concurrency_key = w.k)
+          < (SELECT j.concurrency_limit FROM jobqueue_job AS j
+             WHERE j.status = 'queued' AND j.concurrency_key = w.k
+             ORDER BY j.priority DESC, j.scheduled_at, j.id LIMIT 1)
+    ORDER BY w.n
+    LIMIT %(free)s
+), keys AS (
+    SELECT k, n, pg_advisory_xact_lock(hashtext('jobqueue.concurrency_key'), hashtext(k))
+    FROM (SELECT k, n FROM eligible
+          WHERE (SELECT count(*) FROM queues) >= 0  -- the queues' row locks first
+          ORDER BY hashtext(k), k OFFSET 0) AS ordered
+)
+SELECT set_config('jobqueue.limited', COALESCE((SELECT array_agg(queue)::text FROM queues), ''),
+                  true),
+       COALESCE((SELECT array_agg(queue) FROM queues WHERE rate IS NOT NULL), '{{}}'),
+       (SELECT min(extract(epoch FROM COALESCE(oldest, clock_timestamp()) - clock_timestamp())
+                   + per + %(slack)s) FROM queues WHERE rate IS NOT NULL),
+       set_config('jobqueue.keys', COALESCE((SELECT array_agg(k)::text FROM keys), ''), true),
+       COALESCE((SELECT k FROM keys ORDER BY n DESC LIMIT 1),
+                (SELECT k FROM walked ORDER BY n DESC LIMIT 1))
 """
-LOCK_LIMITS_ANY_QUEUE = LOCK_LIMITS.format(limit_filter="")
-LOCK_LIMITS_QUEUES = LOCK_LIMITS.format(limit_filter="AND l.queue = ANY(%(queues)s)")
+# Distinct keys one claim looks at, at most (index probes).
+KEY_WALK = 200
+LOCK_LIMITS_ANY_QUEUE = LOCK_LIMITS.format(limit_filter="", key_filter="")
+LOCK_LIMITS_QUEUES = LOCK_LIMITS.format(
+    limit_filter="AND l.queue = ANY(%(queues)s)", key_filter="AND j.queue = ANY(%(queues)s)"
+)
 
 # Claim up to %(demand)s ready jobs for one worker in one round trip: the CTE
 # walks the partial claim index in claim order and skips rows that another
@@ -121,7 +187,10 @@ LOCK_LIMITS_QUEUES = LOCK_LIMITS.format(limit_filter="AND l.queue = ANY(%(queues
 # Limited queues are skipped the same way by ``unlimited``; ``within_limits``
 # takes them, queue by queue through the per-queue index
 # (jobqueue_job_line), only those LOCK_LIMITS locked, up to the room each
-# limit leaves (``room``: LEAST ignores the NULL of a limit not set).
+# limit leaves (``room``: LEAST ignores the NULL of a limit not set). Keyed jobs
+# are skipped by both; ``keyed`` takes them, key by key through
+# jobqueue_job_key_line, only for the keys LOCK_LIMITS locked, up to the room
+# each key leaves (``within_keys``), and still within their queue's room.
 CLAIM = """
 WITH limited AS (
     SELECT l.queue, l.concurrency, l.rate, l.per, l.starts FROM jobqueue_queuelimit AS l
@@ -137,31 +206,64 @@ WITH limited AS (
                   WHERE s > (SELECT t FROM clock) - make_interval(secs => l.per + %(slack)s))
     ) AS n
     FROM limited AS l
+), locked_keys AS (
+    -- The keys LOCK_LIMITS locked, with their running jobs counted after the lock.
+    SELECT k.key, (SELECT count(*) FROM jobqueue_job AS r
+                   WHERE r.status = 'running' AND r.concurrency_key = k.key) AS running
+    FROM unnest(NULLIF(current_setting('jobqueue.keys', true), '')::text[]) AS k(key)
 ), unlimited AS (
-    SELECT id, queue, priority, scheduled_at FROM jobqueue_job
+    SELECT id, queue, priority, scheduled_at, NULL::text AS concurrency_key,
+           NULL::int AS concurrency_limit
+    FROM jobqueue_job
     WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}
       AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)
       AND queue NOT IN (SELECT queue FROM jobqueue_queuelimit)
+      AND concurrency_key IS NULL
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(demand)s
     FOR UPDATE SKIP LOCKED
 ), within_limits AS (
     SELECT p.* FROM room CROSS JOIN LATERAL (
-        SELECT id, queue, priority, scheduled_at FROM jobqueue_job AS j
+        SELECT id, queue, priority, scheduled_at, NULL::text AS concurrency_key,
+               NULL::int AS concurrency_limit
+        FROM jobqueue_job AS j
         WHERE j.status = 'queued' AND j.queue = room.queue AND j.scheduled_at <= now()
+          AND j.concurrency_key IS NULL
         ORDER BY j.priority DESC, j.scheduled_at, j.id
         LIMIT %(soon)s
         FOR UPDATE SKIP LOCKED
     ) AS p
     WHERE room.n > 0
+), keyed AS (
+    -- A keyed job of a limited queue only while this claim holds that queue's row too.
+    SELECT p.* FROM locked_keys AS k CROSS JOIN LATERAL (
+        SELECT id, queue, priority, scheduled_at, concurrency_key, concurrency_limit
+        FROM jobqueue_job AS j
+        WHERE j.status = 'queued' AND j.concurrency_key = k.key AND j.scheduled_at <= now()
+          {queue_filter}
+          AND j.queue NOT IN (SELECT queue FROM jobqueue_queuepause)
+          AND (j.queue NOT IN (SELECT queue FROM jobqueue_queuelimit)
+               OR j.queue IN (SELECT queue FROM room))
+        ORDER BY j.priority DESC, j.scheduled_at, j.id
+        LIMIT %(free)s
+        FOR UPDATE SKIP LOCKED
+    ) AS p
 ), picked AS (
-    SELECT * FROM unlimited UNION ALL SELECT * FROM within_limits
+    SELECT * FROM unlimited UNION ALL SELECT * FROM within_limits UNION ALL SELECT * FROM keyed
+), within_keys AS (
+    -- Each key's first (limit - running) jobs in claim order.
+    SELECT * FROM (
+        SELECT p.*, k.running, row_number() OVER (
+            PARTITION BY p.concurrency_key ORDER BY p.priority DESC, p.scheduled_at, p.id) AS rank
+        FROM picked AS p LEFT JOIN locked_keys AS k ON k.key = p.concurrency_key
+    ) AS ranked
+    WHERE concurrency_key IS NULL OR rank <= concurrency_limit - running
 ), chosen AS (
     -- Each limited queue's first ``room`` jobs in claim order, then the best of all.
     SELECT id FROM (
         SELECT p.id, p.priority, p.scheduled_at, room.n, row_number() OVER (
             PARTITION BY p.queue ORDER BY p.priority DESC, p.scheduled_at, p.id) AS rank
-        FROM picked AS p LEFT JOIN room ON room.queue = p.queue
+        FROM within_keys AS p LEFT JOIN room ON room.queue = p.queue
     ) AS ranked
     WHERE n IS NULL OR rank <= n
     ORDER BY priority DESC, scheduled_at, id
@@ -498,6 +600,15 @@ FROM STDIN
 COPY_CONSTANTS = ("queued", "[]", "", 0, False)
 
 
+# Concurrency keys (jobqueue/keys.py): jobs inserted in this transaction get their
+# keys before it commits, so no worker ever sees a keyed job without its key.
+SET_CONCURRENCY_KEYS = """
+UPDATE jobqueue_job AS j SET concurrency_key = k.key, concurrency_limit = %(limit)s
+FROM unnest(%(ids)s::bigint[], %(keys)s::text[]) AS k(id, key)
+WHERE j.id = k.id
+"""
+
+
 # Unique jobs (jobqueue/unique.py). The arbiter of ON CONFLICT is the partial
 # unique index jobqueue_job_unique (migration 0007), named by its columns and
 # condition.
@@ -602,6 +713,15 @@ def insert_job(cursor: Any, row: Sequence[Any]) -> int:
     return cursor.fetchone()[0]
 
 
+def set_concurrency_keys(cursor: Any, keys: dict[int, str], limit: int) -> None:
+    """Give the jobs ``keys`` (id -> key), inserted in the caller's transaction, their key."""
+    if keys:
+        ids = sorted(keys)  # rows locked in id order, as every multi-row write here
+        cursor.execute(
+            SET_CONCURRENCY_KEYS, {"ids": ids, "keys": [keys[i] for i in ids], "limit": limit}
+        )
+
+
 def allocate_job_ids(cursor: Any, n: int) -> list[int]:
     cursor.execute(ALLOCATE_IDS, {"n": n})
     return cursor.fetchone()[0]
@@ -678,10 +798,12 @@ def claim(
     queues: Sequence[str],
     free: int | None = None,
     soon: int | None = None,
+    keys_after: str = "",
     lock_cursor: Any = None,
 ) -> None:
     """Claim up to ``demand`` ready jobs for ``worker``, at most ``free`` (default: all) of
     each queue with a concurrency limit and ``soon`` (default: free) of each rate-limited one.
+    Concurrency keys are looked at from the one after ``keys_after`` on (LimitsLocked.key).
 
     Two statements, LOCK_LIMITS on ``lock_cursor`` (default ``cursor``) then CLAIM on
     ``cursor``. Limited queues are claimed from only when both share a transaction (a
@@ -699,6 +821,8 @@ def claim(
         "free": free,
         "soon": soon,
         "slack": START_SLACK,
+        "after": keys_after,
+        "walk": KEY_WALK,
         "channel": EVENTS_CHANNEL,
     }
     if queues:
@@ -729,14 +853,21 @@ class LimitsLocked:
     any: bool = False
     rated: frozenset[str] = frozenset()
     opens_in: float | None = None
+    key: str = ""  # the concurrency key to look after in the next claim ("": from the first)
 
 
 def limits_locked(lock_cursor: Any) -> LimitsLocked:
-    """LOCK_LIMITS' answer on ``lock_cursor``."""
+    """LOCK_LIMITS' answer on ``lock_cursor``; ``any`` also counts locked concurrency keys."""
     row = lock_cursor.fetchone()
     if row is None:
         return LimitsLocked()
-    return LimitsLocked(bool(row[0]), frozenset(row[1]), None if row[2] is None else float(row[2]))
+    limited, rated, opens_in, keys, key = row
+    return LimitsLocked(
+        bool(limited) or bool(keys),
+        frozenset(rated),
+        None if opens_in is None else float(opens_in),
+        key or "",
+    )
 
 
 def claimed(cursor: Any) -> list[tuple]:

@@ -146,6 +146,13 @@ def record_then_sleep_quietly(context, seconds: float = 3) -> str:
     return "slept"
 
 
+@task(concurrency_key="customer:{customer}", concurrency_limit=1, max_attempts=1)
+def customer_nap(customer: str, seconds: float = 0.1) -> str:
+    """One customer's job: at most one runs at once per customer (tests/test_limits.py)."""
+    time.sleep(seconds)
+    return customer
+
+
 # ----------------------------------------------------------------- execution modes
 # (tests/test_execution.py): the same kinds of job in thread and async mode.
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.tasks.exceptions import InvalidTask
 
 import demo
 from jobqueue import queries
@@ -112,6 +113,52 @@ def test_an_admin_override_holds_at_run_time_and_settings_leave_it_alone(start_w
 
 
 @pytest.mark.slow
+def test_one_running_job_per_key_across_workers_and_no_key_waits_behind_a_backlog(start_worker):
+    """concurrency_limit 1 per customer, three workers of two children: a customer's jobs never
+    overlap, different customers' do, and a customer whose 4 jobs were enqueued after another
+    customer's 30 does not wait for those 30 (the claim walks the keys round-robin)."""
+    big = [tasks.customer_nap.enqueue(customer="big", seconds=0.1).id for _ in range(30)]
+    small = {
+        name: [tasks.customer_nap.enqueue(customer=name, seconds=0.1).id for _ in range(4)]
+        for name in ("b", "c", "d")
+    }
+    for _ in range(3):
+        start_worker("--concurrency", "2")
+    wait_until(lambda: done("default"), 90, "every job ran")
+
+    def intervals(ids: list) -> list[tuple]:
+        return [(j.started_at, j.finished_at) for j in Job.objects.filter(pk__in=ids)]
+
+    for ids in [big, *small.values()]:
+        assert max_overlap(intervals(ids)) == 1
+    everything = intervals(big + [i for ids in small.values() for i in ids])
+    assert max_overlap(everything) > 1, "different keys run side by side"
+    last_small = max(e for ids in small.values() for _, e in intervals(ids))
+    last_big = max(e for _, e in intervals(big))
+    assert last_small < last_big, "the small customers finished while the big one's backlog ran"
+    assert Job.objects.filter(pk__in=big).values("concurrency_key").distinct().count() == 1
+
+
+def test_keys_are_stored_by_every_enqueue_path_and_a_missing_argument_is_refused(transactional_db):
+    one = tasks.customer_nap.enqueue(customer="x")
+    many = tasks.customer_nap.get_backend().enqueue_many(
+        tasks.customer_nap, [((), {"customer": "y"}), ((), {"customer": "z"})]
+    )
+    callable_key = tasks.customer_nap.using(concurrency_key=lambda **kw: kw["customer"].upper())
+    upper = callable_key.enqueue(customer="w")
+    stored = dict(
+        Job.objects.filter(pk__in=[one.id, *(r.id for r in many), upper.id]).values_list(
+            "concurrency_key", "concurrency_limit"
+        )
+    )
+    assert stored == {"customer:x": 1, "customer:y": 1, "customer:z": 1, "W": 1}
+    with pytest.raises(InvalidTask, match="concurrency_key could not be made"):
+        tasks.customer_nap.enqueue(seconds=1)
+    with pytest.raises(InvalidTask, match="concurrency_limit"):
+        tasks.customer_nap.using(concurrency_limit=0).enqueue(customer="x")
+
+
+@pytest.mark.slow
 def test_a_burst_worker_waits_for_held_back_jobs_rather_than_exiting(start_worker):
     """--burst exits once nothing is ready; a job held back by a limit is still ready."""
     limits = json.dumps({"one": {"concurrency": 1}})
@@ -146,8 +193,13 @@ def test_claims_in_one_transaction_take_no_more_than_the_limits_leave():
             cursor.execute("COMMIT" if shared else "SELECT 1")
         return taken
 
+    for n in range(3):  # customer "k", limit 1, in the limited queue: both limits hold
+        tasks.customer_nap.using(queue_name="lim").enqueue(customer="k", seconds=n)
+    tasks.customer_nap.enqueue(customer="j")
+
     assert claim(shared=False) == ["free", "free"]
-    assert claim(shared=True) == ["lim", "lim", "rated", "rated", "rated"]
+    first = claim(shared=True)
+    assert first.count("lim") == 2 and first.count("rated") == 3 and first.count("default") == 1
     assert claim(shared=True) == []
     with connection.cursor() as cursor:
         cursor.execute("SELECT cardinality(starts) FROM jobqueue_queuelimit WHERE queue = 'rated'")

@@ -1,16 +1,23 @@
-"""Global limits per queue (jobqueue/limits.py): one row per limited queue.
+"""Global limits: per queue (jobqueue/limits.py) and per concurrency key (jobqueue/keys.py).
 
-The claim locks a limited queue's row before it counts the queue's running jobs
-and recent starts (queries.LOCK_LIMITS, queries.CLAIM). ``starts``, the rate
-limit's sliding log, is left out of the model: only that SQL reads and writes it,
-and an array column would need django.contrib.postgres in every project's
-INSTALLED_APPS. The table is new, so nothing here locks jobqueue_job.
+- jobqueue_queuelimit: one row per limited queue. The claim locks a limited
+  queue's row before it counts the queue's running jobs and recent starts
+  (queries.LOCK_LIMITS, queries.CLAIM). ``starts``, the rate limit's sliding log,
+  is left out of the model: only that SQL reads and writes it, and an array
+  column would need django.contrib.postgres in every project's INSTALLED_APPS.
+- jobqueue_job.concurrency_key and concurrency_limit: NULL columns (a catalogue-only
+  change, under a lock timeout), and two partial indexes over keyed jobs only, built
+  CONCURRENTLY so that enqueues and claims go on meanwhile: the ready jobs of a key
+  in claim order, and the running jobs of a key (for its count).
 """
 
 from django.db import migrations, models
 
+from jobqueue.migration_locks import with_lock_timeout
+
 
 class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
         ('jobqueue', '0007_periodic_and_unique'),
@@ -35,5 +42,28 @@ class Migration(migrations.Migration):
         migrations.RunSQL(
             "ALTER TABLE jobqueue_queuelimit ADD COLUMN starts timestamptz[] NOT NULL DEFAULT '{}'",
             "ALTER TABLE jobqueue_queuelimit DROP COLUMN starts",
+        ),
+        *with_lock_timeout([
+            migrations.AddField(
+                model_name='job',
+                name='concurrency_key',
+                field=models.TextField(blank=True, editable=False, null=True),
+            ),
+            migrations.AddField(
+                model_name='job',
+                name='concurrency_limit',
+                field=models.PositiveIntegerField(blank=True, editable=False, null=True),
+            ),
+        ]),
+        migrations.RunSQL(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS jobqueue_job_key_line ON jobqueue_job "
+            "(concurrency_key, priority DESC, scheduled_at, id) "
+            "WHERE status = 'queued' AND concurrency_key IS NOT NULL",
+            "DROP INDEX CONCURRENTLY IF EXISTS jobqueue_job_key_line",
+        ),
+        migrations.RunSQL(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS jobqueue_job_key_running ON jobqueue_job "
+            "(concurrency_key) WHERE status = 'running' AND concurrency_key IS NOT NULL",
+            "DROP INDEX CONCURRENTLY IF EXISTS jobqueue_job_key_running",
         ),
     ]

@@ -107,6 +107,7 @@ class Supervisor:
         self.claim_wanted = True
         # The last claim found ready jobs in a limited queue (queries.LOCK_LIMITS).
         self.limited = False
+        self.keys_after = ""  # concurrency keys: where the next claim's walk starts
         self.drained = False  # burst: the last claim found nothing ready
         self.next_poll = time.monotonic()
 
@@ -311,6 +312,7 @@ class Supervisor:
                             demand=demand,
                             free=free,
                             soon=soon,
+                            keys_after=self.keys_after,
                             queues=self.options.queues,
                         )
                 if sent:
@@ -318,6 +320,7 @@ class Supervisor:
                 if demand:
                     limits = queries.limits_locked(lock_cur)
                     self.limited = limits.any
+                    self.keys_after = limits.key
                     if limits.opens_in is not None:  # claim again as a rate window opens
                         self.next_poll = min(self.next_poll, sent_at + max(limits.opens_in, 0.0))
                     rows = telemetry.claimed(queries.claimed(claim_cur))

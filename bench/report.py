@@ -37,6 +37,9 @@ def rows(all_results: list[SystemResults], *, smoke: bool) -> list[dict[str, Any
             fmt = "{:,.0f}" if w.unit == "jobs/s" else "{:.2f}"
             table.append(_row(f"{w.label(smoke=smoke)} ({w.unit})", w.name, "value", all_results,
                               w.ours_only, lower=not w.higher_is_better, fmt=fmt))  # fmt: skip
+        for key, what, also_fmt in w.also:
+            table.append(_row(f"{w.name}: {what}", w.name, key, all_results, w.ours_only,
+                              lower=False, fmt=also_fmt))  # fmt: skip
     for w in WORKLOADS:
         if w.memory:
             table.append(_row(f"memory: peak RSS of the worker processes, {w.label(smoke=smoke)} "

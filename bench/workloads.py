@@ -23,6 +23,8 @@ class Workload:
     max_runs: int | None = None  # fewer runs where a result does not vary (sizes)
     timeout: float = 900.0  # seconds before the harness gives up on one run
     memory: bool = False  # the report adds a row for the workers' peak RSS in this workload
+    # More rows for figures the driver reports beside its value: (key, what it is, format).
+    also: tuple[tuple[str, str, str], ...] = ()
 
     def sizes(self, *, smoke: bool, peer: bool) -> dict[str, int]:
         if smoke:
@@ -141,6 +143,10 @@ WORKLOADS += [
         smoke_args={"n": 40, "wait_ms": 20, "limit": 2, **LIMIT_WORKERS},
         ours_only=True,
         timeout=300,
+        also=(
+            ("of_ceiling", "achieved / ceiling", "{:.2f}"),
+            ("most_running_at_once", "most running at once, from the rows", "{:.0f}"),
+        ),
     ),
     Workload(
         name="limit_rate",
@@ -152,6 +158,10 @@ WORKLOADS += [
         smoke_args={"n": 300, "limit": 100, **LIMIT_WORKERS},
         ours_only=True,
         timeout=300,
+        also=(
+            ("of_ceiling", "achieved / limit", "{:.2f}"),
+            ("busiest_second_starts", "most starts in one 1-second window", "{:.0f}"),
+        ),
     ),
 ]
 

@@ -15,6 +15,7 @@ the hour a zone skips fires once, at the end of the gap; a tick in the hour a
 zone repeats fires once, in its first pass.
 """
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import psycopg
 from cronsim import CronSim, CronSimError
 from django.tasks.exceptions import InvalidTask
 
-from jobqueue import queries
+from jobqueue import keys, queries
 from jobqueue.conf import JobQueueSettings, get_settings
 
 logger = logging.getLogger("jobqueue.periodic")
@@ -71,6 +72,8 @@ class PeriodicSchedule:
     timeout_seconds: float | None
     args_json: str
     kwargs_json: str
+    concurrency_key: str | None = None  # jobqueue/keys.py, made from the schedule's arguments
+    concurrency_limit: int | None = None
 
     @classmethod
     def from_settings(cls, name: str, spec: Any) -> "PeriodicSchedule":
@@ -110,6 +113,7 @@ class PeriodicSchedule:
             backend.validate_task(task)
             args_json = json_text(list(spec.get("args", [])), "args")
             kwargs_json = json_text(dict(spec.get("kwargs", {})), "kwargs")
+            key = keys.concurrency_key(task, json.loads(args_json), json.loads(kwargs_json))
         except ScheduleError:
             raise
         except (InvalidTask, TypeError, ValueError) as e:
@@ -127,6 +131,8 @@ class PeriodicSchedule:
             timeout_seconds=shared.timeout_seconds,
             args_json=args_json,
             kwargs_json=kwargs_json,
+            concurrency_key=key,
+            concurrency_limit=getattr(task, "concurrency_limit", 1) if key else None,
         )
 
     @property

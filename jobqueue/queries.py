@@ -71,6 +71,9 @@ EVENTS_CHUNK = 400
 # - The log is written by the same statement that claims (the ``logged`` CTE),
 #   with clock_timestamp() read after the lock: later claims of the queue read
 #   later times, so the log is in commit order and windows are counted exactly.
+#   A claim at t counts the starts at or after t - (per + slack), both ends of
+#   the window included, so no closed window of that length ever holds more
+#   than the rate (jobqueue/limits.py derives the bound on real starts).
 # - A running job whose worker froze still counts until it is rescued; by then
 #   its children have stopped (self-fencing), so the limit holds on real runs too.
 # - An admin who changes a limit updates the row under the same row lock: claims
@@ -98,7 +101,7 @@ LOCK_LIMITS = """
 WITH queues AS (
     SELECT l.queue, l.rate, l.per,
            (SELECT min(s) FROM unnest(l.starts) AS s
-            WHERE s > clock_timestamp() - make_interval(secs => l.per + %(slack)s)) AS oldest
+            WHERE s >= clock_timestamp() - make_interval(secs => l.per + %(slack)s)) AS oldest
     FROM jobqueue_queuelimit AS l
     WHERE %(soon)s > 0 {limit_filter}
       AND l.queue NOT IN (SELECT queue FROM jobqueue_queuepause)
@@ -161,13 +164,29 @@ SELECT set_config('jobqueue.limited', COALESCE((SELECT array_agg(queue)::text FR
                    + per + %(slack)s) FROM queues WHERE rate IS NOT NULL),
        set_config('jobqueue.keys', COALESCE((SELECT array_agg(k)::text FROM keys), ''), true),
        COALESCE((SELECT k FROM keys ORDER BY n DESC LIMIT 1),
-                (SELECT k FROM walked ORDER BY n DESC LIMIT 1))
+                (SELECT k FROM walked ORDER BY n DESC LIMIT 1)),
+       {present}
 """
 # Distinct keys one claim looks at, at most (index probes).
 KEY_WALK = 200
-LOCK_LIMITS_ANY_QUEUE = LOCK_LIMITS.format(limit_filter="", key_filter="")
+# Whether any limit is in play for this worker: a limit row of a queue it serves, or a
+# ready keyed job. While none is, the worker claims with CLAIM_PLAIN (the claim of an
+# unlimited world, which never takes a limited or keyed job) and sends this probe
+# instead of LOCK_LIMITS: two index probes. A worker that sees one appear claims again
+# at once, within limits; LOCK_LIMITS answers the same question, to go back.
+LIMITS_PRESENT = """(EXISTS (SELECT FROM jobqueue_queuelimit AS l WHERE true {limit_filter})
+        OR EXISTS (SELECT FROM jobqueue_job
+                   WHERE status = 'queued' AND concurrency_key IS NOT NULL))"""
+_SERVED = "AND l.queue = ANY(%(queues)s)"
+PROBE_LIMITS_ANY_QUEUE = "SELECT " + LIMITS_PRESENT.format(limit_filter="")
+PROBE_LIMITS_QUEUES = "SELECT " + LIMITS_PRESENT.format(limit_filter=_SERVED)
+LOCK_LIMITS_ANY_QUEUE = LOCK_LIMITS.format(
+    limit_filter="", key_filter="", present=LIMITS_PRESENT.format(limit_filter="")
+)
 LOCK_LIMITS_QUEUES = LOCK_LIMITS.format(
-    limit_filter="AND l.queue = ANY(%(queues)s)", key_filter="AND j.queue = ANY(%(queues)s)"
+    limit_filter=_SERVED,
+    key_filter="AND j.queue = ANY(%(queues)s)",
+    present=LIMITS_PRESENT.format(limit_filter=_SERVED),
 )
 
 # Claim up to %(demand)s ready jobs for one worker in one round trip: the CTE
@@ -191,8 +210,21 @@ LOCK_LIMITS_QUEUES = LOCK_LIMITS.format(
 # are skipped by both; ``keyed`` takes them, key by key through
 # jobqueue_job_key_line, only for the keys LOCK_LIMITS locked, up to the room
 # each key leaves (``within_keys``), and still within their queue's room.
-CLAIM = """
-WITH limited AS (
+# The jobs of unlimited queues without a key, ready, in claim order (both claims below).
+READY_UNLIMITED = """FROM jobqueue_job
+    WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}
+      AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)
+      AND queue NOT IN (SELECT queue FROM jobqueue_queuelimit)
+      AND concurrency_key IS NULL
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT %(demand)s
+    FOR UPDATE SKIP LOCKED"""
+# What a claim takes while no limit is in play (SELECTION_PLAIN: no limited queue, no
+# keyed job, so never a job a limit guards), or while one is (SELECTION_WITHIN_LIMITS).
+SELECTION_PLAIN = """chosen AS (
+    SELECT id {ready_unlimited}
+)"""
+SELECTION_WITHIN_LIMITS = """limited AS (
     SELECT l.queue, l.concurrency, l.rate, l.per, l.starts FROM jobqueue_queuelimit AS l
     WHERE l.queue = ANY(NULLIF(current_setting('jobqueue.limited', true), '')::text[])
 ), clock AS (
@@ -203,7 +235,7 @@ WITH limited AS (
         l.concurrency - (SELECT count(*) FROM jobqueue_job AS r
                          WHERE r.status = 'running' AND r.queue = l.queue),
         l.rate - (SELECT count(*) FROM unnest(l.starts) AS s
-                  WHERE s > (SELECT t FROM clock) - make_interval(secs => l.per + %(slack)s))
+                  WHERE s >= (SELECT t FROM clock) - make_interval(secs => l.per + %(slack)s))
     ) AS n
     FROM limited AS l
 ), locked_keys AS (
@@ -214,14 +246,7 @@ WITH limited AS (
 ), unlimited AS (
     SELECT id, queue, priority, scheduled_at, NULL::text AS concurrency_key,
            NULL::int AS concurrency_limit
-    FROM jobqueue_job
-    WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}
-      AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)
-      AND queue NOT IN (SELECT queue FROM jobqueue_queuelimit)
-      AND concurrency_key IS NULL
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT %(demand)s
-    FOR UPDATE SKIP LOCKED
+    {ready_unlimited}
 ), within_limits AS (
     SELECT p.* FROM room CROSS JOIN LATERAL (
         SELECT id, queue, priority, scheduled_at, NULL::text AS concurrency_key,
@@ -268,7 +293,20 @@ WITH limited AS (
     WHERE n IS NULL OR rank <= n
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(demand)s
-), claimed AS (
+)"""
+# The rate log, written by the claim within limits: drop the starts out of every
+# window, add this claim's. (A data-modifying CTE always runs, read or not.)
+LOG_STARTS = """, logged AS (
+    UPDATE jobqueue_queuelimit AS l
+    SET starts = ARRAY(SELECT s FROM unnest(l.starts) AS s
+                       WHERE s >= c.t - make_interval(secs => l.per + %(slack)s))
+                 || array_fill(c.t, ARRAY[n.started])
+    FROM (SELECT queue, count(*)::int AS started FROM claimed GROUP BY queue) AS n, clock AS c
+    WHERE l.queue = n.queue AND l.rate IS NOT NULL
+      AND l.queue IN (SELECT queue FROM limited)
+)"""
+CLAIM = """
+WITH {selection}, claimed AS (
     UPDATE jobqueue_job AS j
     SET status = 'running', attempts = j.attempts + 1, started_at = now(),
         heartbeat_at = now(), worker_id = %(worker)s,
@@ -280,17 +318,7 @@ WITH limited AS (
     -- supervisor knows their size without parsing them.
     RETURNING j.id, j.task, j.args::text, j.kwargs::text, j.attempts, j.max_attempts,
               j.timeout_seconds, j.priority, j.scheduled_at, j.queue, j.lease_token
-), logged AS (
-    -- The rate log: drop the starts out of every window, add this claim's.
-    -- (A data-modifying CTE always runs, read or not.)
-    UPDATE jobqueue_queuelimit AS l
-    SET starts = ARRAY(SELECT s FROM unnest(l.starts) AS s
-                       WHERE s > c.t - make_interval(secs => l.per + %(slack)s))
-                 || array_fill(c.t, ARRAY[n.started])
-    FROM (SELECT queue, count(*)::int AS started FROM claimed GROUP BY queue) AS n, clock AS c
-    WHERE l.queue = n.queue AND l.rate IS NOT NULL
-      AND l.queue IN (SELECT queue FROM limited)
-), announced AS (
+){logging}, announced AS (
     SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
     FROM (SELECT id, (row_number() OVER ()) / {chunk} AS chunk FROM claimed) AS c
     GROUP BY chunk
@@ -300,8 +328,13 @@ WITH limited AS (
 -- reads every chunk's row once, as an init plan, before the first row is returned.
 SELECT claimed.* FROM claimed WHERE (SELECT count(*) FROM announced) >= 0
 """
-CLAIM_ANY_QUEUE = CLAIM.format(queue_filter="", chunk=EVENTS_CHUNK)
-CLAIM_QUEUES = CLAIM.format(queue_filter="AND queue = ANY(%(queues)s)", chunk=EVENTS_CHUNK)
+CLAIM_PLAIN_ANY_QUEUE, CLAIM_PLAIN_QUEUES, CLAIM_ANY_QUEUE, CLAIM_QUEUES = (
+    CLAIM.format(selection=selection, logging=logging, chunk=EVENTS_CHUNK).format(
+        ready_unlimited=READY_UNLIMITED.format(queue_filter=queue_filter), queue_filter=queue_filter
+    )
+    for selection, logging in ((SELECTION_PLAIN, ""), (SELECTION_WITHIN_LIMITS, LOG_STARTS))
+    for queue_filter in ("", "AND queue = ANY(%(queues)s)")
+)
 
 # Record the outcomes of finished attempts in one statement, fenced by the
 # attempt's token: an outcome lands only while the row is still running the
@@ -799,11 +832,14 @@ def claim(
     free: int | None = None,
     soon: int | None = None,
     keys_after: str = "",
+    within_limits: bool = True,
     lock_cursor: Any = None,
 ) -> None:
     """Claim up to ``demand`` ready jobs for ``worker``, at most ``free`` (default: all) of
     each queue with a concurrency limit and ``soon`` (default: free) of each rate-limited one.
     Concurrency keys are looked at from the one after ``keys_after`` on (LimitsLocked.key).
+    With ``within_limits`` False, the claim takes only jobs no limit guards, and
+    ``lock_cursor`` probes whether limits are in play (read with ``limits_present``).
 
     Two statements, LOCK_LIMITS on ``lock_cursor`` (default ``cursor``) then CLAIM on
     ``cursor``. Limited queues are claimed from only when both share a transaction (a
@@ -827,8 +863,17 @@ def claim(
     }
     if queues:
         params["queues"] = list(queues)
-    lock_cursor.execute(LOCK_LIMITS_QUEUES if queues else LOCK_LIMITS_ANY_QUEUE, params)
-    cursor.execute(CLAIM_QUEUES if queues else CLAIM_ANY_QUEUE, params)
+    if within_limits:
+        lock_cursor.execute(LOCK_LIMITS_QUEUES if queues else LOCK_LIMITS_ANY_QUEUE, params)
+        cursor.execute(CLAIM_QUEUES if queues else CLAIM_ANY_QUEUE, params)
+    else:
+        lock_cursor.execute(PROBE_LIMITS_QUEUES if queues else PROBE_LIMITS_ANY_QUEUE, params)
+        cursor.execute(CLAIM_PLAIN_QUEUES if queues else CLAIM_PLAIN_ANY_QUEUE, params)
+
+
+def limits_present(lock_cursor: Any) -> bool:
+    """The answer of the probe a claim without limits sent on ``lock_cursor``."""
+    return bool(lock_cursor.fetchone()[0])
 
 
 def sync_limits(cursor: Any, specs: Sequence[Any]) -> None:
@@ -854,6 +899,7 @@ class LimitsLocked:
     rated: frozenset[str] = frozenset()
     opens_in: float | None = None
     key: str = ""  # the concurrency key to look after in the next claim ("": from the first)
+    present: bool = True  # a limit is in play for this worker (LIMITS_PRESENT)
 
 
 def limits_locked(lock_cursor: Any) -> LimitsLocked:
@@ -861,12 +907,13 @@ def limits_locked(lock_cursor: Any) -> LimitsLocked:
     row = lock_cursor.fetchone()
     if row is None:
         return LimitsLocked()
-    limited, rated, opens_in, keys, key = row
+    limited, rated, opens_in, keys, key, present = row
     return LimitsLocked(
         bool(limited) or bool(keys),
         frozenset(rated),
         None if opens_in is None else float(opens_in),
         key or "",
+        bool(present),
     )
 
 
@@ -1086,11 +1133,11 @@ WITH advanced AS (
 )
 INSERT INTO jobqueue_job (id, task, queue, priority, max_attempts, timeout_seconds, created_at,
                           scheduled_at, args, kwargs, status, errors, progress_message, attempts,
-                          cancel_requested)
+                          cancel_requested, concurrency_key, concurrency_limit)
 SELECT CASE WHEN t.tick = %(newest)s THEN a.last_job_id
             ELSE nextval(pg_get_serial_sequence('jobqueue_job', 'id')::regclass) END,
        %(task)s, %(queue)s, %(priority)s, %(max_attempts)s, %(timeout)s, now(), t.tick,
-       %(args)s::jsonb, %(kwargs)s::jsonb, 'queued', '[]', '', 0, false
+       %(args)s::jsonb, %(kwargs)s::jsonb, 'queued', '[]', '', 0, false, %(key)s, %(limit)s
 FROM advanced AS a CROSS JOIN unnest(%(ticks)s::timestamptz[]) AS t(tick)
 ORDER BY t.tick
 RETURNING id
@@ -1128,6 +1175,8 @@ def enqueue_ticks(
             "timeout": schedule.timeout_seconds,
             "args": schedule.args_json,
             "kwargs": schedule.kwargs_json,
+            "key": schedule.concurrency_key,
+            "limit": schedule.concurrency_limit,
         },
     )
     return [row[0] for row in cursor.fetchall()]

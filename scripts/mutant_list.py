@@ -42,6 +42,7 @@ M = "tests/test_metrics.py::"
 PR = "tests/test_prometheus.py::"
 PB = "tests/api/test_pgbouncer.py::"
 PO = "tests/test_probes.py::"
+LI = "tests/test_limits.py::"
 
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Running workers
@@ -59,8 +60,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "claim-order",
         "jobqueue/queries.py",
-        "ORDER BY priority DESC, scheduled_at, id\n    LIMIT %(demand)s",
-        "ORDER BY id\n    LIMIT %(demand)s",
+        "ORDER BY priority DESC, scheduled_at, id\n    LIMIT %(demand)s\n    FOR UPDATE",
+        "ORDER BY id\n    LIMIT %(demand)s\n    FOR UPDATE",
         (Q + "test_claim_order_is_priority_then_schedule_then_creation",),
         "claim order: priority, then scheduled_at, then creation",
     ),
@@ -78,8 +79,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "claim-queue-filter",
         "jobqueue/queries.py",
-        'queue_filter="AND queue = ANY(%(queues)s)", chunk',
-        'queue_filter="", chunk',
+        'for queue_filter in ("", "AND queue = ANY(%(queues)s)")',
+        'for queue_filter in ("", "")',
         (W + "test_queue_selection",),
         "runworker --queues serves only those queues",
     ),
@@ -670,8 +671,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "ack-retry-beats-cancel",
         "jobqueue/queries.py",
-        "CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed', 'snoozed')",
-        "CASE WHEN false AND o.status IN ('queued', 'failed', 'snoozed')",
+        "CASE WHEN j.cancel_requested\n                           AND o.status IN ('queued',",
+        "CASE WHEN false\n                           AND o.status IN ('queued',",
         (CW + "test_cancel_wins_over_a_retry",),
         "cancel wins over a failed attempt with attempts left",
     ),
@@ -1002,5 +1003,71 @@ MUTANTS: list[Mutant] = [
         "AND NOT j.cancel_requested\n                        THEN j.attempts",
         (W + "test_a_snoozed_job_runs_again_later_without_spending_an_attempt",),
         "raise Snooze(seconds) re-queues the job without spending an attempt",
+    ),
+    # ------------------------------------------------------------ Limits
+    Mutant(
+        "limit-rows-not-locked",
+        "jobqueue/queries.py",
+        "ORDER BY l.queue\n    FOR UPDATE OF l",
+        "ORDER BY l.queue",
+        (LI + "test_a_claim_waits_for_a_concurrent_claim_of_the_same_limited_queue",),
+        "a concurrency limit holds across workers: claims of a limited queue run one at a time",
+    ),
+    Mutant(
+        "limit-running-not-counted",
+        "jobqueue/queries.py",
+        "l.concurrency - (SELECT count(*)",
+        "l.concurrency - (SELECT 0 * count(*)",
+        (LI + "test_claims_in_one_transaction_take_no_more_than_the_limits_leave",),
+        "at most N jobs of a queue with concurrency N run at once",
+    ),
+    Mutant(
+        "rate-log-not-written",
+        "jobqueue/queries.py",
+        "|| array_fill(c.t, ARRAY[n.started])",
+        "",
+        (LI + "test_claims_in_one_transaction_take_no_more_than_the_limits_leave",),
+        "no more than N starts in any window of a rate limit",
+    ),
+    Mutant(
+        "late-rate-limited-job-runs",
+        "jobqueue/worker/executor.py",
+        "if job.start_by is not None and started.monotonic > job.start_by:",
+        "if False:",
+        (LI + "test_a_rate_limited_job_that_reaches_its_child_late_goes_back_unstarted",),
+        "a rate-limited job that reaches its child late goes back unstarted",
+    ),
+    Mutant(
+        "key-limit-ignored",
+        "jobqueue/queries.py",
+        "WHERE concurrency_key IS NULL OR rank <= concurrency_limit - running",
+        "WHERE true",
+        (LI + "test_one_running_job_per_key_across_workers_and_no_key_waits_behind_a_backlog",),
+        "at most concurrency_limit running jobs per concurrency key",
+    ),
+    Mutant(
+        "key-walk-not-round-robin",
+        "jobqueue/worker/limits.py",
+        "self.keys_after = locked.key",
+        "self.keys_after = ''",
+        (LI + "test_one_running_job_per_key_across_workers_and_no_key_waits_behind_a_backlog",),
+        "no key waits behind another key's backlog",
+    ),
+    Mutant(
+        "plain-claim-takes-guarded-jobs",
+        "jobqueue/queries.py",
+        "      AND queue NOT IN (SELECT queue FROM jobqueue_queuelimit)\n"
+        "      AND concurrency_key IS NULL\n",
+        "",
+        (LI + "test_the_plain_claim_never_takes_a_job_a_limit_guards",),
+        "the claim without limits never takes a limited queue's or a keyed job",
+    ),
+    Mutant(
+        "limits-never-come-into-play",
+        "jobqueue/worker/limits.py",
+        "self.within = queries.limits_present(lock_cursor)",
+        "self.within = False",
+        (LI + "test_a_worker_without_limits_obeys_one_added_at_run_time",),
+        "a limit added at run time holds for workers already running",
     ),
 ]

@@ -7,9 +7,11 @@ read back from the rows, as a user would check it.
 import bisect
 import json
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from django.db import connection
 from django.tasks.exceptions import InvalidTask
@@ -18,10 +20,11 @@ import demo
 from jobqueue import queries
 from jobqueue.limits import START_SLACK, QueueLimitSpec, parse_rate
 from jobqueue.models import Job, JobStatus, QueueLimit
+from jobqueue.periodic import PeriodicSchedule
 from jobqueue.worker.executor import Assignment, Executor
 from jobqueue.worker.outcome import decide
 from tests import tasks
-from tests.conftest import wait_until
+from tests.conftest import database_url, wait_until
 
 
 def max_overlap(intervals: list[tuple]) -> int:
@@ -159,6 +162,39 @@ def test_keys_are_stored_by_every_enqueue_path_and_a_missing_argument_is_refused
 
 
 @pytest.mark.slow
+def test_a_worker_without_limits_obeys_one_added_at_run_time(start_worker):
+    """A worker started with no limit claims the plain way; staff add a limit while it runs,
+    and the jobs of that queue enqueued afterwards run one at a time."""
+    start_worker("--concurrency", "3")
+    warm = demo.echo.enqueue()
+    wait_until(lambda: Job.objects.get(pk=warm.id).status == JobStatus.SUCCEEDED, 30, "a job ran")
+    QueueLimit.objects.create(queue="added", concurrency=1, source="admin")
+    added = demo.sleep.using(queue_name="added")
+    ids = [added.enqueue(seconds=0.1).id for _ in range(8)]
+    wait_until(lambda: done("added"), 60, "the added queue's jobs ran")
+    intervals = [(j.started_at, j.finished_at) for j in Job.objects.filter(pk__in=ids)]
+    assert max_overlap(intervals) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_plain_claim_never_takes_a_job_a_limit_guards():
+    """While no limit is in play a worker claims with CLAIM_PLAIN: a limited queue's jobs and
+    keyed jobs are left to the claim within limits, and the probe says they are there."""
+    with connection.cursor() as cursor:
+        cursor.execute(queries.PROBE_LIMITS_ANY_QUEUE)
+        assert cursor.fetchone()[0] is False
+        queries.sync_limits(cursor, [QueueLimitSpec("lim", concurrency=5)])
+    demo.echo.using(queue_name="lim").enqueue()
+    tasks.customer_nap.enqueue(customer="a")
+    free = demo.echo.enqueue()
+    with connection.cursor() as cursor:
+        queries.claim(cursor, worker=None, demand=10, queues=(), within_limits=False)
+        assert [row[0] for row in queries.claimed(cursor)] == [int(free.id)]
+        cursor.execute(queries.PROBE_LIMITS_ANY_QUEUE)
+        assert cursor.fetchone()[0] is True
+
+
+@pytest.mark.slow
 def test_a_burst_worker_waits_for_held_back_jobs_rather_than_exiting(start_worker):
     """--burst exits once nothing is ready; a job held back by a limit is still ready."""
     limits = json.dumps({"one": {"concurrency": 1}})
@@ -168,6 +204,37 @@ def test_a_burst_worker_waits_for_held_back_jobs_rather_than_exiting(start_worke
     worker = start_worker("--concurrency", "3", "--burst", JOBQUEUE_QUEUES=limits)
     assert worker.wait(60) == 0
     assert done("one")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waits_for_a_concurrent_claim_of_the_same_limited_queue():
+    """Two workers claim from a concurrency-2 queue at once. The first holds its transaction
+    open after taking 2; the second's LOCK_LIMITS waits for it, and its CLAIM, with a
+    snapshot taken after the first committed, takes nothing: 2 running, never 4."""
+    with connection.cursor() as cursor:
+        queries.sync_limits(cursor, [QueueLimitSpec("lim", concurrency=2)])
+    for _ in range(6):
+        demo.echo.using(queue_name="lim").enqueue()
+    url = database_url()
+    taken: dict[str, list] = {}
+
+    def claim(name: str, db: psycopg.Connection) -> None:
+        """LOCK_LIMITS and CLAIM in one transaction block, left open."""
+        with db.cursor() as lock_cursor, db.cursor() as cursor:
+            queries.claim(cursor, lock_cursor=lock_cursor, worker=None, demand=10, queues=())
+            taken[name] = queries.claimed(cursor)
+
+    with psycopg.connect(url) as first, psycopg.connect(url) as second:
+        claim("first", first)
+        other = threading.Thread(target=claim, args=("second", second))
+        other.start()
+        other.join(1.0)
+        assert other.is_alive(), "the second claim waits for the first's lock"
+        first.commit()
+        other.join(10)
+        second.commit()
+    assert (len(taken["first"]), len(taken["second"])) == (2, 0)
+    assert Job.objects.filter(queue="lim", status=JobStatus.RUNNING).count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -261,3 +328,11 @@ def test_bad_limits_are_refused_naming_the_queue(options, message):
     with pytest.raises(ValueError, match=re.escape(message)) as raised:
         QueueLimitSpec.from_setting("reports", options)
     assert "QUEUES['reports']" in str(raised.value)
+
+
+def test_a_periodic_schedule_of_a_keyed_task_gives_its_jobs_the_key():
+    schedule = PeriodicSchedule.from_settings(
+        "nightly",
+        {"task": "tests.tasks.customer_nap", "cron": "@daily", "kwargs": {"customer": "z"}},
+    )
+    assert (schedule.concurrency_key, schedule.concurrency_limit) == ("customer:z", 1)

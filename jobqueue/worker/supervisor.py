@@ -35,6 +35,7 @@ from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.execution import Executions
 from jobqueue.worker.fence import LeaseFence
 from jobqueue.worker.lease import Beat, LeaseKeeper
+from jobqueue.worker.limits import ClaimLimits
 from jobqueue.worker.pool import ChildPool
 from jobqueue.worker.recorder import OutcomeRecorder
 from jobqueue.worker.session import DatabaseSession
@@ -105,9 +106,7 @@ class Supervisor:
             running=lambda: len(self.pool.in_hand()),
         )
         self.claim_wanted = True
-        # The last claim found ready jobs in a limited queue (queries.LOCK_LIMITS).
-        self.limited = False
-        self.keys_after = ""  # concurrency keys: where the next claim's walk starts
+        self.limits = ClaimLimits()  # global limits, as the last claim saw them
         self.drained = False  # burst: the last claim found nothing ready
         self.next_poll = time.monotonic()
 
@@ -200,7 +199,8 @@ class Supervisor:
         heartbeat = now >= self.lease.next_heartbeat
         rescue = now >= self.lease.next_rescue
         ack = self._ack_due(now)
-        claim = self.claim_wanted or now >= self.next_poll or (ack and self.limited)
+        # With jobs held back by a limit, a finished job may have made room: claim with the ack.
+        claim = self.claim_wanted or now >= self.next_poll or (ack and self.limits.held_back)
         periodic = self.periodic.due(now)
         if self.db is not None and not (heartbeat or rescue or ack or claim or periodic):
             return
@@ -298,6 +298,7 @@ class Supervisor:
         sent_at = time.monotonic()
         free = self.dispatcher.free(self.pool.children)
         soon = min(demand, self.dispatcher.soon(self.pool.children, within=START_SLACK / 2))
+        limits = self.limits
         try:
             with self.db.cursor() as ack_cur, self.db.cursor() as lock_cur, \
                     self.db.cursor() as claim_cur:  # fmt: skip
@@ -312,27 +313,25 @@ class Supervisor:
                             demand=demand,
                             free=free,
                             soon=soon,
-                            keys_after=self.keys_after,
                             queues=self.options.queues,
+                            **limits.claim_options(),
                         )
                 if sent:
                     self.recorder.written(sent, queries.acked(ack_cur))
                 if demand:
-                    limits = queries.limits_locked(lock_cur)
-                    self.limited = limits.any
-                    self.keys_after = limits.key
-                    if limits.opens_in is not None:  # claim again as a rate window opens
-                        self.next_poll = min(self.next_poll, sent_at + max(limits.opens_in, 0.0))
+                    came_into_play = limits.read(lock_cur, sent_at=sent_at)
+                    if limits.opens_at is not None:  # claim again as a rate window opens
+                        self.next_poll = min(self.next_poll, limits.opens_at)
                     rows = telemetry.claimed(queries.claimed(claim_cur))
-                    taken = self.dispatcher.take(rows, start_by={
-                        queue: sent_at + START_SLACK for queue in limits.rated
-                    })  # fmt: skip
-                    # A full batch: more are likely ready. With limits in play, a
-                    # finished job may have made room, so the next ack claims too.
-                    self.claim_wanted = taken == demand
-                    # Drained (--burst): nothing ready, limited queues included, which a
+                    taken = self.dispatcher.take(rows, start_by=limits.start_by(sent_at))
+                    # A full batch: more are likely ready; so are jobs a limit guards
+                    # when limits just came into play (this claim left them alone).
+                    self.claim_wanted = taken == demand or came_into_play
+                    # Drained (--burst): nothing ready, held-back jobs included, which a
                     # claim that can start nothing soon does not look at.
-                    self.drained = not taken and not self.limited and soon > 0
+                    self.drained = (
+                        not taken and not limits.held_back and not came_into_play and soon > 0
+                    )
         except psycopg.OperationalError:
             raise
         except psycopg.Error as e:

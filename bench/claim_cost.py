@@ -8,7 +8,10 @@ prepared statements as the worker's), and the median time of a statement is prin
 
 - plain: the claim while no limit is in play (queries.CLAIM_PLAIN_*), and its probe;
 - within limits: LOCK_LIMITS and the claim within limits, with no limit row, then with
-  a limited queue beside the unlimited one (its row exists; it has no jobs).
+  a limited queue beside the unlimited one (its row exists; it has no jobs);
+- held back: the same limited queue with --held-back jobs queued ahead of the unlimited
+  ones in claim order (a rate-limited queue's backlog), which the claim of unlimited jobs
+  walks past.
 """
 
 import argparse
@@ -27,7 +30,8 @@ FILL = """
 INSERT INTO jobqueue_job (task, queue, priority, max_attempts, timeout_seconds, created_at,
                           scheduled_at, args, kwargs, status, errors, progress_message,
                           attempts, cancel_requested)
-SELECT 'demo.echo', 'default', 0, 3, 600, now(), now(), '[]', '{}', 'queued', '[]', '', 0, false
+SELECT 'demo.echo', %s, 0, 3, 600, now(), now() - %s * interval '1 hour', '[]', '{}', 'queued',
+       '[]', '', 0, false
 FROM generate_series(1, %s)
 """
 
@@ -36,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--claims", type=int, default=150)
+    parser.add_argument("--held-back", type=int, default=50_000)
     opts = parser.parse_args()
     import django
 
@@ -50,9 +55,10 @@ def main() -> None:
         "after": "", "walk": queries.KEY_WALK, "channel": "claim_cost",
     }  # fmt: skip
 
-    def timed(label: str, sql: str) -> None:
+    def timed(label: str, sql: str, held_back: int = 0) -> None:
         cur.execute("TRUNCATE jobqueue_job CASCADE")
-        cur.execute(FILL, (opts.backlog,))
+        cur.execute(FILL, ("default", 0, opts.backlog))
+        cur.execute(FILL, ("other", 1, held_back))  # due an hour earlier: ahead in claim order
         cur.execute("VACUUM ANALYZE jobqueue_job")
         times = []
         for _ in range(opts.claims):
@@ -71,6 +77,9 @@ def main() -> None:
     queries.sync_limits(cur, [QueueLimitSpec("other", concurrency=2)])
     timed("a limited queue beside: LOCK_LIMITS", queries.LOCK_LIMITS_ANY_QUEUE)
     timed("a limited queue beside: claim of 100", queries.CLAIM_ANY_QUEUE)
+    held = f"{opts.held_back:,} held back ahead"
+    timed(f"{held}: LOCK_LIMITS", queries.LOCK_LIMITS_ANY_QUEUE, opts.held_back)
+    timed(f"{held}: claim of 100", queries.CLAIM_ANY_QUEUE, opts.held_back)
     cur.execute("DELETE FROM jobqueue_queuelimit")
     cur.execute("TRUNCATE jobqueue_job CASCADE")
 

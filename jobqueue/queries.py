@@ -832,12 +832,14 @@ def claim(
     free: int | None = None,
     soon: int | None = None,
     keys_after: str = "",
+    key_walk: int = KEY_WALK,
     within_limits: bool = True,
     lock_cursor: Any = None,
 ) -> None:
     """Claim up to ``demand`` ready jobs for ``worker``, at most ``free`` (default: all) of
     each queue with a concurrency limit and ``soon`` (default: free) of each rate-limited one.
-    Concurrency keys are looked at from the one after ``keys_after`` on (LimitsLocked.key).
+    Concurrency keys are looked at from the one after ``keys_after`` on (LimitsLocked.key),
+    ``key_walk`` of them at most.
     With ``within_limits`` False, the claim takes only jobs no limit guards, and
     ``lock_cursor`` probes whether limits are in play (read with ``limits_present``).
 
@@ -858,7 +860,7 @@ def claim(
         "soon": soon,
         "slack": START_SLACK,
         "after": keys_after,
-        "walk": KEY_WALK,
+        "walk": key_walk,
         "channel": EVENTS_CHANNEL,
     }
     if queues:

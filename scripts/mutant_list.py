@@ -1050,7 +1050,7 @@ MUTANTS: list[Mutant] = [
         "jobqueue/worker/limits.py",
         "self.keys_after = locked.key",
         "self.keys_after = ''",
-        (LI + "test_one_running_job_per_key_across_workers_and_no_key_waits_behind_a_backlog",),
+        (LI + "test_the_walk_over_keys_goes_round_robin_so_every_key_gets_its_turn",),
         "no key waits behind another key's backlog",
     ),
     Mutant(

@@ -22,6 +22,7 @@ from jobqueue.limits import START_SLACK, QueueLimitSpec, parse_rate
 from jobqueue.models import Job, JobStatus, QueueLimit
 from jobqueue.periodic import PeriodicSchedule
 from jobqueue.worker.executor import Assignment, Executor
+from jobqueue.worker.limits import ClaimLimits
 from jobqueue.worker.outcome import decide
 from tests import tasks
 from tests.conftest import database_url, wait_until
@@ -142,6 +143,37 @@ def test_one_running_job_per_key_across_workers_and_no_key_waits_behind_a_backlo
     assert Job.objects.filter(pk__in=big).values("concurrency_key").distinct().count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_walk_over_keys_goes_round_robin_so_every_key_gets_its_turn():
+    """Five customers with two jobs each, limit 1, a walk of two keys per claim and one free
+    slot: claim after claim, the worker's walk resumes after the key it looked at last, so
+    each claim takes the next customer's job. Starting from the first key each time, the
+    third claim would find only customers at their limit and take nothing."""
+    for name in "abcde":
+        for _ in range(2):
+            tasks.customer_nap.enqueue(customer=name)
+    limits = ClaimLimits()
+    taken = []
+    for _ in range(5):
+        with connection.cursor() as lock_cursor, connection.cursor() as cursor:
+            lock_cursor.execute("BEGIN")
+            queries.claim(
+                cursor,
+                lock_cursor=lock_cursor,
+                worker=None,
+                demand=10,
+                free=1,
+                queues=(),
+                key_walk=2,
+                **limits.claim_options(),
+            )
+            limits.read(lock_cursor, sent_at=0.0)
+            taken += [row[0] for row in queries.claimed(cursor)]
+            cursor.execute("COMMIT")
+    keys = Job.objects.filter(pk__in=taken).values_list("concurrency_key", flat=True)
+    assert sorted(keys) == [f"customer:{name}" for name in "abcde"]
+
+
 def test_keys_are_stored_by_every_enqueue_path_and_a_missing_argument_is_refused(transactional_db):
     one = tasks.customer_nap.enqueue(customer="x")
     many = tasks.customer_nap.get_backend().enqueue_many(
@@ -171,7 +203,7 @@ def test_a_worker_without_limits_obeys_one_added_at_run_time(start_worker):
     QueueLimit.objects.create(queue="added", concurrency=1, source="admin")
     added = demo.sleep.using(queue_name="added")
     ids = [added.enqueue(seconds=0.1).id for _ in range(8)]
-    wait_until(lambda: done("added"), 60, "the added queue's jobs ran")
+    wait_until(lambda: done("added"), 20, "the added queue's jobs ran")
     intervals = [(j.started_at, j.finished_at) for j in Job.objects.filter(pk__in=ids)]
     assert max_overlap(intervals) == 1
 

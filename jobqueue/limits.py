@@ -36,6 +36,9 @@ from typing import Any
 
 # Seconds a rate-limited job may wait between its claim and its start; see above.
 START_SLACK = 0.1
+# Most starts one rate may allow per window: the log keeps one timestamp per start in the
+# window, in the queue's row, rewritten by every claim of the queue (8 bytes each).
+MAX_RATE = 10_000
 
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hour": 3600.0}  # fmt: skip
@@ -96,6 +99,11 @@ def parse_rate(text: object, *, queue: str = "?") -> tuple[int, float]:
     per = multiple * unit
     if count < 1 or not math.isfinite(per) or per <= 0:
         raise ValueError(f"QUEUES[{queue!r}]['rate'] must allow at least 1 start, got {text!r}")
+    if count > MAX_RATE:
+        raise ValueError(
+            f"QUEUES[{queue!r}]['rate'] allows at most {MAX_RATE:,} starts per window, got "
+            f"{text!r}: use a shorter window (the log keeps one timestamp per start in it)"
+        )
     return count, per
 
 

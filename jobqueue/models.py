@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connections, models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -12,6 +13,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from jobqueue import queries
+from jobqueue.limits import MAX_RATE
 
 if TYPE_CHECKING:
     from jobqueue.periodic import PeriodicSchedule
@@ -386,7 +388,12 @@ class QueueLimit(models.Model):
         return f"{self.queue} (limited)"
 
     def clean(self) -> None:
-        """A rate without a window counts per second; a window without a rate means nothing."""
+        """A rate without a window counts per second; a window without a rate means nothing;
+        a rate allows at most limits.MAX_RATE starts per window (its log's size)."""
+        if self.rate is not None and self.rate > MAX_RATE:
+            raise ValidationError(
+                {"rate": f"At most {MAX_RATE:,} starts per window: use a shorter window."}
+            )
         if self.rate is not None and self.per is None:
             self.per = 1.0
         if self.rate is None:

@@ -879,7 +879,11 @@ def limits_present(lock_cursor: Any) -> bool:
 
 
 def sync_limits(cursor: Any, specs: Sequence[Any]) -> None:
-    """Make the settings' rows of jobqueue_queuelimit match ``specs`` (limits.QueueLimitSpec)."""
+    """Make the settings' rows of jobqueue_queuelimit match ``specs`` (limits.QueueLimitSpec).
+
+    Rows are written in queue order, the order in which claims lock them (LOCK_LIMITS).
+    """
+    specs = sorted(specs, key=lambda s: s.queue)
     cursor.execute(
         SYNC_LIMITS,
         {

@@ -353,6 +353,7 @@ def test_rates_parse(text, expected):
 @pytest.mark.parametrize(
     "options, message",
     [({"rate": "10 per second"}, "['rate'] must look like"), ({"rate": "0/s"}, "at least 1"),
+     ({"rate": "20000/h"}, "at most 10,000 starts per window"),
      ({"concurrency": 0}, "positive integer"), ({"concurrency": True}, "positive integer"),
      ({"limit": 3}, "unknown keys: limit"), ({"execution": "fork"}, "process, thread or async")],
 )  # fmt: skip

@@ -47,6 +47,12 @@ def test_an_edit_becomes_an_override_that_settings_leave_alone_until_reset(staff
         1.0,
     ), "a rate without a window counts per second"
 
+    refused = client.post(
+        reverse("admin:jobqueue_queuelimit_add"), {"queue": "flood", "rate": 20_000, "per": 3600}
+    )
+    assert refused.status_code == 200 and "At most 10,000 starts per window" in refused.text
+    assert not QueueLimit.objects.filter(queue="flood").exists()
+
     action = {"_selected_action": ["reports", "crawl"], "action": "reset_to_settings"}
     client.post(URL, {**action, "index": 0})
     assert QueueLimit.objects.get(queue="reports").concurrency == 2

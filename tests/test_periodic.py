@@ -152,12 +152,24 @@ ENQUEUED = re.compile(r"periodic every-second: enqueued job\(s\) \[(\d+)\]")
 
 
 def ticks() -> list[datetime]:
+    """Each job's scheduled_at, in order: its tick, a whole second; or, for a job the killed
+    worker had claimed, the moment it was rescued (RESCUE re-queues a job due now)."""
     return list(Job.objects.order_by("scheduled_at").values_list("scheduled_at", flat=True))
 
 
+def whole_seconds(seen: list[datetime]) -> list[datetime]:
+    return [at for at in seen if at.microsecond == 0]
+
+
 def assert_one_job_per_second(seen: list[datetime]) -> None:
-    steps = {(b - a).total_seconds() for a, b in pairwise(seen)}
-    assert steps == {1.0}, f"ticks not one per second: {seen}"
+    """One job per tick: consecutive ticks a second apart, except where a job that was
+    rescued (its tick no longer readable) filled the second between."""
+    enqueued = whole_seconds(seen)
+    rescued = len(seen) - len(enqueued)
+    steps = [(b - a).total_seconds() for a, b in pairwise(enqueued)]
+    assert set(steps) <= {1.0, 2.0} and steps.count(2.0) <= rescued, (
+        f"ticks not one per second: {seen}"
+    )
 
 
 @pytest.mark.slow
@@ -188,6 +200,8 @@ def test_three_workers_enqueue_exactly_one_job_per_tick_and_a_killed_one_loses_n
     start_worker("--concurrency", "1", JOBQUEUE_PERIODIC=EVERY_SECOND)
     wait_until(lambda: len(ticks()) >= len(before) + 3, 60, "ticks resumed")
     after = ticks()[len(before) :]
-    assert after[0] - before[-1] >= timedelta(seconds=4), "more than the latest missed tick fired"
+    assert after[0] - whole_seconds(before)[-1] >= timedelta(seconds=4), (
+        "more than the latest missed tick fired"
+    )
     assert_one_job_per_second(after)
     assert Job.objects.filter(task="demo.echo").count() == len(set(ticks()))

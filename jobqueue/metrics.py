@@ -7,8 +7,13 @@ finished jobs are not here: each worker serves its own on
 ``runworker --metrics-port`` (jobqueue/worker/telemetry.py), and Prometheus
 sums them across workers, so no scrape ever counts finished history.
 
-The two statements read only the partial indexes over queued and running
-jobs (jobqueue_job_claim, jobqueue_job_lease) and the small worker table:
+Each queue's controls are here too: whether it is paused, and its global limits
+as the claim reads them (settings or an admin override), so that an alert can
+tell a queue held back on purpose from a stuck one.
+
+The statements read only the partial indexes over queued and running jobs
+(jobqueue_job_claim, jobqueue_job_lease) and three small tables (workers,
+pauses, limits):
 their cost grows with the backlog, never with the finished jobs kept. A
 scrape every 15 s from every Prometheus replica is cheap by design (see the
 figure in README, measured by bench/metrics_cost.py).
@@ -50,6 +55,13 @@ FROM (SELECT lost_at IS NULL AND last_heartbeat >= now() - make_interval(secs =>
       FROM jobqueue_worker) AS w
 """
 
+# The paused queues and the limited ones, one row per queue (both tables hold a
+# row per queue at most).
+CONTROLS = """
+SELECT coalesce(p.queue, l.queue), p.queue IS NOT NULL, l.concurrency, l.rate / l.per
+FROM jobqueue_queuepause AS p FULL JOIN jobqueue_queuelimit AS l ON l.queue = p.queue
+"""
+
 
 class ClusterCollector(Collector):
     """Gauges of the cluster as the database sees it at the moment of the scrape.
@@ -75,6 +87,21 @@ class ClusterCollector(Collector):
         workers = GaugeMetricFamily(
             "jobqueue_workers", "Worker processes, live and lost.", labels=["state"]
         )
+        paused = GaugeMetricFamily(
+            "jobqueue_queue_paused",
+            "1 while the queue is paused (no worker claims its jobs), else 0.",
+            labels=["queue"],
+        )
+        concurrency = GaugeMetricFamily(
+            "jobqueue_queue_concurrency_limit",
+            "Most of the queue's jobs running at once across all workers (limited queues only).",
+            labels=["queue"],
+        )
+        rate = GaugeMetricFamily(
+            "jobqueue_queue_rate_limit_per_second",
+            "Starts per second the queue's rate limit allows across all workers (rated only).",
+            labels=["queue"],
+        )
         counts: dict[str, list[int]] = {queue: [0, 0, 0] for queue in self.seen}
         with connection.cursor() as cursor:
             cursor.execute(BACKLOG)
@@ -87,14 +114,24 @@ class ClusterCollector(Collector):
                     oldest.add_metric([queue], float(oldest_age))
             cursor.execute(WORKERS, [get_settings().LEASE])
             live, lost = cursor.fetchone()
+            cursor.execute(CONTROLS)
+            controls = cursor.fetchall()
+        pauses = {queue for queue, is_paused, _, _ in controls if is_paused}
+        for queue, _, most, per_second in controls:
+            counts.setdefault(queue, [0, 0, 0])
+            if most is not None:
+                concurrency.add_metric([queue], most)
+            if per_second is not None:
+                rate.add_metric([queue], float(per_second))
         self.seen.update(counts)
         for queue, (ready, scheduled, running) in sorted(counts.items()):
             jobs.add_metric([queue, "ready"], ready)
             jobs.add_metric([queue, "scheduled"], scheduled)
             jobs.add_metric([queue, "running"], running)
+            paused.add_metric([queue], 1 if queue in pauses else 0)
         workers.add_metric(["live"], live)
         workers.add_metric(["lost"], lost)
-        yield from (jobs, oldest, workers)
+        yield from (jobs, oldest, workers, paused, concurrency, rate)
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

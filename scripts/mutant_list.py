@@ -860,6 +860,14 @@ MUTANTS: list[Mutant] = [
         ("tests/api/test_queue_pause_api.py::test_pausing_needs_staff_with_the_permission",),
         "pausing over the API needs staff with the pause_queue permission",
     ),
+    Mutant(
+        "metrics-hide-pause",
+        "jobqueue/metrics.py",
+        "paused.add_metric([queue], 1 if queue in pauses else 0)",
+        "paused.add_metric([queue], 0)",
+        (M + "test_queue_pauses_and_limits_are_gauges",),
+        "/metrics shows the pause (jobqueue_queue_paused)",
+    ),
     # ------------------------------------------------------------ Execution modes
     Mutant(
         "async-timeout-not-cancelled",

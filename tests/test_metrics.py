@@ -14,7 +14,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 import demo
-from jobqueue.models import Job, Worker
+from jobqueue import queues
+from jobqueue.models import Job, QueueLimit, Worker
 
 TOKEN = "s3cret-scrape-token"
 
@@ -62,6 +63,30 @@ def test_the_cluster_gauges_count_jobs_by_queue_and_state_and_workers(
     assert 59 <= got[("jobqueue_oldest_ready_age_seconds", (q,))] < 120
     assert got[("jobqueue_workers", (("state", "live"),))] == 1
     assert got[("jobqueue_workers", (("state", "lost"),))] == 1
+
+
+def test_queue_pauses_and_limits_are_gauges(cluster: None, client: Client, settings) -> None:
+    """A paused queue reads 1 and the others 0, also a paused queue with no job in it; the
+    limits as the claim reads them, for limited queues only; resuming reads 0 again."""
+    settings.JOBQUEUE_METRICS_TOKEN = TOKEN
+    queues.pause("reports", by="test")
+    queues.pause("empty", by="test")
+    QueueLimit.objects.create(queue="reports", concurrency=2, rate=100, per=60.0)
+    QueueLimit.objects.create(queue="mail", rate=10, per=1.0)
+    got = samples(scrape(client, Authorization=f"Bearer {TOKEN}")[1])
+    assert got[("jobqueue_queue_paused", (("queue", "reports"),))] == 1
+    assert got[("jobqueue_queue_paused", (("queue", "empty"),))] == 1
+    assert got[("jobqueue_queue_paused", (("queue", "mail"),))] == 0
+    assert got[("jobqueue_queue_concurrency_limit", (("queue", "reports"),))] == 2
+    assert ("jobqueue_queue_concurrency_limit", (("queue", "mail"),)) not in got
+    assert got[("jobqueue_queue_rate_limit_per_second", (("queue", "reports"),))] == pytest.approx(
+        100 / 60
+    )
+    assert got[("jobqueue_queue_rate_limit_per_second", (("queue", "mail"),))] == 10
+
+    queues.resume("reports")
+    got = samples(scrape(client, Authorization=f"Bearer {TOKEN}")[1])
+    assert got[("jobqueue_queue_paused", (("queue", "reports"),))] == 0
 
 
 @pytest.mark.parametrize(

@@ -50,3 +50,41 @@ def test_the_dashboard_uses_known_metrics(known: set[str]) -> None:
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = {name for expr in exprs for name in re.findall(r"\bjobqueue_[a-z_]+", expr)}
     assert used and used <= known, used - known
+
+
+# promtool's rule unit test: a queue whose oldest ready job ages past 5 minutes pages after
+# 5 more; the same backlog on a paused queue never does.
+BACKLOG_STALE_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'jobqueue_oldest_ready_age_seconds{{queue="mail",instance="web1"}}'
+        values: '0+60x20'
+      - series: 'jobqueue_queue_paused{{queue="mail",instance="web1"}}'
+        values: '0x20'
+      - series: 'jobqueue_oldest_ready_age_seconds{{queue="reports",instance="web1"}}'
+        values: '0+60x20'
+      - series: 'jobqueue_queue_paused{{queue="reports",instance="web1"}}'
+        values: '1x20'
+    alert_rule_test:
+      - eval_time: 12m
+        alertname: JobqueueBacklogStale
+        exp_alerts:
+          - exp_labels: {{severity: page, queue: mail}}
+            exp_annotations:
+              summary: "Queue mail: the oldest ready job has waited 12m 0s"
+"""
+
+
+def test_a_stale_backlog_pages_unless_its_queue_is_paused(tmp_path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian's prometheus package) is not installed")
+    test = tmp_path / "backlog_stale_test.yml"
+    test.write_text(BACKLOG_STALE_TEST.format(rules=json.dumps(str(RULES))))
+    run = subprocess.run(
+        [promtool, "test", "rules", str(test)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -432,12 +432,28 @@ class StatusCountsSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField()
 
 
+class QueueLimitsSerializer(serializers.Serializer):
+    """A queue's global limits, as every worker's claim reads them."""
+
+    concurrency = serializers.IntegerField(
+        allow_null=True, help_text="At most this many of its jobs run at once, on all workers."
+    )
+    rate = serializers.CharField(
+        allow_null=True, help_text='At most this many starts per window, e.g. "10/s", "100/min".'
+    )
+    source = serializers.ChoiceField(
+        choices=["settings", "admin"],
+        help_text='"settings" (JOBQUEUE["QUEUES"]) or "admin" (a staff override).',
+    )
+
+
 class QueueSerializer(serializers.Serializer):
     """The health of one queue."""
 
     queue = serializers.CharField()
     paused = serializers.BooleanField(help_text="No worker claims its jobs while it is paused.")
     paused_at = serializers.DateTimeField(allow_null=True)
+    limits = QueueLimitsSerializer(allow_null=True, help_text="null for a queue without limits.")
     counts = StatusCountsSerializer()
     ready = serializers.IntegerField(help_text="Queued jobs that are due now.")
     oldest_queued_age_seconds = serializers.FloatField(

@@ -50,7 +50,8 @@ from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueBackend, JobQueueTask
 from jobqueue.health import pending_migrations
-from jobqueue.models import Job, JobStatus, QueuePause, Schedule, Worker
+from jobqueue.limits import format_rate
+from jobqueue.models import Job, JobStatus, QueueLimit, QueuePause, Schedule, Worker
 
 # Lost workers stay listed this long after they stopped heart-beating.
 LOST_WORKER_WINDOW = timedelta(hours=1)
@@ -454,12 +455,12 @@ class QueueViewSet(viewsets.ViewSet):
         with connections[Job.objects.db].cursor() as cursor:
             rows = queries.queue_stats(cursor)
         paused = queues.paused()
-        figures = {r[0]: _queue_figures(r, paused.get(r[0])) for r in rows}
-        for name in paused.keys() - figures.keys():  # a paused queue with nothing in it
-            figures[name] = _queue_figures(
-                (name, *[0] * 3, *[0] * 4, 0, None, 0, None), paused[name]
-            )
-        return Response(s.QueueSerializer([figures[q] for q in sorted(figures)], many=True).data)
+        limits = {limit.queue: limit for limit in QueueLimit.objects.all()}
+        stats = {r[0]: r for r in rows}
+        for name in (paused.keys() | limits.keys()) - stats.keys():  # nothing in it
+            stats[name] = (name, *IDLE_QUEUE)
+        figures = [_queue_figures(stats[q], paused.get(q), limits.get(q)) for q in sorted(stats)]
+        return Response(s.QueueSerializer(figures, many=True).data)
 
     @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
@@ -487,7 +488,9 @@ def _queue_name(name: str) -> str:
 IDLE_QUEUE = (0, 0, None, 0, 0, 0, 0, 0, None, 0, None)
 
 
-def _queue_figures(row: tuple, pause: QueuePause | None) -> dict[str, Any]:
+def _queue_figures(
+    row: tuple, pause: QueuePause | None, limit: QueueLimit | None
+) -> dict[str, Any]:
     (queue, queued, ready, oldest, running, succeeded, failed, cancelled) = row[:8]
     finished_5m, mean_5m, finished_60m, mean_60m = row[8:]
 
@@ -502,6 +505,13 @@ def _queue_figures(row: tuple, pause: QueuePause | None) -> dict[str, Any]:
         "queue": queue,
         "paused": pause is not None,
         "paused_at": None if pause is None else pause.paused_at,
+        "limits": None
+        if limit is None
+        else {
+            "concurrency": limit.concurrency,
+            "rate": format_rate(limit.rate, limit.per) or None,
+            "source": limit.source,
+        },
         "counts": {
             "queued": queued,
             "running": running,

@@ -641,7 +641,11 @@ MUTANTS: list[Mutant] = [
         "jobqueue/worker/fence.py",
         "os._exit(EXIT_FENCED)",
         "pass",
-        (F + "test_a_child_of_a_frozen_supervisor_stops_on_its_own",),
+        (
+            F + "test_a_child_of_a_frozen_supervisor_stops_on_its_own",
+            "tests/faults/test_limit_faults.py::"
+            "test_a_frozen_or_killed_worker_never_lets_a_concurrency_limit_be_passed",
+        ),
         "a child stops its job by itself once its worker's lease could run out",
     ),
     Mutant(

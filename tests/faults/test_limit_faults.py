@@ -53,12 +53,13 @@ def test_a_frozen_or_killed_worker_never_lets_a_concurrency_limit_be_passed(
     start_worker, execution_log, fault
 ):
     """concurrency 1, two workers. The worker running the queue's job is frozen past its
-    lease (SIGSTOP of the supervisor, its child left running) or killed with its children
-    (SIGKILL of the group). The other worker takes the queue's next job only once the
+    lease (SIGSTOP of the supervisor, its child left running: the jobs outlast the lease,
+    so only the child's own fencing stops it) or killed with its children (SIGKILL of the
+    group). The other worker takes the queue's next job only once the
     job is rescued; the frozen worker's child has stopped by then. Every job ends, and no
     two real runs of the queue ever overlap."""
     solo = tasks.tick.using(queue_name="solo")
-    ids = [solo.enqueue(seconds=2).id for _ in range(3)]
+    ids = [solo.enqueue(seconds=6).id for _ in range(3)]  # longer than the lease
     workers = [start_worker("--concurrency", "2", JOBQUEUE_QUEUES=SOLO) for _ in range(2)]
     wait_until(lambda: real_runs(execution_log), 30, "the first job started")
     victim = next(w for w in workers if running_on(w.pid))

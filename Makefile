@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test pytest lint typecheck bench bench-smoke soak worker web migrate mutants schema
+.PHONY: run test test-fast test-under-load pytest lint typecheck bench bench-smoke soak worker web migrate mutants schema
 
 CONSTRAINTS := requirements/constraints.txt
 
@@ -28,8 +28,20 @@ run: migrate
 ## (the embedded one, or the server DATABASE_URL names)
 test: lint typecheck pytest
 
+## test-fast: the edit loop, a few minutes: lint, types and the tests that start no process
+test-fast: lint typecheck
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not processes" $(PYTEST_ARGS)
+
+## test-under-load: the whole suite with two CPU burners beside it (scripts/under_load.py)
+test-under-load: $(STAMP)
+	$(BIN)/python scripts/under_load.py $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# PYTEST_ARGS passes options through: make pytest PYTEST_ARGS='-m "not one_mode"'.
+# Two pytest-xdist workers, each with a test database of its own: most tests wait on real
+# worker processes, so two at a time on two cores halve the wall time (docs/testing.md).
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy jobqueue project demo
@@ -59,6 +71,7 @@ web: $(STAMP)
 	$(BIN)/gunicorn project.asgi --config project/gunicorn.conf.py
 
 ## mutants: each README promise broken on a throwaway copy; its guarding tests must fail
-## (MUTANTS="name ..." for a subset, MUTANTS_BUDGET=seconds to stop starting new ones)
+## (MUTANTS="name ..." for a subset, MUTANTS_BUDGET=seconds to stop starting new ones,
+## MUTANTS_JOBS=2 for two lanes at once, each with a database of its own: needs DATABASE_URL)
 mutants: $(STAMP)
-	$(BIN)/python scripts/mutants.py $(if $(MUTANTS),-k $(MUTANTS)) $(if $(MUTANTS_BUDGET),--budget $(MUTANTS_BUDGET))
+	$(BIN)/python scripts/mutants.py $(if $(MUTANTS),-k $(MUTANTS)) $(if $(MUTANTS_BUDGET),--budget $(MUTANTS_BUDGET)) $(if $(MUTANTS_JOBS),--jobs $(MUTANTS_JOBS))

@@ -9,12 +9,19 @@ guarding tests there, and expects them to fail. The real tree is never written.
     python scripts/mutants.py --budget 900       # stop starting mutants after 900 s
     python scripts/mutants.py --list             # the table of mutants, without running
     python scripts/mutants.py --check            # only: does every mutant still apply?
+    python scripts/mutants.py --jobs 2           # two mutants at a time (needs DATABASE_URL)
 
 Outcomes: ``killed`` (a guarding test failed, or the tests ran past the per-mutant time
 limit), ``SURVIVED`` (the guarding tests passed with the promise broken), ``STALE`` (the
 old text is not in the file exactly once: the code changed, update the mutant), ``ERROR``
 (pytest could not run the tests: a wrong node id, a collection error) and ``NOT RUN``
 (the time budget ran out first). Anything but ``killed`` makes the exit status non-zero.
+
+With ``--jobs N`` the mutants run in N lanes at once, each lane with a copy of the tree of
+its own and a database of its own (DATABASE_URL's name plus ``_m0``, ``_m1``, ...), so two
+mutants never share a file or a row. Most guarding tests wait on real worker processes, so
+two lanes on two cores take about half the time. A lane's load can only slow a test down or
+time it out, which counts as killed, never as survived: a survivor is still a survivor.
 """
 
 import argparse
@@ -23,8 +30,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +70,7 @@ def check(mutant: Mutant, tree: Path) -> str | None:
     return None
 
 
-def copy_env(tree: Path) -> dict[str, str]:
+def copy_env(tree: Path, database_url: str | None = None) -> dict[str, str]:
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),  # the copy's packages, ahead of the editable install
@@ -72,7 +81,20 @@ def copy_env(tree: Path) -> dict[str, str]:
     # A guarding test that skips proves nothing: it is reported as ERROR below, never turned
     # into a failure (a "kill") by the CI=true hook of tests/conftest.py.
     env.pop("CI", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     return env
+
+
+def lane_database_urls(jobs: int) -> list[str | None]:
+    """One database per lane: DATABASE_URL's name with a suffix, or the one database."""
+    url = os.environ.get("DATABASE_URL")
+    if jobs == 1:
+        return [None]
+    if not url:
+        raise SystemExit("--jobs above 1 needs DATABASE_URL (a database per lane)")
+    base, _, query = url.partition("?")
+    return [f"{base}_m{i}" + (f"?{query}" if query else "") for i in range(jobs)]
 
 
 def imports_from(tree: Path, python: str) -> Path:
@@ -84,7 +106,9 @@ def imports_from(tree: Path, python: str) -> Path:
     return Path(out.stdout.strip()).resolve()
 
 
-def run_one(mutant: Mutant, tree: Path, python: str, timeout: float) -> Result:
+def run_one(
+    mutant: Mutant, tree: Path, python: str, timeout: float, database_url: str | None = None
+) -> Result:
     started = time.monotonic()
     stale = check(mutant, tree)
     if stale:
@@ -92,7 +116,7 @@ def run_one(mutant: Mutant, tree: Path, python: str, timeout: float) -> Result:
     path = tree / mutant.file
     original = path.read_text()
     path.write_text(original.replace(mutant.old, mutant.new, 1))
-    env = copy_env(tree)
+    env = copy_env(tree, database_url)
     command = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header"]
     command += list(mutant.tests)
     try:
@@ -146,11 +170,63 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def run_all(
+    chosen: list[Mutant], *, jobs: int, budget: float | None, timeout: float
+) -> list[Result]:
+    """Run ``chosen`` in ``jobs`` lanes, in order of the list, each in a free lane's copy."""
+    started = time.monotonic()
+    python = sys.executable
+    lanes = lane_database_urls(jobs)
+    trees = [make_copy() for _ in lanes]
+    free: list[tuple[Path, str | None]] = list(zip(trees, lanes, strict=True))
+    lock = threading.Lock()
+    done = 0
+
+    def run_in_a_free_lane(mutant: Mutant) -> Result:
+        nonlocal done
+        if budget is not None and time.monotonic() - started > budget:
+            return Result(mutant, "NOT RUN", 0.0, f"budget of {budget:g} s")
+        with lock:
+            tree, database_url = free.pop()
+        try:
+            result = run_one(mutant, tree, python, timeout, database_url)
+        finally:
+            with lock:
+                free.append((tree, database_url))
+        with lock:
+            done += 1
+            print(
+                f"[{done}/{len(chosen)}] {mutant.name}: {result.outcome} "
+                f"({result.seconds:.0f} s) {result.detail}",
+                flush=True,
+            )
+        return result
+
+    try:
+        for tree in trees:
+            source = imports_from(tree, python)
+            if not source.is_relative_to(tree.resolve()):
+                raise SystemExit(f"the copy imports jobqueue from {source}, not from {tree}")
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            results = list(pool.map(run_in_a_free_lane, chosen))
+        # Every copy must be back to the working tree's state after every mutant.
+        for tree in trees:
+            for mutant in chosen:
+                if (tree / mutant.file).read_text() != (ROOT / mutant.file).read_text():
+                    raise SystemExit(f"the copy's {mutant.file} was not restored")
+    finally:
+        for tree in trees:
+            shutil.rmtree(tree.parent, ignore_errors=True)
+
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", nargs="*", default=[], help="run mutants whose name contains these")
     parser.add_argument("--budget", type=float, default=None, help="seconds; none started after")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per mutant's tests")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (lanes)")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
     parser.add_argument(
         "--check", action="store_true", help="only report STALE mutants (no tests run)"
@@ -179,33 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     if duplicates:
         parser.error(f"duplicate mutant names: {sorted(duplicates)}")
 
-    python = sys.executable
     started = time.monotonic()
-    tree = make_copy()
-    results: list[Result] = []
-    try:
-        source = imports_from(tree, python)
-        if not source.is_relative_to(tree.resolve()):
-            raise SystemExit(f"the copy imports jobqueue from {source}, not from {tree}")
-        for n, mutant in enumerate(chosen, 1):
-            elapsed = time.monotonic() - started
-            if args.budget is not None and elapsed > args.budget:
-                results.append(Result(mutant, "NOT RUN", 0.0, f"budget of {args.budget:g} s"))
-                continue
-            result = run_one(mutant, tree, python, args.timeout)
-            results.append(result)
-            print(
-                f"[{n}/{len(chosen)}] {mutant.name}: {result.outcome} "
-                f"({result.seconds:.0f} s) {result.detail}",
-                flush=True,
-            )
-        # The copy must be back to the working tree's state after every mutant.
-        for mutant in chosen:
-            if (tree / mutant.file).read_text() != (ROOT / mutant.file).read_text():
-                raise SystemExit(f"the copy's {mutant.file} was not restored")
-    finally:
-        shutil.rmtree(tree.parent, ignore_errors=True)
-
+    results = run_all(chosen, jobs=args.jobs, budget=args.budget, timeout=args.timeout)
     total = time.monotonic() - started
     print()
     print(table(results))

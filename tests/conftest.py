@@ -157,3 +157,53 @@ def db_proxy(transactional_db: None) -> Iterator[tuple[TcpProxy, str]]:
     proxy, url = proxy_to_test_database()
     yield proxy, url
     proxy.close()
+
+
+# ------------------------------------------------------------------ which tests run where
+# Two markers, set here from what a test uses, so that no test module has to remember them:
+#
+# - ``processes``: the test starts real processes (workers, gunicorn, a PostgreSQL cluster of
+#   its own, a browser, promtool, wrk). `make test-fast` leaves these out for the edit loop.
+# - ``one_mode``: the test's subject does not depend on how the test database is reached
+#   (embedded over a Unix socket, or a server over TCP): it owns a cluster of its own, or it
+#   drives processes whose behaviour the other tests already check in both modes. CI's
+#   second database mode leaves these out; the first mode runs everything.
+PROCESS_FIXTURES = frozenset(
+    {"start_worker", "api_server", "api", "db_proxy", "owned_pg", "fault_db", "start_fault_worker"}
+)
+PROCESS_MODULES = (
+    "tests/admin/test_browser.py",
+    "tests/admin/test_job_page.py",
+    "tests/api/test_fuzz.py",
+    "tests/api/test_generated_client.py",
+    "tests/api/test_pgbouncer.py",
+    "tests/test_bench_smoke.py",
+    "tests/test_monitoring_files.py",
+    "tests/test_prometheus.py",
+    "tests/test_rolling_restart.py",
+)
+ONE_MODE_PATHS = (
+    "tests/faults/",
+    "tests/admin/test_browser.py",
+    "tests/admin/test_job_page.py",
+    "tests/api/test_fuzz.py",
+    "tests/api/test_generated_client.py",
+    "tests/test_bench_smoke.py",
+    "tests/test_monitoring_files.py",
+    "tests/test_prometheus.py",
+    "tests/test_rolling_restart.py",
+)
+# Slow tests run in one mode too, except where the way the database is reached is the point.
+BOTH_MODES_PATHS = ("tests/api/test_pgbouncer.py", "tests/api/test_promises.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(item.path).relative_to(ROOT).as_posix()
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or path.startswith(
+            (*PROCESS_MODULES, "tests/faults/")
+        ):
+            item.add_marker(pytest.mark.processes)
+        slow = item.get_closest_marker("slow") and not path.startswith(BOTH_MODES_PATHS)
+        if path.startswith(ONE_MODE_PATHS) or slow:
+            item.add_marker(pytest.mark.one_mode)

@@ -5,20 +5,18 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.db import connections, router, transaction
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import Task, TaskError, TaskResult, TaskResultStatus
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from jobqueue import events, keys, queries
-from jobqueue.conf import get_settings
 from jobqueue.db import prepared_cursor
+from jobqueue.job_fields import SharedFields, shared_fields
 from jobqueue.jsonb import first_problem, may_be_refused
 from jobqueue.models import Job, JobStatus
 from jobqueue.unique import DEFAULT_STATES, check_options, uniqueness
@@ -28,18 +26,6 @@ EXECUTIONS = ("process", "thread", "async")
 QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 # Jobs per COPY batch of enqueue_many (about 100 kB of COPY text for small arguments).
 COPY_BATCH = 1000
-
-
-class SharedFields(NamedTuple):
-    """The columns of a new queued job that do not depend on its arguments (INSERT order)."""
-
-    task: str
-    queue: str
-    priority: int
-    max_attempts: int
-    timeout_seconds: float | None
-    created_at: datetime
-    scheduled_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +175,7 @@ class JobQueueBackend(BaseTaskBackend):
         """INSERT one queued job in the caller's transaction; returns its id, what it stored,
         and whether the id is instead that of a live job holding the task's unique key."""
         self.validate_task(task)
-        shared = self._shared_fields(task)
+        shared = shared_fields(task)
         args_json, kwargs_json = json_text(list(args), "args"), json_text(dict(kwargs), "kwargs")
         row = (
             *shared,
@@ -218,20 +204,6 @@ class JobQueueBackend(BaseTaskBackend):
         if not duplicate:
             events.enqueued(self.database, shared.task, shared.queue, shared.scheduled_at, [job_id])
         return job_id, shared, args_json, kwargs_json, duplicate
-
-    def _shared_fields(self, task: Task) -> SharedFields:
-        """The columns of a new queued job for ``task`` that do not depend on its arguments."""
-        conf = get_settings()
-        now = timezone.now()
-        return SharedFields(
-            task=task.module_path,
-            queue=task.queue_name,
-            priority=task.priority,
-            max_attempts=getattr(task, "max_attempts", None) or conf.DEFAULT_MAX_ATTEMPTS,
-            timeout_seconds=getattr(task, "timeout", None) or conf.DEFAULT_TIMEOUT,
-            created_at=now,
-            scheduled_at=task.run_after or now,
-        )
 
     def _queued_result(
         self, task: Task, job_id: int, shared: SharedFields, args: list[Any], kwargs: dict[str, Any]
@@ -269,7 +241,7 @@ class JobQueueBackend(BaseTaskBackend):
         calls = list(calls)
         if not calls:
             return []
-        shared = self._shared_fields(task)
+        shared = shared_fields(task)
         if uniqueness(task, [], {}, shared.created_at) is not None:
             return self._enqueue_many_unique(task, calls, shared)
         results: list[TaskResult] = []

@@ -29,6 +29,7 @@ from django.tasks.exceptions import InvalidTask
 
 from jobqueue import keys, queries
 from jobqueue.conf import JobQueueSettings, get_settings
+from jobqueue.job_fields import shared_fields
 
 logger = logging.getLogger("jobqueue.periodic")
 
@@ -118,7 +119,7 @@ class PeriodicSchedule:
             raise
         except (InvalidTask, TypeError, ValueError) as e:
             raise fail(str(e)) from e
-        shared = backend._shared_fields(task)
+        shared = shared_fields(task)
         return cls(
             name=name,
             cron=spec["cron"],

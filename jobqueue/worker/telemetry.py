@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
@@ -29,9 +29,9 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from jobqueue.events import job_event
 
 if TYPE_CHECKING:
-    from jobqueue.worker.children import InHand
+    from jobqueue.conf import JobQueueSettings
+    from jobqueue.worker.children import Child, InHand
     from jobqueue.worker.outcome import Outcome, Report
-    from jobqueue.worker.supervisor import Supervisor
 
 disable_created_metrics()  # no *_created series: they double the series and nobody graphs them
 
@@ -71,15 +71,45 @@ BUSY = Gauge(
     "--threads or --async-slots, each child's slots of the modes seen).",
 )
 
+
+class _Pool(Protocol):
+    @property
+    def children(self) -> "list[Child]": ...
+
+
+class _Dispatcher(Protocol):
+    def capacity(self) -> int: ...
+
+
+class _Lease(Protocol):
+    def expired(self, now: float) -> bool: ...
+
+
+class Attached(Protocol):
+    """What telemetry reads of the supervisor passed to attach(): a protocol, so that this
+    module need not import the supervisor, which imports it (no import cycle)."""
+
+    @property
+    def worker_id(self) -> int | None: ...
+    @property
+    def conf(self) -> "JobQueueSettings": ...
+    @property
+    def pool(self) -> _Pool: ...
+    @property
+    def dispatcher(self) -> _Dispatcher: ...
+    @property
+    def lease(self) -> _Lease: ...
+
+
 _IDENTITY = {"host": socket.gethostname(), "pid": os.getpid()}
-_supervisor: "Supervisor | None" = None
+_supervisor: "Attached | None" = None
 _due: dict[int, float] = {}  # job id: when it was due (epoch seconds), from claim to start
 _last_tick = time.monotonic()
 
 OUTCOME_LABELS = {"queued": "retried"}  # an attempt that failed with attempts left
 
 
-def attach(supervisor: "Supervisor") -> None:
+def attach(supervisor: Attached) -> None:
     """The worker whose identity events carry, and whose state /healthz and the gauge read."""
     global _supervisor
     _supervisor = supervisor

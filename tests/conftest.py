@@ -171,17 +171,7 @@ def db_proxy(transactional_db: None) -> Iterator[tuple[TcpProxy, str]]:
 PROCESS_FIXTURES = frozenset(
     {"start_worker", "api_server", "api", "db_proxy", "owned_pg", "fault_db", "start_fault_worker"}
 )
-PROCESS_MODULES = (
-    "tests/admin/test_browser.py",
-    "tests/admin/test_job_page.py",
-    "tests/api/test_fuzz.py",
-    "tests/api/test_generated_client.py",
-    "tests/api/test_pgbouncer.py",
-    "tests/test_bench_smoke.py",
-    "tests/test_monitoring_files.py",
-    "tests/test_prometheus.py",
-    "tests/test_rolling_restart.py",
-)
+# Whole modules whose tests run in one database mode only (besides the slow tests, below).
 ONE_MODE_PATHS = (
     "tests/faults/",
     "tests/admin/test_browser.py",
@@ -193,6 +183,8 @@ ONE_MODE_PATHS = (
     "tests/test_prometheus.py",
     "tests/test_rolling_restart.py",
 )
+# Whole modules that start processes without one of PROCESS_FIXTURES.
+PROCESS_PATHS = (*ONE_MODE_PATHS, "tests/api/test_pgbouncer.py")
 # Slow tests run in one mode too, except where the way the database is reached is the point.
 BOTH_MODES_PATHS = ("tests/api/test_pgbouncer.py", "tests/api/test_promises.py")
 
@@ -201,7 +193,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         path = Path(item.path).relative_to(ROOT).as_posix()
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or path.startswith(
-            (*PROCESS_MODULES, "tests/faults/")
+            PROCESS_PATHS
         ):
             item.add_marker(pytest.mark.processes)
         slow = item.get_closest_marker("slow") and not path.startswith(BOTH_MODES_PATHS)

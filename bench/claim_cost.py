@@ -46,7 +46,7 @@ def main() -> None:
 
     django.setup()
     from jobqueue import queries
-    from jobqueue.limits import START_SLACK, QueueLimitSpec
+    from jobqueue.scheduling.limits import START_SLACK, QueueLimitSpec
 
     db = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
     cur = db.cursor()

@@ -33,17 +33,18 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import admin_audit, admin_time, health, limits, queries, queues
+from jobqueue import admin_audit, admin_time, health, queries
 from jobqueue.admin_list import (
     COUNT_CAP,
     EstimatedCountPaginator,
     RecentValuesFilter,
     StatusFilter,
 )
-from jobqueue.backend import QUEUE_NAME_PATTERN
 from jobqueue.conf import get_settings
 from jobqueue.models import FINISHED, Job, JobStatus, QueueLimit, Schedule, Worker
 from jobqueue.purge import purge_ids
+from jobqueue.queue_names import is_queue_name
+from jobqueue.scheduling import limits, pauses
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
 CANCELLABLE = {JobStatus.QUEUED, JobStatus.RUNNING}
@@ -533,13 +534,13 @@ class JobAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not request.user.has_perm("jobqueue.pause_queue") or verb not in ("pause", "resume"):
             raise PermissionDenied
-        if not QUEUE_NAME_PATTERN.match(queue):
+        if not is_queue_name(queue):
             raise Http404(f"{queue!r} is not a queue name")
         if verb == "pause":
-            queues.pause(queue, by=request.user.get_username())
+            pauses.pause(queue, by=request.user.get_username())
             self.message_user(request, f"Paused {queue}: no worker claims its jobs now.")
         else:
-            queues.resume(queue)
+            pauses.resume(queue)
             self.message_user(request, f"Resumed {queue}.")
         return HttpResponseRedirect(reverse("admin:jobqueue_job_health"))
 

@@ -1,7 +1,6 @@
 """The django.tasks backend: enqueue writes a job row, get_result reads it back."""
 
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -14,16 +13,15 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils.module_loading import import_string
 
-from jobqueue import events, keys, queries
+from jobqueue import events, keys, queries, queue_names
 from jobqueue.db import prepared_cursor
 from jobqueue.job_fields import SharedFields, shared_fields
 from jobqueue.jsonb import first_problem, may_be_refused
 from jobqueue.models import Job, JobStatus
-from jobqueue.unique import DEFAULT_STATES, check_options, uniqueness
+from jobqueue.scheduling.unique import DEFAULT_STATES, check_options, uniqueness
 
 # The ways a worker can run a job (jobqueue/worker/execution.py).
 EXECUTIONS = ("process", "thread", "async")
-QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 # Jobs per COPY batch of enqueue_many (about 100 kB of COPY text for small arguments).
 COPY_BATCH = 1000
 
@@ -39,7 +37,7 @@ class JobQueueTask(Task):
     # How a worker runs it: "process", "thread" or "async" (None: its queue's mode in
     # JOBQUEUE["QUEUE_EXECUTION"], else "process"); see jobqueue/worker/execution.py.
     execution: str | None = None
-    # Unique jobs (jobqueue/unique.py): an explicit key (scoped to the task), or
+    # Unique jobs (jobqueue/scheduling/unique.py): an explicit key (scoped to the task), or
     # unique=True for a key derived from the task and its arguments. While a job with
     # the key is in one of unique_states, enqueuing another returns that job instead.
     unique_key: str | None = None
@@ -102,11 +100,8 @@ class JobQueueBackend(BaseTaskBackend):
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
-        if not QUEUE_NAME_PATTERN.match(task.queue_name):
-            raise InvalidTask(
-                f"queue name {task.queue_name!r} must be 1-100 letters, digits, '_', '.', ':' "
-                "or '-', starting with a letter or digit."
-            )
+        if not queue_names.is_queue_name(task.queue_name):
+            raise InvalidTask(f"queue name {task.queue_name!r} must be {queue_names.RULE}.")
         max_attempts = getattr(task, "max_attempts", None)
         if max_attempts is not None and not 1 <= max_attempts <= 1000:
             raise InvalidTask(f"max_attempts must be between 1 and 1000, got {max_attempts}.")

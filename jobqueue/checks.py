@@ -12,7 +12,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from django.tasks import Task
 
     from jobqueue.conf import get_settings
-    from jobqueue.periodic import schedule_errors
+    from jobqueue.scheduling.periodic import schedule_errors
 
     try:
         conf = get_settings()

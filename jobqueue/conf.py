@@ -41,7 +41,7 @@ class JobQueueSettings:
     # Periodic jobs by schedule name: {"task": dotted path, "cron": "0 3 * * *" or
     # "@daily", optional "args", "kwargs", "queue", "priority", "timezone" (default
     # UTC) and "catch_up" (missed ticks enqueued after downtime, newest first; 1).
-    # Checked at start by the system checks (jobqueue/periodic.py reads them).
+    # Checked at start by the system checks (jobqueue/scheduling/periodic.py reads them).
     PERIODIC: dict[str, dict] = field(default_factory=dict)
     # Execution modes (jobqueue/worker/execution.py): each child's slots for
     # async-mode jobs and thread-mode jobs (runworker --async-slots/--threads
@@ -49,7 +49,7 @@ class JobQueueSettings:
     ASYNC_SLOTS: int = 100
     THREADS: int = 16
     QUEUE_EXECUTION: dict[str, str] = field(default_factory=dict)
-    # Limits shared by every worker on every host, per queue (jobqueue/limits.py):
+    # Limits shared by every worker on every host, per queue (jobqueue/scheduling/limits.py):
     # {"reports": {"concurrency": 2}, "mail": {"rate": "10/s"}}. "concurrency" caps
     # the queue's jobs running at once; "rate" caps its starts in any window ("N/s",
     # "N/min", "N/h" or "N/<seconds>s"). Staff may override them in the admin.
@@ -86,7 +86,7 @@ class JobQueueSettings:
                 raise ValueError(
                     f"QUEUE_EXECUTION[{queue!r}] must be process, thread or async, got {mode!r}"
                 )
-        from jobqueue.limits import QueueLimitSpec  # the parser lives with the limits
+        from jobqueue.scheduling.limits import QueueLimitSpec  # the parser lives with the limits
 
         for queue, options in self.QUEUES.items():
             QueueLimitSpec.from_setting(queue, options)

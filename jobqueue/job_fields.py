@@ -1,8 +1,8 @@
 """The columns of a new queued job that come from its Task alone, not its arguments.
 
-One function for both ways a job is made: the backend's enqueue (jobqueue/backend.py) and
-a periodic schedule's tick (jobqueue/periodic.py). It lives apart from the backend so that
-periodic.py need not reach into the backend's private methods for it.
+One function for both ways a job is made: the backend's enqueue (jobqueue/backend.py)
+and a periodic schedule's tick (jobqueue/scheduling/periodic.py). It lives apart from
+the backend so that periodic.py need not reach into the backend's private methods.
 """
 
 from datetime import datetime

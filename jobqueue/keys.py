@@ -7,7 +7,7 @@ its keyword and positional arguments, or a callable taking them); at most
 task: tasks that produce the same key share its limit (say, every job that writes
 one customer's account).
 
-The claim enforces it as it does queue limits (jobqueue/limits.py): LOCK_LIMITS
+The claim enforces it as it does queue limits (jobqueue/scheduling/limits.py): LOCK_LIMITS
 takes a transaction-level advisory lock per key it may claim, in one global order,
 and the claim's next statement counts the key's running jobs in a snapshot taken
 after the lock (queries.LOCK_LIMITS and queries.CLAIM say who holds what).

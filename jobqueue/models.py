@@ -13,10 +13,10 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from jobqueue import queries
-from jobqueue.limits import MAX_RATE
+from jobqueue.scheduling.limits import MAX_RATE
 
 if TYPE_CHECKING:
-    from jobqueue.periodic import PeriodicSchedule
+    from jobqueue.scheduling.periodic import PeriodicSchedule
 
 
 class JobStatus(models.TextChoices):
@@ -148,7 +148,8 @@ class Job(models.Model):
     # NULL, not "", for "no key": the unique constraint applies only to real keys.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
-    # Unique jobs (jobqueue/unique.py): the key, and the statuses in which this job blocks
+    # Unique jobs (jobqueue/scheduling/unique.py): the key, and the statuses in which this
+    # job blocks
     # another with the same key. Enforced by the partial unique index jobqueue_job_unique
     # on (unique_key) WHERE unique_states ? status, made by raw SQL in migration 0007
     # because its condition compares two columns of the row.
@@ -336,7 +337,7 @@ class Schedule(models.Model):
     @cached_property
     def declared(self) -> "PeriodicSchedule":
         """The schedule as declared in settings (task, cron, time zone, ...)."""
-        from jobqueue.periodic import declared_schedule
+        from jobqueue.scheduling.periodic import declared_schedule
 
         return declared_schedule(self.name)
 
@@ -347,7 +348,7 @@ class Schedule(models.Model):
 
 
 class QueueLimit(models.Model):
-    """A queue's global limits, honoured by every worker's claim (jobqueue/limits.py).
+    """A queue's global limits, honoured by every worker's claim (jobqueue/scheduling/limits.py).
 
     Workers write the rows of ``JOBQUEUE["QUEUES"]`` when they connect (source
     "settings"); a row staff edit in the admin becomes source "admin", and
@@ -404,7 +405,7 @@ class QueuePause(models.Model):
     """A paused queue: while its row exists, no worker claims the queue's jobs.
 
     The claim reads this table in the same statement (queries.CLAIM), so a pause
-    holds from its commit on; jobqueue/queues.py says how a pause waits out the
+    holds from its commit on; jobqueue/scheduling/pauses.py says how a pause waits out the
     claims already under way. Enqueuing into a paused queue still works.
     """
 

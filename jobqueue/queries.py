@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobqueue.limits import START_SLACK
+from jobqueue.scheduling.limits import START_SLACK
 
 # Channel on which inserts of queued jobs are announced (payload: queue name).
 # Sent by a statement-level trigger (see migration 0002) so that every insert
@@ -51,7 +51,7 @@ EVENTS_CHUNK = 400
 #   caller and joined in that order, or locked by an ORDER BY id FOR UPDATE), so
 #   two of them cannot deadlock on each other.
 
-# Global limits (jobqueue/limits.py), enforced by the claim. Who holds what:
+# Global limits (jobqueue/scheduling/limits.py), enforced by the claim. Who holds what:
 # - LOCK_LIMITS runs first in the claim's transaction (the same pipeline, so the
 #   same round trip) and locks, FOR UPDATE in queue order, the jobqueue_queuelimit
 #   rows of the limited queues this worker serves that have a ready job (a probe
@@ -73,7 +73,7 @@ EVENTS_CHUNK = 400
 #   later times, so the log is in commit order and windows are counted exactly.
 #   A claim at t counts the starts at or after t - (per + slack), both ends of
 #   the window included, so no closed window of that length ever holds more
-#   than the rate (jobqueue/limits.py derives the bound on real starts).
+#   than the rate (jobqueue/scheduling/limits.py derives the bound on real starts).
 # - A running job whose worker froze still counts until it is rescued; by then
 #   its children have stopped (self-fencing), so the limit holds on real runs too.
 # - An admin who changes a limit updates the row under the same row lock: claims
@@ -642,7 +642,7 @@ WHERE j.id = k.id
 """
 
 
-# Unique jobs (jobqueue/unique.py). The arbiter of ON CONFLICT is the partial
+# Unique jobs (jobqueue/scheduling/unique.py). The arbiter of ON CONFLICT is the partial
 # unique index jobqueue_job_unique (migration 0007), named by its columns and
 # condition.
 UNIQUE_CONFLICT = "(unique_key) WHERE unique_key IS NOT NULL AND unique_states ? status"
@@ -899,7 +899,7 @@ def sync_limits(cursor: Any, specs: Sequence[Any]) -> None:
 class LimitsLocked:
     """What LOCK_LIMITS answered: whether it locked any limited queue (one had ready jobs),
     which of those are rate-limited (their jobs must start within START_SLACK:
-    jobqueue/limits.py), and the seconds until one of their windows admits a start."""
+    jobqueue/scheduling/limits.py), and the seconds until one of their windows admits a start."""
 
     any: bool = False
     rated: frozenset[str] = frozenset()
@@ -1069,7 +1069,7 @@ def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
     return list(row[0]) if row else []
 
 
-# --- Paused queues (jobqueue/queues.py) -------------------------------------
+# --- Paused queues (jobqueue/scheduling/pauses.py) -------------------------------------
 # Pause: in one transaction, the table lock first (see the interleaving notes at
 # the top: it waits for claims under way and holds back new ones until commit),
 # then the row. Returns whether the queue was running until now.
@@ -1099,7 +1099,7 @@ def resume_queue(cursor: Any, queue: str) -> bool:
     return cursor.fetchone() is not None
 
 
-# --- Periodic jobs (jobqueue/periodic.py) ------------------------------------
+# --- Periodic jobs (jobqueue/scheduling/periodic.py) ------------------------------------
 # Every declared schedule gets its row the first time a worker (or the admin, or
 # the API) looks, with last_tick = now(): a new schedule starts at its next tick
 # instead of firing ticks from before it existed. Concurrent inserts of one name

@@ -759,7 +759,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "periodic-catch-up-unbounded",
-        "jobqueue/periodic.py",
+        "jobqueue/scheduling/periodic.py",
         "if tick <= last_tick or len(ticks) == self.catch_up:",
         "if tick <= last_tick:",
         (PE + "test_missed_ticks_fire_once_the_latest_unless_catch_up_allows_more",),
@@ -767,7 +767,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "periodic-time-zone-ignored",
-        "jobqueue/periodic.py",
+        "jobqueue/scheduling/periodic.py",
         "start = (now + timedelta(microseconds=1)).astimezone(self.timezone)",
         "start = (now + timedelta(microseconds=1)).astimezone(UTC)",
         (
@@ -805,7 +805,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "unique-key-keyword-order",
-        "jobqueue/unique.py",
+        "jobqueue/scheduling/unique.py",
         "json.dumps([task.module_path, args, kwargs], sort_keys=True)",
         "json.dumps([task.module_path, args, kwargs])",
         (UQ + "test_unique_true_derives_the_key_from_task_and_arguments",),
@@ -821,7 +821,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "unique-window-ignored",
-        "jobqueue/unique.py",
+        "jobqueue/scheduling/unique.py",
         'key = f"{key}@{math.floor(now.timestamp() / unique_for)}"',
         'key = f"{key}@0"',
         (UQ + "test_unique_for_holds_within_its_window_only",),

@@ -1,4 +1,4 @@
-"""Global limits per queue (jobqueue/limits.py): concurrency and rate, exact across workers.
+"""Global limits per queue (jobqueue/scheduling/limits.py): concurrency and rate, across workers.
 
 Real runworker processes, several at once, against real PostgreSQL; what ran when is
 read back from the rows, as a user would check it.
@@ -18,9 +18,9 @@ from django.tasks.exceptions import InvalidTask
 
 import demo
 from jobqueue import queries
-from jobqueue.limits import START_SLACK, QueueLimitSpec, parse_rate
 from jobqueue.models import Job, JobStatus, QueueLimit
-from jobqueue.periodic import PeriodicSchedule
+from jobqueue.scheduling.limits import START_SLACK, QueueLimitSpec, parse_rate
+from jobqueue.scheduling.periodic import PeriodicSchedule
 from jobqueue.worker.executor import Assignment, Executor
 from jobqueue.worker.limits import ClaimLimits
 from jobqueue.worker.outcome import decide

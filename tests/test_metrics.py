@@ -14,8 +14,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 import demo
-from jobqueue import queues
 from jobqueue.models import Job, QueueLimit, Worker
+from jobqueue.scheduling import pauses
 
 TOKEN = "s3cret-scrape-token"
 
@@ -69,8 +69,8 @@ def test_queue_pauses_and_limits_are_gauges(cluster: None, client: Client, setti
     """A paused queue reads 1 and the others 0, also a paused queue with no job in it; the
     limits as the claim reads them, for limited queues only; resuming reads 0 again."""
     settings.JOBQUEUE_METRICS_TOKEN = TOKEN
-    queues.pause("reports", by="test")
-    queues.pause("empty", by="test")
+    pauses.pause("reports", by="test")
+    pauses.pause("empty", by="test")
     QueueLimit.objects.create(queue="reports", concurrency=2, rate=100, per=60.0)
     QueueLimit.objects.create(queue="mail", rate=10, per=1.0)
     got = samples(scrape(client, Authorization=f"Bearer {TOKEN}")[1])
@@ -84,7 +84,7 @@ def test_queue_pauses_and_limits_are_gauges(cluster: None, client: Client, setti
     )
     assert got[("jobqueue_queue_rate_limit_per_second", (("queue", "mail"),))] == 10
 
-    queues.resume("reports")
+    pauses.resume("reports")
     got = samples(scrape(client, Authorization=f"Bearer {TOKEN}")[1])
     assert got[("jobqueue_queue_paused", (("queue", "reports"),))] == 0
 

@@ -17,7 +17,7 @@ from django.test import override_settings
 
 from jobqueue.checks import check_settings
 from jobqueue.models import Job, Schedule
-from jobqueue.periodic import PeriodicEnqueuer, PeriodicSchedule
+from jobqueue.scheduling.periodic import PeriodicEnqueuer, PeriodicSchedule
 from tests.conftest import database_url, wait_until
 
 NEW_YORK = ZoneInfo("America/New_York")

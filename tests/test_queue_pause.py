@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.db import connection
 
 import demo
-from jobqueue import queues
 from jobqueue.models import Job, JobStatus
+from jobqueue.scheduling import pauses
 from tests.conftest import database_url, wait_until
 
 
@@ -38,7 +38,7 @@ def test_a_paused_queue_gets_no_claim_after_the_pause_and_resumes(start_worker):
         lambda: in_queue("incident").filter(started_at__isnull=False).exists(), 30, "a start"
     )
 
-    assert queues.pause("incident", by="test")
+    assert pauses.pause("incident", by="test")
     acknowledged = db_now()
     # The pause waited for every claim under way, so this reads every job claimed before it.
     # Those may still start after the pause: a claimed job's started_at becomes the moment
@@ -61,7 +61,7 @@ def test_a_paused_queue_gets_no_claim_after_the_pause_and_resumes(start_worker):
     waiting = in_queue("incident").filter(status=JobStatus.QUEUED).count()
     assert waiting > 1
 
-    assert queues.resume("incident")
+    assert pauses.resume("incident")
     wait_until(
         lambda: not in_queue("incident").exclude(status=JobStatus.SUCCEEDED).exists(),
         60,
@@ -77,7 +77,7 @@ def test_a_pause_waits_for_a_claim_in_flight_and_holds_back_the_next_one():
     with psycopg.connect(database_url(), autocommit=True) as in_flight:
         with in_flight.transaction():
             in_flight.execute("SELECT count(*) FROM jobqueue_queuepause")
-            pausing = threading.Thread(target=queues.pause, args=("held",))
+            pausing = threading.Thread(target=pauses.pause, args=("held",))
             pausing.start()
             pausing.join(timeout=1)
             assert pausing.is_alive(), "the pause did not wait for the claim in flight"

@@ -12,8 +12,9 @@ from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from jobqueue.api.tasks import ArgumentError, ExposedTask, exposed_tasks, get_exposed
-from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueTask
+from jobqueue.backend import JobQueueTask
 from jobqueue.models import Job, JobStatus
+from jobqueue.queue_names import RULE, is_queue_name
 
 MAX_ATTEMPTS = 1000
 # Longest delay a submission may ask for, and longest timeout it may set.
@@ -338,11 +339,8 @@ class JobSubmitSerializer(serializers.Serializer):
         return exposed
 
     def validate_queue(self, queue: str) -> str:
-        if not QUEUE_NAME_PATTERN.match(queue):
-            raise serializers.ValidationError(
-                "Queue names are 1-100 letters, digits, '_', '.', ':' or '-', "
-                "starting with a letter or digit."
-            )
+        if not is_queue_name(queue):
+            raise serializers.ValidationError(f"Queue names are {RULE}.")
         return queue
 
     def validate_delay_seconds(self, value: float) -> float:

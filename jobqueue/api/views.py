@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue import queries, queues
+from jobqueue import queries
 from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
 from jobqueue.api.permissions import CanPauseQueues, IsOwnerOrPermittedStaff, sees_all_jobs
@@ -48,10 +48,12 @@ from jobqueue.api.schema import (
 from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, event_id
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
-from jobqueue.backend import QUEUE_NAME_PATTERN, JobQueueBackend, JobQueueTask
+from jobqueue.backend import JobQueueBackend, JobQueueTask
 from jobqueue.health import pending_migrations
-from jobqueue.limits import format_rate
 from jobqueue.models import Job, JobStatus, QueueLimit, QueuePause, Schedule, Worker
+from jobqueue.queue_names import RULE, is_queue_name
+from jobqueue.scheduling import pauses
+from jobqueue.scheduling.limits import format_rate
 
 # Lost workers stay listed this long after they stopped heart-beating.
 LOST_WORKER_WINDOW = timedelta(hours=1)
@@ -454,7 +456,7 @@ class QueueViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         with connections[Job.objects.db].cursor() as cursor:
             rows = queries.queue_stats(cursor)
-        paused = queues.paused()
+        paused = pauses.paused()
         limits = {limit.queue: limit for limit in QueueLimit.objects.all()}
         stats = {r[0]: r for r in rows}
         for name in (paused.keys() | limits.keys()) - stats.keys():  # nothing in it
@@ -467,20 +469,20 @@ class QueueViewSet(viewsets.ViewSet):
     def pause(self, request: Request, name: str) -> Response:
         """Pause the queue: from this answer on no worker claims its jobs (running ones finish;
         enqueuing still works)."""
-        changed = queues.pause(_queue_name(name), by=request.user.get_username())
+        changed = pauses.pause(_queue_name(name), by=request.user.get_username())
         return Response({"queue": name, "paused": True, "changed": changed})
 
     @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, name: str) -> Response:
         """Resume the queue; its workers are woken at once."""
-        changed = queues.resume(_queue_name(name))
+        changed = pauses.resume(_queue_name(name))
         return Response({"queue": name, "paused": False, "changed": changed})
 
 
 def _queue_name(name: str) -> str:
-    if not QUEUE_NAME_PATTERN.match(name):
-        raise NotFound(f"{name!r} is not a queue name (1-100 letters, digits, '_', '.', ':', '-').")
+    if not is_queue_name(name):
+        raise NotFound(f"{name!r} is not a queue name ({RULE}).")
     return name
 
 

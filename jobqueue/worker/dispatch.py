@@ -100,7 +100,7 @@ class Dispatcher:
         """Buffer freshly claimed rows (queries.CLAIM's columns); returns how many.
 
         ``start_by`` gives, per rate-limited queue, the monotonic time its jobs must
-        start by, or go back unstarted (jobqueue/limits.py).
+        start by, or go back unstarted (jobqueue/scheduling/limits.py).
         """
         start_by = start_by or {}
         taken = 0

@@ -217,7 +217,7 @@ class Executor:
 
     def _begin(self, job: Assignment) -> "tuple[Clock, TaskResult, Callable[[], Any]] | Report":
         """Load the task and its arguments and send task_started; a Report if that fails,
-        or if the job came too late to start (a rate limit's bound: jobqueue/limits.py)."""
+        or if the job came too late to start (a rate limit's bound: scheduling/limits.py)."""
         started = Clock(time.monotonic(), time.time())
         if job.start_by is not None and started.monotonic > job.start_by:
             return Report(job_id=job.job_id, kind="late")

@@ -1,4 +1,4 @@
-"""What the worker knows of the global limits between claims (jobqueue/limits.py, keys.py).
+"""What the worker knows of the global limits between claims (scheduling/limits.py, keys.py).
 
 Each claim sends two statements in its pipeline: while a limit is in play, LOCK_LIMITS
 then the claim within limits; while none is, a cheap probe then the plain claim of an
@@ -12,7 +12,7 @@ start by a deadline, when a rate window opens, and where the next walk over keys
 from typing import Any
 
 from jobqueue import queries
-from jobqueue.limits import START_SLACK
+from jobqueue.scheduling.limits import START_SLACK
 
 
 class ClaimLimits:

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any, Literal
 
 # "late": a rate-limited job that reached its child after its start-by deadline
-# and was not run (jobqueue/limits.py).
+# and was not run (jobqueue/scheduling/limits.py).
 ReportKind = Literal["succeeded", "failed", "cancelled", "snoozed", "late"]
 
 

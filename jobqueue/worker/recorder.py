@@ -44,7 +44,7 @@ class OutcomeRecorder:
             self.since = time.monotonic()
         self.waiting[job.assignment.job_id] = (job, self._decide(job, report))
         if report.kind == "late":
-            return  # never started: no attempt ended (jobqueue/limits.py)
+            return  # never started: no attempt ended (jobqueue/scheduling/limits.py)
         telemetry.attempt_finished(job, report, self.waiting[job.assignment.job_id][1])
         self.recorded += 1
 

@@ -27,8 +27,8 @@ from django.db import connections
 
 from jobqueue import queries
 from jobqueue.conf import get_settings
-from jobqueue.limits import START_SLACK, queue_modes, specs
-from jobqueue.periodic import PeriodicEnqueuer
+from jobqueue.scheduling.limits import START_SLACK, queue_modes, specs
+from jobqueue.scheduling.periodic import PeriodicEnqueuer
 from jobqueue.worker import telemetry
 from jobqueue.worker.children import InHand
 from jobqueue.worker.dispatch import Dispatcher
@@ -294,7 +294,7 @@ class Supervisor:
             return
         sent: list[int] = []
         # A rate-limited job must start within START_SLACK of this moment, which is
-        # before the database reads its clock for the claim (jobqueue/limits.py).
+        # before the database reads its clock for the claim (jobqueue/scheduling/limits.py).
         sent_at = time.monotonic()
         free = self.dispatcher.free(self.pool.children)
         soon = min(demand, self.dispatcher.soon(self.pool.children, within=START_SLACK / 2))

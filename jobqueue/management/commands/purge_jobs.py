@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand
 
 from jobqueue.models import FINISHED
 from jobqueue.purge import PurgePlan, PurgeReport, count, purge
+from jobqueue.queue_names import RULE, is_queue_name
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
 
 def duration(value: str) -> timedelta:
@@ -37,8 +37,8 @@ def finished_statuses(value: str) -> tuple[str, ...]:
 
 
 def queue_name(value: str) -> str:
-    if not QUEUE_NAME.match(value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a queue name")
+    if not is_queue_name(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a queue name: {RULE}")
     return value
 
 

@@ -5,15 +5,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from jobqueue import queues
-from jobqueue.backend import QUEUE_NAME_PATTERN
+from jobqueue.queue_names import RULE, is_queue_name
+from jobqueue.scheduling import pauses
 
 
 def queue_name(value: str) -> str:
-    if not QUEUE_NAME_PATTERN.match(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a queue name: 1-100 letters, digits, '_', '.', ':' or '-'"
-        )
+    if not is_queue_name(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a queue name: {RULE}")
     return value
 
 
@@ -31,13 +29,13 @@ class Command(BaseCommand):
 
     def handle(self, *, action: str, queue: str = "", **options: Any) -> None:
         if action == "pause":
-            changed = queues.pause(queue, by="manage.py queues")
+            changed = pauses.pause(queue, by="manage.py queues")
             self.stdout.write(f"paused {queue}" if changed else f"{queue} was already paused")
         elif action == "resume":
-            changed = queues.resume(queue)
+            changed = pauses.resume(queue)
             self.stdout.write(f"resumed {queue}" if changed else f"{queue} was not paused")
         else:
-            for pause in queues.paused().values():
+            for pause in pauses.paused().values():
                 by = f" by {pause.paused_by}" if pause.paused_by else ""
                 self.stdout.write(
                     f"{pause.queue}\tpaused since {pause.paused_at:%Y-%m-%d %H:%M:%S%z}{by}"

@@ -2,24 +2,25 @@
 
 import argparse
 import logging
-import re
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from jobqueue.logs import worker_formatter
+from jobqueue.queue_names import RULE, is_queue_name
 from jobqueue.worker import telemetry
 from jobqueue.worker.supervisor import Supervisor, WorkerOptions
-
-QUEUE_LIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}(,[A-Za-z0-9][A-Za-z0-9_.:-]{0,99})*$")
 
 
 def queue_list(value: str) -> tuple[str, ...]:
     if value in ("", "*"):
         return ()
-    if not QUEUE_LIST.match(value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of queue names")
-    return tuple(value.split(","))
+    names = tuple(value.split(","))
+    if not all(is_queue_name(name) for name in names):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a comma-separated list of queue names ({RULE})"
+        )
+    return names
 
 
 def positive_int(value: str) -> int:

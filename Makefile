@@ -46,8 +46,9 @@ pytest: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy jobqueue project demo
 
+## lint: ruff, and the import contracts of pyproject.toml (the layers, no cycles)
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 ## schema: write the API's OpenAPI schema to docs/openapi.yaml, as development serves it (the
 ## demo tasks exposed); tests/api/test_schema.py fails while the served one differs

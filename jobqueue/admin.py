@@ -45,6 +45,7 @@ from jobqueue.models import FINISHED, Job, JobStatus, QueueLimit, Schedule, Work
 from jobqueue.purge import purge_ids
 from jobqueue.queue_names import is_queue_name
 from jobqueue.scheduling import limits, pauses
+from jobqueue.scheduling.periodic import ShownSchedule, declared_schedule
 
 RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
 CANCELLABLE = {JobStatus.QUEUED, JobStatus.RUNNING}
@@ -680,15 +681,15 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="task")
     def task(self, schedule: Schedule) -> str:
-        return schedule.declared.task
+        return declared_schedule(schedule.name).task
 
     @admin.display(description="cron")
     def cron(self, schedule: Schedule) -> str:
-        return schedule.declared.cron
+        return declared_schedule(schedule.name).cron
 
     @admin.display(description="time zone")
     def time_zone(self, schedule: Schedule) -> str:
-        return str(schedule.declared.timezone)
+        return str(declared_schedule(schedule.name).timezone)
 
     @admin.display(description="last run")
     def last_job_link(self, schedule: Schedule) -> SafeString | str:
@@ -700,7 +701,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="next run")
     def next_run_at(self, schedule: Schedule) -> Any:
-        return schedule.next_run_at or "off"
+        return ShownSchedule.of(schedule).next_run_at or "off"
 
     @admin.action(description="Enable the selected schedules", permissions=["change"])
     def enable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:

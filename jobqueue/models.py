@@ -1,7 +1,6 @@
 """Jobs and workers as rows: the only state jobqueue has."""
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,13 +9,9 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResultStatus
 from django.utils import timezone
-from django.utils.functional import cached_property
 
 from jobqueue import queries
 from jobqueue.scheduling.limits import MAX_RATE
-
-if TYPE_CHECKING:
-    from jobqueue.scheduling.periodic import PeriodicSchedule
 
 
 class JobStatus(models.TextChoices):
@@ -333,18 +328,6 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @cached_property
-    def declared(self) -> "PeriodicSchedule":
-        """The schedule as declared in settings (task, cron, time zone, ...)."""
-        from jobqueue.scheduling.periodic import declared_schedule
-
-        return declared_schedule(self.name)
-
-    @property
-    def next_run_at(self) -> datetime | None:
-        """The next tick from now, None while the schedule is off."""
-        return self.declared.next_tick(timezone.now()) if self.enabled else None
 
 
 class QueueLimit(models.Model):

@@ -54,6 +54,7 @@ from jobqueue.models import Job, JobStatus, QueueLimit, QueuePause, Schedule, Wo
 from jobqueue.queue_names import RULE, is_queue_name
 from jobqueue.scheduling import pauses
 from jobqueue.scheduling.limits import format_rate
+from jobqueue.scheduling.periodic import ShownSchedule
 
 # Lost workers stay listed this long after they stopped heart-beating.
 LOST_WORKER_WINDOW = timedelta(hours=1)
@@ -562,7 +563,7 @@ class ScheduleViewSet(viewsets.ViewSet):
 
     @extend_schema(responses={200: s.ScheduleSerializer(many=True), **errors(401, 403)})
     def list(self, request: Request) -> Response:
-        schedules = Schedule.objects.configured()
+        schedules = [ShownSchedule.of(row) for row in Schedule.objects.configured()]
         return Response(s.ScheduleSerializer(schedules, many=True).data)
 
 

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -30,6 +30,9 @@ from django.tasks.exceptions import InvalidTask
 from jobqueue import keys, queries
 from jobqueue.conf import JobQueueSettings, get_settings
 from jobqueue.job_fields import shared_fields
+
+if TYPE_CHECKING:
+    from jobqueue.models import Schedule
 
 logger = logging.getLogger("jobqueue.periodic")
 
@@ -165,6 +168,35 @@ def load_schedules(conf: JobQueueSettings) -> list[PeriodicSchedule]:
 def declared_schedule(name: str) -> PeriodicSchedule:
     """The schedule ``name`` as the current settings declare it."""
     return PeriodicSchedule.from_settings(name, get_settings().PERIODIC[name])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShownSchedule:
+    """A schedule as the API and the admin show it: its row beside what settings declare.
+
+    The row (models.Schedule) knows only what the database keeps; the declaration
+    comes from here, so the model need not import this module (which enqueues through
+    the backend, which imports the models).
+    """
+
+    name: str
+    declared: PeriodicSchedule
+    enabled: bool
+    last_tick: datetime
+    last_job_id: int | None
+    next_run_at: datetime | None  # the next tick from now, None while the schedule is off
+
+    @classmethod
+    def of(cls, schedule: "Schedule") -> "ShownSchedule":
+        declared = declared_schedule(schedule.name)
+        return cls(
+            name=schedule.name,
+            declared=declared,
+            enabled=schedule.enabled,
+            last_tick=schedule.last_tick,
+            last_job_id=schedule.last_job_id,
+            next_run_at=declared.next_tick(datetime.now(UTC)) if schedule.enabled else None,
+        )
 
 
 def schedule_errors(conf: JobQueueSettings) -> list[ScheduleError]:

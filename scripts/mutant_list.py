@@ -428,7 +428,7 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ admin, purge, live page
     Mutant(
         "admin-cancel-permission",
-        "jobqueue/admin.py",
+        "jobqueue/admin/jobs.py",
         'return request.user.has_perm("jobqueue.cancel_job")',
         "return True",
         (A + "test_cancel_and_purge_are_refused_without_their_permission",),
@@ -436,7 +436,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-purge-permission",
-        "jobqueue/admin.py",
+        "jobqueue/admin/jobs.py",
         'return request.user.has_perm("jobqueue.purge_jobs")',
         "return True",
         (A + "test_cancel_and_purge_are_refused_without_their_permission",),
@@ -444,7 +444,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-retry-permission",
-        "jobqueue/admin.py",
+        "jobqueue/admin/jobs.py",
         'return request.user.has_perm("jobqueue.retry_job")',
         "return True",
         (A + "test_a_user_without_retry_permission_cannot_post_the_action",),
@@ -452,7 +452,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-purge-unconfirmed",
-        "jobqueue/admin.py",
+        "jobqueue/admin/jobs.py",
         'if request.POST.get("post") == "yes":',
         "if True:",
         (AS + "test_purge_shows_counts_per_status_and_queue_and_deletes_only_on_confirm",),
@@ -468,16 +468,16 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-retry-not-logged",
-        "jobqueue/admin.py",
-        'admin_audit.log_retried(request.user, changed, "from the job list")',
+        "jobqueue/admin/jobs.py",
+        'audit.log_retried(request.user, changed, "from the job list")',
         "None",
         (AS + "test_every_admin_action_on_jobs_is_logged_with_who_what_and_when",),
         "every admin action on jobs writes a LogEntry per job",
     ),
     Mutant(
         "admin-purge-not-logged",
-        "jobqueue/admin.py",
-        'admin_audit.log_purged(request.user, deleted, "from the job list")',
+        "jobqueue/admin/jobs.py",
+        'audit.log_purged(request.user, deleted, "from the job list")',
         "None",
         (AS + "test_every_admin_action_on_jobs_is_logged_with_who_what_and_when",),
         "every admin action on jobs writes a LogEntry per job",
@@ -494,7 +494,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-count-unbounded",
-        "jobqueue/admin_list.py",
+        "jobqueue/admin/changelist.py",
         "capped = queryset.order_by()[: COUNT_CAP + 1].count()",
         "capped = queryset.order_by().count()",
         (A + "test_exact_counts_up_to_10000_and_never_a_count_of_the_whole_table",),
@@ -502,7 +502,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-count-cap",
-        "jobqueue/admin_list.py",
+        "jobqueue/admin/changelist.py",
         "COUNT_CAP = 10_000",
         "COUNT_CAP = 1_000",
         (A + "test_exact_counts_up_to_10000_and_never_a_count_of_the_whole_table",),

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import template
 
-from jobqueue.admin_list import calendar_drilldown
+from jobqueue.admin.changelist import calendar_drilldown
 
 register = template.Library()
 

@@ -1,4 +1,4 @@
-"""The Django admin for jobs and workers: read-only history, guarded actions, queue health.
+"""The admin for jobs: read-only history, guarded retry, cancel and purge, queue health.
 
 Every change goes through the same atomic statements the API uses
 (``JobQuerySet.retry()``/``cancel()``, ``purge.purge_ids()``), so an admin
@@ -7,9 +7,6 @@ stay fast on a table of millions of rows: no full COUNT, filter choices from
 recent rows only, and a date drill-down that never scans the table.
 """
 
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +14,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -33,119 +29,27 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobqueue import admin_audit, admin_time, health, queries
-from jobqueue.admin_list import (
+from jobqueue import health, queries
+from jobqueue.admin import audit, times
+from jobqueue.admin.bulk import (
+    CANCEL,
+    CANCELLABLE,
+    PURGE,
+    RETRY,
+    RETRYABLE,
+    BulkAction,
+    SelectedGroup,
+)
+from jobqueue.admin.changelist import (
     COUNT_CAP,
     EstimatedCountPaginator,
-    RecentValuesFilter,
     StatusFilter,
 )
-from jobqueue.conf import get_settings
-from jobqueue.models import FINISHED, Job, JobStatus, QueueLimit, Schedule, Worker
+from jobqueue.admin.display import QueueFilter, TaskFilter, is_scheduled, pretty_json, worker_link
+from jobqueue.models import FINISHED, Job, JobStatus
 from jobqueue.purge import purge_ids
 from jobqueue.queue_names import is_queue_name
-from jobqueue.scheduling import limits, pauses
-from jobqueue.scheduling.periodic import ShownSchedule, declared_schedule
-
-RETRYABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
-CANCELLABLE = {JobStatus.QUEUED, JobStatus.RUNNING}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BulkAction:
-    """What a bulk action's confirmation page says: its name, verb and the jobs it changes."""
-
-    # The action's name in the changelist form, posted back on confirmation.
-    name: str
-    verb: str
-    # Statuses the action changes; the rest of a selection is left as it is.
-    applies_to: frozenset[str]
-    # What happens to the jobs it changes, and to the others.
-    effect: str
-    # Purge deletes history for good, so it asks even for a single job.
-    always_confirm: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectedGroup:
-    """One line of a confirmation page: the selected jobs of one status in one queue."""
-
-    status: str
-    queue: str
-    jobs: int
-    changes: bool  # whether the action changes these jobs
-
-
-RETRY = BulkAction(
-    name="retry_jobs",
-    verb="retry",
-    applies_to=frozenset(RETRYABLE),
-    effect="Failed and cancelled jobs go back to the queue with a fresh attempt budget; "
-    "their error history stays. Other jobs are not changed.",
-)
-CANCEL = BulkAction(
-    name="cancel_jobs",
-    verb="cancel",
-    applies_to=frozenset(CANCELLABLE),
-    effect="Queued jobs are cancelled at once; running jobs are asked to stop and end "
-    "cancelled at their next check. Finished jobs are not changed.",
-)
-PURGE = BulkAction(
-    name="purge_jobs",
-    verb="purge",
-    applies_to=frozenset(FINISHED),
-    effect="Finished jobs are deleted with their results and error history, for good. "
-    "Queued and running jobs are kept.",
-    always_confirm=True,
-)
-
-
-class QueueFilter(RecentValuesFilter):
-    title = "queue"
-    parameter_name = "queue"
-
-
-class TaskFilter(RecentValuesFilter):
-    title = "task"
-    parameter_name = "task"
-
-
-def pretty_json(value: Any) -> SafeString:
-    """Indented JSON with non-ASCII text as written ("Müller", not "M\\u00fcller")."""
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    return format_html('<pre class="jq-json">{}</pre>', text)
-
-
-def worker_link(run: dict[str, Any]) -> SafeString | str:
-    """The worker (host:pid) of one attempt, linked to its page while its row is kept."""
-    name = run.get("worker") or f"worker #{run.get('worker_id')}"
-    if run.get("worker_id") is None:
-        return str(name)
-    url = reverse("admin:jobqueue_worker_change", args=[run["worker_id"]])
-    return format_html('<a href="{}">{}</a>', url, name)
-
-
-def job_links(jobs: Iterable[Job]) -> SafeString | str:
-    """Jobs as a list of links to their admin pages, each with its status."""
-    items = format_html_join(
-        "",
-        '<li><a href="{}">{}</a> <span class="jq-status jq-{}">{}</span></li>',
-        (
-            (
-                reverse("admin:jobqueue_job_change", args=[j.pk]),
-                f"{j.task} #{j.pk}",
-                j.status,
-                j.status,
-            )
-            for j in jobs
-        ),
-    )
-    return format_html('<ul class="jq-job-links">{}</ul>', items) if items else "none"
-
-
-def is_scheduled(job: Job) -> bool:
-    """Queued but not yet due: delayed, or waiting out a retry's backoff."""
-    return job.status == JobStatus.QUEUED and job.scheduled_at > timezone.now()
+from jobqueue.scheduling import pauses
 
 
 @admin.register(Job)
@@ -262,8 +166,8 @@ class JobAdmin(admin.ModelAdmin):
             return ""
         return format_html(
             '<span title="{}">{}</span>',
-            admin_time.absolute(job.scheduled_at),
-            admin_time.relative(job.scheduled_at),
+            times.absolute(job.scheduled_at),
+            times.relative(job.scheduled_at),
         )
 
     @admin.display(description="progress")
@@ -296,7 +200,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
-        return admin_time.duration(job.elapsed_seconds)
+        return times.duration(job.elapsed_seconds)
 
     # --- detail fields ---
 
@@ -323,7 +227,7 @@ class JobAdmin(admin.ModelAdmin):
             (
                 (
                     error.get("attempt", "?"),
-                    admin_time.absolute(error.get("at")),
+                    times.absolute(error.get("at")),
                     error.get("type", ""),
                     error.get("message", ""),
                     error.get("traceback", "") or "(no traceback)",
@@ -347,7 +251,7 @@ class JobAdmin(admin.ModelAdmin):
             format_html_join(
                 "",
                 "<tr><th>{}</th><td>{}</td></tr>",
-                ((n, admin_time.both(at)) for n, at in events if at),
+                ((n, times.both(at)) for n, at in events if at),
             ),
         )
 
@@ -366,8 +270,8 @@ class JobAdmin(admin.ModelAdmin):
                     (
                         run.get("attempt", "?"),
                         worker_link(run),
-                        admin_time.absolute(run.get("started_at")),
-                        admin_time.absolute(run.get("finished_at")),
+                        times.absolute(run.get("started_at")),
+                        times.absolute(run.get("finished_at")),
                         run.get("outcome", ""),
                     )
                     for run in job.runs
@@ -398,7 +302,7 @@ class JobAdmin(admin.ModelAdmin):
         if confirmation := self.confirmation(request, queryset, RETRY):
             return confirmation
         changed = queryset.retry()  # type: ignore[attr-defined]
-        admin_audit.log_retried(request.user, changed, "from the job list")
+        audit.log_retried(request.user, changed, "from the job list")
         self.message_user(
             request, f"Re-queued {len(changed)} jobs (only failed or cancelled ones)."
         )
@@ -409,7 +313,7 @@ class JobAdmin(admin.ModelAdmin):
         if confirmation := self.confirmation(request, queryset, CANCEL):
             return confirmation
         changed = queryset.cancel()  # type: ignore[attr-defined]
-        admin_audit.log_cancelled(request.user, changed, "from the job list")
+        audit.log_cancelled(request.user, changed, "from the job list")
         self.message_user(
             request, f"Cancelled {len(changed)} jobs (running ones stop at their next check)."
         )
@@ -421,7 +325,7 @@ class JobAdmin(admin.ModelAdmin):
             return confirmation
         ids = list(queryset.filter(status__in=FINISHED).values_list("id", flat=True))
         deleted = purge_ids(ids)
-        admin_audit.log_purged(request.user, deleted, "from the job list")
+        audit.log_purged(request.user, deleted, "from the job list")
         self.message_user(request, f"Purged {len(deleted)} finished jobs (others are kept).")
         return None
 
@@ -517,7 +421,7 @@ class JobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         job = get_object_or_404(Job.objects.only("id"), pk=pk)
         if changed := getattr(Job.objects.filter(pk=job.pk), verb)():
-            log = {"retry": admin_audit.log_retried, "cancel": admin_audit.log_cancelled}[verb]
+            log = {"retry": audit.log_retried, "cancel": audit.log_cancelled}[verb]
             log(request.user, changed, "from the job's page")
             done = {"retry": "re-queued", "cancel": "cancelled"}[verb]
             self.message_user(request, f"Job {pk} {done}.")
@@ -572,201 +476,3 @@ class JobAdmin(admin.ModelAdmin):
             "now": timezone.now(),
         }
         return TemplateResponse(request, "admin/jobqueue/health.html", context)
-
-
-@admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
-    list_display = [
-        "hostname",
-        "pid",
-        "queues",
-        "concurrency",
-        "started_at",
-        "last_heartbeat",
-        "in_hand",
-        "lost",
-    ]
-    list_filter = [("lost_at", admin.EmptyFieldListFilter)]
-    fields = [
-        "hostname",
-        "pid",
-        "queues",
-        "concurrency",
-        "started_at",
-        "last_heartbeat",
-        "lost_at",
-        "current_jobs",
-        "recent_jobs",
-    ]
-    readonly_fields = ["current_jobs", "recent_jobs"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
-        # A correlated count over running jobs only; a join would read every job of a worker.
-        running = (
-            Job.objects.running()
-            .filter(worker=OuterRef("pk"))
-            .order_by()
-            .values("worker")
-            .annotate(n=Count("id"))
-            .values("n")
-        )
-        return super().get_queryset(request).annotate(in_hand=Coalesce(Subquery(running), 0))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        """Only a lost worker's row may go, one at a time from its page: a live worker
-        would find its row gone (it registers again, but its jobs show no worker until its
-        next heartbeat). Without a row (the list's bulk delete) it is refused, as the bulk
-        action could not tell live workers from lost ones."""
-        if obj is None or not health.is_lost(obj):
-            return False
-        return super().has_delete_permission(request, obj)
-
-    @admin.display(description="running now")
-    def current_jobs(self, worker: Worker) -> SafeString | str:
-        return job_links(Job.objects.running().filter(worker=worker).order_by("id")[:100])
-
-    @admin.display(description="finished in the last hour (newest 20)")
-    def recent_jobs(self, worker: Worker) -> SafeString | str:
-        return job_links(health.recent_jobs_of(worker))
-
-    @admin.display(description="jobs in hand", ordering="in_hand")
-    def in_hand(self, worker: Worker) -> int:
-        return worker.in_hand  # type: ignore[attr-defined]
-
-    @admin.display(description="lost", boolean=True)
-    def lost(self, worker: Worker) -> bool:
-        return health.is_lost(worker)
-
-
-@admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
-    """The periodic schedules declared in settings, with their last and next run.
-
-    Switching one on or off is an action (kept in the database, so every worker
-    sees it at its next look); the schedules themselves live in settings, so
-    nothing else here can be changed, added or deleted.
-    """
-
-    list_display = [
-        "name",
-        "task",
-        "cron",
-        "time_zone",
-        "enabled",
-        "last_tick",
-        "last_job_link",
-        "next_run_at",
-    ]
-    list_display_links = None
-    actions = ["enable_schedules", "disable_schedules"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
-        return Schedule.objects.configured().select_related("last_job")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
-        """The list's enable/disable actions need it; a schedule's own page stays read-only."""
-        return obj is None and super().has_change_permission(request)
-
-    @admin.display(description="task")
-    def task(self, schedule: Schedule) -> str:
-        return declared_schedule(schedule.name).task
-
-    @admin.display(description="cron")
-    def cron(self, schedule: Schedule) -> str:
-        return declared_schedule(schedule.name).cron
-
-    @admin.display(description="time zone")
-    def time_zone(self, schedule: Schedule) -> str:
-        return str(declared_schedule(schedule.name).timezone)
-
-    @admin.display(description="last run")
-    def last_job_link(self, schedule: Schedule) -> SafeString | str:
-        if schedule.last_job_id is None:
-            return "—"
-        url = reverse("admin:jobqueue_job_change", args=[schedule.last_job_id])
-        status = schedule.last_job.status if schedule.last_job else ""
-        return format_html('<a href="{}">#{} {}</a>', url, schedule.last_job_id, status)
-
-    @admin.display(description="next run")
-    def next_run_at(self, schedule: Schedule) -> Any:
-        return ShownSchedule.of(schedule).next_run_at or "off"
-
-    @admin.action(description="Enable the selected schedules", permissions=["change"])
-    def enable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        n = queryset.enable()  # type: ignore[attr-defined]
-        self.message_user(request, f"Enabled {n} schedule(s); they run from their next tick.")
-
-    @admin.action(description="Disable the selected schedules", permissions=["change"])
-    def disable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        n = queryset.disable()  # type: ignore[attr-defined]
-        self.message_user(request, f"Disabled {n} schedule(s).")
-
-
-@admin.register(QueueLimit)
-class QueueLimitAdmin(admin.ModelAdmin):
-    """Global limits per queue: those of settings, and staff overrides made at run time.
-
-    Opening the list writes the settings' limits first (as every worker does when it
-    connects), so it shows what the claims obey. Saving a limit here makes it an
-    override that settings leave alone; "Reset to settings" gives the queue back to
-    them. Claims that start after a save obey it; running jobs are never stopped.
-    """
-
-    list_display = ["queue", "concurrency", "rate_display", "source", "running", "updated_at"]
-    fields = ["queue", "concurrency", "rate", "per"]
-    actions = ["reset_to_settings"]
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
-        with connection.cursor() as cursor:
-            queries.sync_limits(cursor, limits.specs(get_settings().QUEUES))
-        return super().changelist_view(request, extra_context)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[QueueLimit]:
-        """Each queue's running jobs counted in the list's one query, not one query a row."""
-        running = (
-            Job.objects.filter(queue=OuterRef("queue"), status=JobStatus.RUNNING)
-            .values("queue")
-            .annotate(n=Count("id"))
-            .values("n")
-        )
-        return super().get_queryset(request).annotate(running_now=Coalesce(Subquery(running), 0))
-
-    def get_readonly_fields(self, request: HttpRequest, obj: QueueLimit | None = None) -> list:
-        return ["queue"] if obj is not None else []
-
-    def save_model(self, request: HttpRequest, obj: QueueLimit, form: Any, change: bool) -> None:
-        obj.source = "admin"
-        super().save_model(request, obj, form, change)
-
-    def has_delete_permission(self, request: HttpRequest, obj: QueueLimit | None = None) -> bool:
-        """Settings' limits come back with the next worker: reset them instead."""
-        if obj is not None and obj.source == "settings":
-            return False
-        return super().has_delete_permission(request, obj)
-
-    @admin.display(description="rate")
-    def rate_display(self, limit: QueueLimit) -> str:
-        return limits.format_rate(limit.rate, limit.per) or "—"
-
-    @admin.display(description="running now", ordering="running_now")
-    def running(self, limit: QueueLimit) -> int:
-        return limit.running_now  # type: ignore[attr-defined]
-
-    @admin.action(description="Reset the selected limits to settings", permissions=["change"])
-    def reset_to_settings(self, request: HttpRequest, queryset: QuerySet[QueueLimit]) -> None:
-        n = queryset.filter(source="admin").delete()[0]
-        with connection.cursor() as cursor:
-            queries.sync_limits(cursor, limits.specs(get_settings().QUEUES))
-        self.message_user(request, f"Reset {n} override(s); settings apply again.")

@@ -322,7 +322,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "api-idempotency-across-users",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/jobs.py",
         "return Job.objects.owned_by(self.request.user).filter(idempotency_key=key).first()",
         "return Job.objects.filter(idempotency_key=key).first()",
         (C + "test_idempotency_key_in_body_or_header_returns_the_original_with_200",),
@@ -330,7 +330,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "api-workers-for-anyone",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/workers.py",
         "permission_classes = [IsAdminUser]\n    pagination_class = None",
         "permission_classes = [AllowAny]\n    pagination_class = None",
         (C + "test_workers_for_staff_only",),
@@ -346,7 +346,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "api-ownership-filter",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/jobs.py",
         'if self.action == "list" or not sees_all_jobs(user):',
         "if False:",
         (
@@ -365,7 +365,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "api-traceback-for-all",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/jobs.py",
         "return bool(user.is_staff)",
         "return True",
         (C + "test_traceback_is_shown_to_staff_only",),
@@ -373,7 +373,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "health-always-200",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/health.py",
         "return Response(down, status=status.HTTP_503_SERVICE_UNAVAILABLE)",
         "return Response(down)",
         (P + "test_health_answers_503_when_the_database_is_down",),
@@ -568,7 +568,7 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Watching jobs
     Mutant(
         "stream-last-event-id-ignored",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/jobs.py",
         'seen = request.headers.get("Last-Event-ID") == event_id(data) and not job.is_finished',
         "seen = False",
         (WA + "test_last_event_id_resumes_with_the_missed_change_and_repeats_nothing",),
@@ -786,7 +786,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "api-schedules-for-anyone",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/schedules.py",
         "permission_classes = [IsAdminUser]\n\n    @extend_schema(responses={200: s.Schedule",
         "permission_classes = [IsAuthenticated]\n\n    @extend_schema(responses={200: s.Schedule",
         ("tests/api/test_schedules.py::test_schedules_are_for_staff_only",),
@@ -829,7 +829,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "api-unique-key-across-users",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/jobs.py",
         'unique_key=f"user-{request.user.pk}:{unique_key}"',
         "unique_key=unique_key",
         ("tests/api/test_unique_jobs.py::test_a_duplicate_is_200_with_the_live_job_and_says_so",),
@@ -967,7 +967,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "readiness-ignores-migrations",
-        "jobqueue/api/views.py",
+        "jobqueue/api/views/health.py",
         "pending = pending_migrations() if ready else None",
         "pending = [] if ready else None",
         (PO + "test_readiness_fails_while_a_migration_is_pending",),

@@ -4,17 +4,17 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from jobqueue.api import views
+from jobqueue.api.views import health, jobs, queues, schedules, tasks, workers
 
 router = DefaultRouter()
-router.register("jobs", views.JobViewSet, basename="job")
-router.register("tasks", views.TaskViewSet, basename="task")
-router.register("queues", views.QueueViewSet, basename="queue")
-router.register("workers", views.WorkerViewSet, basename="worker")
-router.register("schedules", views.ScheduleViewSet, basename="schedule")
+router.register("jobs", jobs.JobViewSet, basename="job")
+router.register("tasks", tasks.TaskViewSet, basename="task")
+router.register("queues", queues.QueueViewSet, basename="queue")
+router.register("workers", workers.WorkerViewSet, basename="worker")
+router.register("schedules", schedules.ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
-    path("health/", views.HealthView.as_view(), name="health"),
+    path("health/", health.HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     *router.urls,

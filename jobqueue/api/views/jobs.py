@@ -1,32 +1,27 @@
-"""The API's views: thin hooks around serializers, the backend and the named queries."""
+"""The jobs resource: submit, list, read, wait on, watch, cancel and retry jobs."""
 
-import time
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any, cast
 
-from django.contrib.postgres.aggregates import ArrayAgg
-from django.db import DatabaseError, IntegrityError, connections, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db import IntegrityError, connections, transaction
+from django.db.models import QuerySet
 from django.http import Http404
 from django.tasks.exceptions import InvalidTask
 from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
-from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from jobqueue import queries
 from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
-from jobqueue.api.permissions import CanPauseQueues, IsOwnerOrPermittedStaff, sees_all_jobs
+from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
 from jobqueue.api.schema import (
     IDEMPOTENCY_HEADER,
@@ -39,25 +34,16 @@ from jobqueue.api.schema import (
     MAX_ID,
     MAX_PAGE_SIZE,
     MAX_WAIT_SECONDS,
-    READY_PARAM,
     RETRY_AFTER_HEADER,
     WAIT_PARAM,
     WATCH_LIMITS,
     errors,
 )
 from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, event_id
-from jobqueue.api.tasks import exposed_tasks
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import JobQueueBackend, JobQueueTask
-from jobqueue.health import pending_migrations
-from jobqueue.models import Job, JobStatus, QueueLimit, QueuePause, Schedule, Worker
-from jobqueue.queue_names import RULE, is_queue_name
-from jobqueue.scheduling import pauses
-from jobqueue.scheduling.limits import format_rate
-from jobqueue.scheduling.periodic import ShownSchedule
+from jobqueue.models import Job, JobStatus
 
-# Lost workers stay listed this long after they stopped heart-beating.
-LOST_WORKER_WINDOW = timedelta(hours=1)
 NOT_FOUND = "No such job among those you may see: job ids are the numbers POST /api/jobs/ returns."
 # How a refused cancel or retry names the job's state.
 STATE_PHRASES: dict[str, str] = {
@@ -428,201 +414,3 @@ def _grant(request: Request, job: Job, data: dict[str, Any]) -> None:
         seen=event_id(data),
         finished=job.is_finished,
     )
-
-
-class TaskViewSet(viewsets.ViewSet):
-    """The tasks that may be submitted, and the arguments each takes."""
-
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(responses={200: s.ExposedTaskSerializer(many=True), **errors(401)})
-    def list(self, request: Request) -> Response:
-        return Response(s.ExposedTaskSerializer(exposed_tasks().values(), many=True).data)
-
-
-class QueueViewSet(viewsets.ViewSet):
-    """Per queue: the backlog, what runs, throughput and run time lately, and whether it is
-    paused; staff with the pause_queue permission pause and resume queues."""
-
-    permission_classes = [IsAuthenticated]
-    lookup_field = "name"
-    lookup_value_regex = "[^/]+"  # checked by _queue_name, so that a bad one is a JSON 404
-
-    def get_permissions(self) -> list[Any]:
-        if self.action in ("pause", "resume"):
-            return [CanPauseQueues()]
-        return super().get_permissions()
-
-    @extend_schema(responses={200: s.QueueSerializer(many=True), **errors(401)})
-    def list(self, request: Request) -> Response:
-        with connections[Job.objects.db].cursor() as cursor:
-            rows = queries.queue_stats(cursor)
-        paused = pauses.paused()
-        limits = {limit.queue: limit for limit in QueueLimit.objects.all()}
-        stats = {r[0]: r for r in rows}
-        for name in (paused.keys() | limits.keys()) - stats.keys():  # nothing in it
-            stats[name] = (name, *IDLE_QUEUE)
-        figures = [_queue_figures(stats[q], paused.get(q), limits.get(q)) for q in sorted(stats)]
-        return Response(s.QueueSerializer(figures, many=True).data)
-
-    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
-    @action(detail=True, methods=["post"])
-    def pause(self, request: Request, name: str) -> Response:
-        """Pause the queue: from this answer on no worker claims its jobs (running ones finish;
-        enqueuing still works)."""
-        changed = pauses.pause(_queue_name(name), by=request.user.get_username())
-        return Response({"queue": name, "paused": True, "changed": changed})
-
-    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
-    @action(detail=True, methods=["post"])
-    def resume(self, request: Request, name: str) -> Response:
-        """Resume the queue; its workers are woken at once."""
-        changed = pauses.resume(_queue_name(name))
-        return Response({"queue": name, "paused": False, "changed": changed})
-
-
-def _queue_name(name: str) -> str:
-    if not is_queue_name(name):
-        raise NotFound(f"{name!r} is not a queue name ({RULE}).")
-    return name
-
-
-# The figures of a queue with no job in it (queries.QUEUE_STATS' columns after the name).
-IDLE_QUEUE = (0, 0, None, 0, 0, 0, 0, 0, None, 0, None)
-
-
-def _queue_figures(
-    row: tuple, pause: QueuePause | None, limit: QueueLimit | None
-) -> dict[str, Any]:
-    (queue, queued, ready, oldest, running, succeeded, failed, cancelled) = row[:8]
-    finished_5m, mean_5m, finished_60m, mean_60m = row[8:]
-
-    def window(finished: int, mean: Any, minutes: int) -> dict[str, Any]:
-        return {
-            "finished": finished,
-            "throughput_per_minute": round(finished / minutes, 3),
-            "mean_duration_seconds": None if mean is None else round(float(mean), 3),
-        }
-
-    return {
-        "queue": queue,
-        "paused": pause is not None,
-        "paused_at": None if pause is None else pause.paused_at,
-        "limits": None
-        if limit is None
-        else {
-            "concurrency": limit.concurrency,
-            "rate": format_rate(limit.rate, limit.per) or None,
-            "source": limit.source,
-        },
-        "counts": {
-            "queued": queued,
-            "running": running,
-            "succeeded": succeeded,
-            "failed": failed,
-            "cancelled": cancelled,
-        },
-        "ready": ready,
-        "oldest_queued_age_seconds": None if oldest is None else round(float(oldest), 3),
-        "running": running,
-        "last_5_minutes": window(finished_5m, mean_5m, 5),
-        "last_60_minutes": window(finished_60m, mean_60m, 60),
-    }
-
-
-class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Live workers and those lost in the last hour, with the jobs they hold (staff only)."""
-
-    serializer_class = s.WorkerSerializer
-    permission_classes = [IsAdminUser]
-    pagination_class = None
-
-    def get_queryset(self) -> QuerySet[Worker]:
-        cutoff = timezone.now() - LOST_WORKER_WINDOW
-        return Worker.objects.filter(Q(lost_at__isnull=True) | Q(lost_at__gte=cutoff)).annotate(
-            jobs_in_hand=ArrayAgg(
-                "jobs__id",
-                filter=Q(jobs__status=JobStatus.RUNNING),
-                default=[],
-                order_by="jobs__id",
-            )
-        )
-
-    @extend_schema(responses={200: s.WorkerSerializer(many=True), **errors(401, 403)})
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        workers = list(self.get_queryset())
-        for worker in workers:
-            worker.state = "lost" if worker.lost_at else "live"  # type: ignore[attr-defined]
-        return Response(s.WorkerSerializer(workers, many=True).data)
-
-
-class ScheduleViewSet(viewsets.ViewSet):
-    """The periodic schedules with their last and next run (staff only)."""
-
-    permission_classes = [IsAdminUser]
-
-    @extend_schema(responses={200: s.ScheduleSerializer(many=True), **errors(401, 403)})
-    def list(self, request: Request) -> Response:
-        schedules = [ShownSchedule.of(row) for row in Schedule.objects.configured()]
-        return Response(s.ScheduleSerializer(schedules, many=True).data)
-
-
-class HealthView(APIView):
-    """200 when the database answers, 503 when it does not; open to load balancers.
-
-    ``?ready=1`` is the readiness probe: also 503 while migrations remain to be
-    applied, so that a new release takes traffic only once its schema is there.
-    """
-
-    permission_classes = [AllowAny]
-    authentication_classes: list[Any] = []
-
-    @extend_schema(
-        parameters=[READY_PARAM],
-        responses={
-            200: s.HealthSerializer,
-            **errors(400),
-            503: OpenApiResponse(
-                s.HealthSerializer,
-                description="The database is unreachable (or, with ready, migrations are pending).",
-            ),
-        },
-    )
-    def get(self, request: Request) -> Response:
-        ready = _ready_asked(request)
-        started = time.monotonic()
-        try:
-            workers = Worker.objects.aggregate(
-                live=Count("id", filter=Q(lost_at__isnull=True)),
-                lost=Count("id", filter=Q(lost_at__isnull=False)),
-            )
-            pending = pending_migrations() if ready else None
-        except DatabaseError as e:
-            down = {"status": "unavailable", "database": {"ok": False, "error": type(e).__name__}}
-            return Response(down, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        latency = round((time.monotonic() - started) * 1000, 2)
-        body: dict[str, Any] = {
-            "status": "ok",
-            "database": {"ok": True, "latency_ms": latency},
-            "workers": workers,
-        }
-        if pending is None:
-            return Response(body)
-        body["migrations"] = {"ok": not pending, "pending": pending}
-        if pending:
-            body["status"] = "unavailable"
-            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return Response(body)
-
-
-def _ready_asked(request: Request) -> bool:
-    """Whether ``?ready=`` asks for the readiness probe; a value that is no boolean is a 400."""
-    values = request.query_params.getlist("ready")
-    if not values:
-        return False
-    if len(values) > 1 or values[0].lower() not in READY_VALUES:
-        raise ValidationError({"ready": ["Must be true or false (or 1 or 0)."]})
-    return READY_VALUES[values[0].lower()]
-
-
-READY_VALUES = {"true": True, "1": True, "false": False, "0": False}

@@ -1,0 +1,25 @@
+"""The schedules resource: each periodic schedule, declared and where it stands."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from jobqueue.api import serializers as s
+from jobqueue.api.schema import (
+    errors,
+)
+from jobqueue.models import Schedule
+from jobqueue.scheduling.periodic import ShownSchedule
+
+
+class ScheduleViewSet(viewsets.ViewSet):
+    """The periodic schedules with their last and next run (staff only)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: s.ScheduleSerializer(many=True), **errors(401, 403)})
+    def list(self, request: Request) -> Response:
+        schedules = [ShownSchedule.of(row) for row in Schedule.objects.configured()]
+        return Response(s.ScheduleSerializer(schedules, many=True).data)

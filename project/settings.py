@@ -198,7 +198,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        "ErrorCode": "jobqueue.api.serializers.ERROR_CODES",
+        "ErrorCode": "jobqueue.api.serializers.errors.ERROR_CODES",
         "JobStatusEnum": "jobqueue.models.JobStatus",
     },
 }

@@ -381,7 +381,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "estimated-wait-without-durations",
-        "jobqueue/api/serializers.py",
+        "jobqueue/api/serializers/jobs.py",
         "    if mean is None:\n        return None\n",
         "    if mean is None:\n        mean = 1\n",
         (P + "test_estimated_wait_is_null_without_a_worker_for_the_queue_or_recent_durations",),
@@ -389,7 +389,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "estimated-wait-without-workers",
-        "jobqueue/api/serializers.py",
+        "jobqueue/api/serializers/jobs.py",
         "    if not capacity:\n        return None\n",
         "    if not capacity:\n        capacity = 1\n",
         (P + "test_estimated_wait_is_null_without_a_worker_for_the_queue_or_recent_durations",),
@@ -397,7 +397,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "estimated-wait-floor",
-        "jobqueue/api/serializers.py",
+        "jobqueue/api/serializers/jobs.py",
         "return round(max(float(until_due), ahead * float(mean) / capacity), 3)",
         "return round(ahead * float(mean) / capacity, 3)",
         (P + "test_estimated_wait_is_never_less_than_the_time_until_the_job_is_due",),
@@ -405,7 +405,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "schema-position-not-nullable",
-        "jobqueue/api/serializers.py",
+        "jobqueue/api/serializers/jobs.py",
         "@extend_schema_field(serializers.IntegerField(allow_null=True, min_value=0))",
         "@extend_schema_field(serializers.IntegerField(min_value=0))",
         (
@@ -416,7 +416,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "api-unknown-fields-accepted",
-        "jobqueue/api/serializers.py",
+        "jobqueue/api/serializers/jobs.py",
         "(unknown := [k for k in data if k not in self.fields])",
         "(unknown := [])",
         (
@@ -787,8 +787,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "api-schedules-for-anyone",
         "jobqueue/api/views/schedules.py",
-        "permission_classes = [IsAdminUser]\n\n    @extend_schema(responses={200: s.Schedule",
-        "permission_classes = [IsAuthenticated]\n\n    @extend_schema(responses={200: s.Schedule",
+        "permission_classes = [IsAdminUser]\n\n    @extend_schema(responses={200: Schedule",
+        "permission_classes = [IsAuthenticated]\n\n    @extend_schema(responses={200: Schedule",
         ("tests/api/test_schedules.py::test_schedules_are_for_staff_only",),
         "GET /api/schedules/ is staff only",
     ),

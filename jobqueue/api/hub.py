@@ -22,7 +22,7 @@ from collections import Counter, deque
 from typing import Any, NamedTuple
 
 from jobqueue import db, queries
-from jobqueue.api.serializers import job_data
+from jobqueue.api.serializers.jobs import job_data
 from jobqueue.api.sql import RowLoader, quoted_columns
 from jobqueue.api.stream import WatchGrant, event_id, job_event
 from jobqueue.conf import get_settings

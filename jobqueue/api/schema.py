@@ -12,8 +12,9 @@ from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerial
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from jobqueue.api import serializers as s
 from jobqueue.api.errors import DEFAULT_MAX_BODY_BYTES
+from jobqueue.api.serializers.errors import ErrorSerializer
+from jobqueue.api.serializers.jobs import JobSerializer
 from jobqueue.api.tasks import exposed_tasks
 from jobqueue.models import JobStatus
 
@@ -27,7 +28,7 @@ MAX_PAGE_SIZE = 200
 class ExposedTaskNameExtension(OpenApiSerializerFieldExtension):
     """A submission's ``task``: an enum of the names exposed when the schema is served."""
 
-    target_class = "jobqueue.api.serializers.ExposedTaskNameField"
+    target_class = "jobqueue.api.serializers.jobs.ExposedTaskNameField"
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         if names := list(exposed_tasks()):
@@ -38,7 +39,7 @@ class ExposedTaskNameExtension(OpenApiSerializerFieldExtension):
 class ClosedSerializerExtension(OpenApiSerializerExtension):
     """A submission refuses unknown fields (400 naming them): ``additionalProperties: false``."""
 
-    target_class = "jobqueue.api.serializers.JobSubmitSerializer"
+    target_class = "jobqueue.api.serializers.jobs.JobSubmitSerializer"
 
     def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         schema = auto_schema._map_basic_serializer(self.target, direction)
@@ -61,7 +62,7 @@ ERRORS = {
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """The error responses of an operation, each with the one error body."""
-    return {code: OpenApiResponse(s.ErrorSerializer, description=ERRORS[code]) for code in codes}
+    return {code: OpenApiResponse(ErrorSerializer, description=ERRORS[code]) for code in codes}
 
 
 JOB_ID = OpenApiParameter(
@@ -115,8 +116,8 @@ LIST_PARAMETERS = [
     OpenApiParameter("task", {"type": "string", "pattern": "^[^\\x00]*$"}),
 ]
 JOB_ACTION_RESPONSES = {
-    200: OpenApiResponse(s.JobSerializer, description="Done."),
-    202: OpenApiResponse(s.JobSerializer, description="Requested; the running job stops soon."),
+    200: OpenApiResponse(JobSerializer, description="Done."),
+    202: OpenApiResponse(JobSerializer, description="Requested; the running job stops soon."),
     **errors(401, 403, 404, 409),
 }
 LAST_EVENT_ID_HEADER = OpenApiParameter(
@@ -142,9 +143,9 @@ JOB_EVENT_SCHEMA = {
 }
 WATCH_LIMITS = {
     429: OpenApiResponse(
-        s.ErrorSerializer, description="Too many watchers for this user; see Retry-After."
+        ErrorSerializer, description="Too many watchers for this user; see Retry-After."
     ),
     503: OpenApiResponse(
-        s.ErrorSerializer, description="The server watches as many jobs as it can; Retry-After."
+        ErrorSerializer, description="The server watches as many jobs as it can; Retry-After."
     ),
 }

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient, APIRequestFactory
 from jobqueue import db
 from jobqueue.api.middleware import close_if_server_closed
 from jobqueue.api.negotiation import ContentNegotiation
-from jobqueue.api.serializers import JobSerializer
+from jobqueue.api.serializers.jobs import JobSerializer
 from jobqueue.models import Job, JobStatus, Worker
 
 

@@ -15,7 +15,7 @@ from django.db import connection
 from drf_spectacular.generators import SchemaGenerator
 
 from jobqueue import queries
-from jobqueue.api.serializers import job_data
+from jobqueue.api.serializers.jobs import job_data
 from jobqueue.models import Job, JobStatus
 from tests.api.conftest import jobs_in_every_state
 from tests.conftest import ROOT

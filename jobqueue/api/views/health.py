@@ -13,11 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api import serializers as s
 from jobqueue.api.schema import (
     READY_PARAM,
     errors,
 )
+from jobqueue.api.serializers.health import HealthSerializer
 from jobqueue.health import pending_migrations
 from jobqueue.models import Worker
 
@@ -35,10 +35,10 @@ class HealthView(APIView):
     @extend_schema(
         parameters=[READY_PARAM],
         responses={
-            200: s.HealthSerializer,
+            200: HealthSerializer,
             **errors(400),
             503: OpenApiResponse(
-                s.HealthSerializer,
+                HealthSerializer,
                 description="The database is unreachable (or, with ready, migrations are pending).",
             ),
         },

@@ -19,7 +19,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobqueue import queries
-from jobqueue.api import serializers as s
 from jobqueue.api.errors import Conflict, LimitedJSONParser
 from jobqueue.api.permissions import IsOwnerOrPermittedStaff, sees_all_jobs
 from jobqueue.api.reads import JobAndPosition, job_reader, poll_reader
@@ -38,6 +37,13 @@ from jobqueue.api.schema import (
     WAIT_PARAM,
     WATCH_LIMITS,
     errors,
+)
+from jobqueue.api.serializers.errors import ErrorSerializer
+from jobqueue.api.serializers.jobs import (
+    JobSerializer,
+    JobSubmitSerializer,
+    SubmittedJobSerializer,
+    job_data,
 )
 from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, event_id
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
@@ -98,7 +104,7 @@ class JobViewSet(
 ):
     """Submit jobs, follow them, cancel and retry them. Jobs are never deleted here."""
 
-    serializer_class = s.JobSerializer
+    serializer_class = JobSerializer
     permission_classes = [IsAuthenticated, IsOwnerOrPermittedStaff]
     pagination_class = JobPagination
     parser_classes = [LimitedJSONParser]
@@ -136,8 +142,8 @@ class JobViewSet(
             positions = queries.queue_positions(cursor, queued)
         context = {**self.get_serializer_context(), "positions": positions}
         if many:
-            return s.JobSerializer(jobs, many=True, context=context).data
-        return s.JobSerializer(jobs[0], context=context).data
+            return JobSerializer(jobs, many=True, context=context).data
+        return JobSerializer(jobs[0], context=context).data
 
     def filter_queryset(self, queryset: QuerySet[Job]) -> QuerySet[Job]:
         params = self.request.query_params
@@ -160,7 +166,7 @@ class JobViewSet(
     @extend_schema(
         description="The caller's own jobs, newest first, a page at a time.",
         parameters=LIST_PARAMETERS,
-        responses={200: s.JobSerializer, **errors(400, 401)},
+        responses={200: JobSerializer, **errors(400, 401)},
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -168,7 +174,7 @@ class JobViewSet(
 
     @extend_schema(
         parameters=[JOB_ID, WAIT_PARAM],
-        responses={200: s.JobSerializer, **errors(400, 401, 404), **WATCH_LIMITS},
+        responses={200: JobSerializer, **errors(400, 401, 404), **WATCH_LIMITS},
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """The job with its figures: one prepared statement, with the token's lookup if any.
@@ -229,7 +235,7 @@ class JobViewSet(
         if job is None or not (job.owner_id == request.user.pk or sees_all_jobs(request.user)):
             raise Http404(NOT_FOUND)
         self.check_object_permissions(request, job)
-        return job, s.job_data(job, position, show_traceback=shows_traceback(request.user))
+        return job, job_data(job, position, show_traceback=shows_traceback(request.user))
 
     def perform_authentication(self, request: Request) -> None:
         """For a poll with a token, authenticate and read the job in one statement.
@@ -285,17 +291,17 @@ class JobViewSet(
         "same key in the idempotency_key field and the Idempotency-Key header if it sends "
         "both; else 400, and nothing is stored. A key the caller used before answers 200 "
         "with that first job.",
-        request=s.JobSubmitSerializer,
+        request=JobSubmitSerializer,
         parameters=[IDEMPOTENCY_HEADER, LOCATION_HEADER, RETRY_AFTER_HEADER],
         responses={
-            202: OpenApiResponse(s.SubmittedJobSerializer, description="Queued."),
+            202: OpenApiResponse(SubmittedJobSerializer, description="Queued."),
             200: OpenApiResponse(
-                s.SubmittedJobSerializer,
+                SubmittedJobSerializer,
                 description="The job first submitted with this idempotency key, or the live job "
                 "holding this unique key; its duplicate field is true.",
             ),
             409: OpenApiResponse(
-                s.ErrorSerializer, description="Another user's live job holds the unique key."
+                ErrorSerializer, description="Another user's live job holds the unique key."
             ),
             **errors(400, 401, 403, 413, 415, 429),
         },
@@ -311,7 +317,7 @@ class JobViewSet(
                     {"idempotency_key": ["Differs from the Idempotency-Key header; send one."]}
                 )
             data["idempotency_key"] = header_key
-        submit = s.JobSubmitSerializer(data=data)
+        submit = JobSubmitSerializer(data=data)
         submit.is_valid(raise_exception=True)
         key = submit.validated_data.get("idempotency_key")
         if key is not None and (earlier := self._earlier(key)) is not None:
@@ -382,7 +388,7 @@ class JobViewSet(
     @extend_schema(
         request=None,
         parameters=[JOB_ID],
-        responses={200: s.JobSerializer, **errors(401, 403, 404, 409)},
+        responses={200: JobSerializer, **errors(401, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, *args: Any, **kwargs: Any) -> Response:

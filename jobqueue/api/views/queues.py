@@ -12,11 +12,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobqueue import queries
-from jobqueue.api import serializers as s
 from jobqueue.api.permissions import CanPauseQueues
 from jobqueue.api.schema import (
     errors,
 )
+from jobqueue.api.serializers.queues import QueuePauseSerializer, QueueSerializer
 from jobqueue.models import Job, QueueLimit, QueuePause
 from jobqueue.queue_names import RULE, is_queue_name
 from jobqueue.scheduling import pauses
@@ -36,7 +36,7 @@ class QueueViewSet(viewsets.ViewSet):
             return [CanPauseQueues()]
         return super().get_permissions()
 
-    @extend_schema(responses={200: s.QueueSerializer(many=True), **errors(401)})
+    @extend_schema(responses={200: QueueSerializer(many=True), **errors(401)})
     def list(self, request: Request) -> Response:
         with connections[Job.objects.db].cursor() as cursor:
             rows = queries.queue_stats(cursor)
@@ -46,9 +46,9 @@ class QueueViewSet(viewsets.ViewSet):
         for name in (paused.keys() | limits.keys()) - stats.keys():  # nothing in it
             stats[name] = (name, *IDLE_QUEUE)
         figures = [_queue_figures(stats[q], paused.get(q), limits.get(q)) for q in sorted(stats)]
-        return Response(s.QueueSerializer(figures, many=True).data)
+        return Response(QueueSerializer(figures, many=True).data)
 
-    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
+    @extend_schema(request=None, responses={200: QueuePauseSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, name: str) -> Response:
         """Pause the queue: from this answer on no worker claims its jobs (running ones finish;
@@ -56,7 +56,7 @@ class QueueViewSet(viewsets.ViewSet):
         changed = pauses.pause(_queue_name(name), by=request.user.get_username())
         return Response({"queue": name, "paused": True, "changed": changed})
 
-    @extend_schema(request=None, responses={200: s.QueuePauseSerializer, **errors(401, 403, 404)})
+    @extend_schema(request=None, responses={200: QueuePauseSerializer, **errors(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, name: str) -> Response:
         """Resume the queue; its workers are woken at once."""

@@ -6,10 +6,10 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobqueue.api import serializers as s
 from jobqueue.api.schema import (
     errors,
 )
+from jobqueue.api.serializers.schedules import ScheduleSerializer
 from jobqueue.models import Schedule
 from jobqueue.scheduling.periodic import ShownSchedule
 
@@ -19,7 +19,7 @@ class ScheduleViewSet(viewsets.ViewSet):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: s.ScheduleSerializer(many=True), **errors(401, 403)})
+    @extend_schema(responses={200: ScheduleSerializer(many=True), **errors(401, 403)})
     def list(self, request: Request) -> Response:
         schedules = [ShownSchedule.of(row) for row in Schedule.objects.configured()]
-        return Response(s.ScheduleSerializer(schedules, many=True).data)
+        return Response(ScheduleSerializer(schedules, many=True).data)

@@ -6,10 +6,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobqueue.api import serializers as s
 from jobqueue.api.schema import (
     errors,
 )
+from jobqueue.api.serializers.tasks import ExposedTaskSerializer
 from jobqueue.api.tasks import exposed_tasks
 
 
@@ -18,6 +18,6 @@ class TaskViewSet(viewsets.ViewSet):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: s.ExposedTaskSerializer(many=True), **errors(401)})
+    @extend_schema(responses={200: ExposedTaskSerializer(many=True), **errors(401)})
     def list(self, request: Request) -> Response:
-        return Response(s.ExposedTaskSerializer(exposed_tasks().values(), many=True).data)
+        return Response(ExposedTaskSerializer(exposed_tasks().values(), many=True).data)

@@ -12,10 +12,10 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobqueue.api import serializers as s
 from jobqueue.api.schema import (
     errors,
 )
+from jobqueue.api.serializers.workers import WorkerSerializer
 from jobqueue.models import JobStatus, Worker
 
 # Lost workers stay listed this long after they stopped heart-beating.
@@ -25,7 +25,7 @@ LOST_WORKER_WINDOW = timedelta(hours=1)
 class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Live workers and those lost in the last hour, with the jobs they hold (staff only)."""
 
-    serializer_class = s.WorkerSerializer
+    serializer_class = WorkerSerializer
     permission_classes = [IsAdminUser]
     pagination_class = None
 
@@ -40,9 +40,9 @@ class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             )
         )
 
-    @extend_schema(responses={200: s.WorkerSerializer(many=True), **errors(401, 403)})
+    @extend_schema(responses={200: WorkerSerializer(many=True), **errors(401, 403)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         workers = list(self.get_queryset())
         for worker in workers:
             worker.state = "lost" if worker.lost_at else "live"  # type: ignore[attr-defined]
-        return Response(s.WorkerSerializer(workers, many=True).data)
+        return Response(WorkerSerializer(workers, many=True).data)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -69,7 +70,8 @@ class WorkerProcess:
         return self.proc.pid
 
     def output(self) -> str:
-        self._out.flush()
+        if not self._out.closed:  # stop() closes it; the log stays readable
+            self._out.flush()
         return self.log.read_text(errors="replace")
 
     def signal(self, signum: int) -> None:
@@ -99,6 +101,13 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..
     yield start
     for worker in started:
         worker.stop()
+
+
+def db_now() -> datetime:
+    """The database's clock: what tests compare the rows' times with."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        return cursor.fetchone()[0]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:

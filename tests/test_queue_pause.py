@@ -7,18 +7,11 @@ import time
 import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 import demo
 from jobqueue.models import Job, JobStatus
 from jobqueue.scheduling import pauses
-from tests.conftest import database_url, wait_until
-
-
-def db_now():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
-        return cursor.fetchone()[0]
+from tests.conftest import database_url, db_now, wait_until
 
 
 def in_queue(queue: str):

@@ -14,7 +14,7 @@ from django.utils import timezone
 import demo
 from jobqueue.models import Job, JobStatus, Worker
 from tests import tasks
-from tests.conftest import wait_until
+from tests.conftest import db_now, wait_until
 
 
 def job(pk: int | str) -> Job:
@@ -281,8 +281,6 @@ def test_max_jobs_exits_after_that_many(start_worker):
 
 
 def test_worker_registers_and_deregisters(start_worker):
-    from jobqueue.models import Worker
-
     worker = start_worker("--concurrency", "2", "--queues", "a,b")
     wait_until(lambda: Worker.objects.filter(pid=worker.pid).exists(), 30, "the worker registered")
     row = Worker.objects.get(pid=worker.pid)
@@ -372,7 +370,13 @@ def test_a_second_sigterm_stops_at_once(start_worker, execution_log):
     worker = start_worker("--concurrency", "1", "--shutdown-timeout", "60")
     wait_until(execution_log, 30, "the job started")
     worker.signal(signal.SIGTERM)
-    time.sleep(1)
+    wait_until(lambda: "stopping (got SIGTERM)" in worker.output(), 30, "the worker took it")
+    took_it = db_now()
+    wait_until(
+        lambda: (job(result.id).progress_updated_at or took_it) > took_it,
+        30,
+        "the job reported progress after the first SIGTERM",
+    )
     assert worker.proc.poll() is None, "the first SIGTERM lets the running job go on"
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0, worker.output()
@@ -382,11 +386,13 @@ def test_a_second_sigterm_stops_at_once(start_worker, execution_log):
 
 def test_an_idle_worker_wakes_on_notify_not_on_its_poll(start_worker):
     """Only the insert's NOTIFY can start the job within the bound: the poll is a minute."""
-    worker = start_worker("--concurrency", "1", JOBQUEUE_POLL_INTERVAL="60")
-    wait_until(lambda: Worker.objects.filter(pid=worker.pid).exists(), 30, "it registered")
-    time.sleep(1)  # its first claim has found nothing; it now waits
+    start_worker("--concurrency", "1", JOBQUEUE_POLL_INTERVAL="60")
+    first = demo.echo.enqueue()
+    wait_until(lambda: job(first.id).status == JobStatus.SUCCEEDED, 30, "the first job ran")
+    # Once its ack has committed, no claim is pending (a wanted claim travels with the ack,
+    # in its transaction, and found nothing): within the minute only a NOTIFY wakes it.
     result = demo.echo.enqueue()
-    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 5, "the worker woke on NOTIFY")
+    wait_until(lambda: job(result.id).status == JobStatus.SUCCEEDED, 30, "it woke on NOTIFY")
 
 
 def test_outcomes_wait_while_the_database_is_down_and_reconnects_back_off(

@@ -12,7 +12,20 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from jobqueue.models import Schedule
-from jobqueue.scheduling.periodic import ShownSchedule, declared_schedule
+from jobqueue.scheduling.periodic import ShownSchedule
+
+
+def shown(schedule: Schedule) -> ShownSchedule:
+    """The row beside its declaration, built once per row and kept on it.
+
+    Four of the list's columns read the declaration, and building it parses the
+    settings' entry (its cron, time zone and task) each time; the changelist fetches
+    its rows afresh for every request, so what is kept here lasts one page.
+    """
+    kept: ShownSchedule | None = getattr(schedule, "_shown", None)
+    if kept is None:
+        kept = schedule._shown = ShownSchedule.of(schedule)  # type: ignore[attr-defined]
+    return kept
 
 
 @admin.register(Schedule)
@@ -52,15 +65,15 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="task")
     def task(self, schedule: Schedule) -> str:
-        return declared_schedule(schedule.name).task
+        return shown(schedule).declared.task
 
     @admin.display(description="cron")
     def cron(self, schedule: Schedule) -> str:
-        return declared_schedule(schedule.name).cron
+        return shown(schedule).declared.cron
 
     @admin.display(description="time zone")
     def time_zone(self, schedule: Schedule) -> str:
-        return str(declared_schedule(schedule.name).timezone)
+        return str(shown(schedule).declared.timezone)
 
     @admin.display(description="last run")
     def last_job_link(self, schedule: Schedule) -> SafeString | str:
@@ -72,7 +85,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="next run")
     def next_run_at(self, schedule: Schedule) -> Any:
-        return ShownSchedule.of(schedule).next_run_at or "off"
+        return shown(schedule).next_run_at or "off"
 
     @admin.action(description="Enable the selected schedules", permissions=["change"])
     def enable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:

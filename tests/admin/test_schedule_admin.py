@@ -1,6 +1,7 @@
 """The admin's schedule page: last run linked to its job, next run, enable and disable."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.test import override_settings
@@ -8,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobqueue.models import Job, Schedule
+from jobqueue.scheduling.periodic import PeriodicSchedule
 
 PERIODIC = {"nightly-report": {"task": "demo.echo", "cron": "@daily", "timezone": "Europe/Berlin"}}
 URL = reverse("admin:jobqueue_schedule_changelist")
@@ -48,3 +50,20 @@ def test_switching_needs_the_change_permission(staff_client):
     action = {"_selected_action": ["nightly-report"], "index": 0, "action": "disable_schedules"}
     client.post(URL, action)
     assert Schedule.objects.get().enabled is True
+
+
+def test_the_list_reads_each_schedules_declaration_once(staff_client):
+    client = staff_client("view_schedule")
+    periodic = {**PERIODIC, "hourly-sync": {"task": "demo.echo", "cron": "@hourly"}}
+    with (
+        override_settings(JOBQUEUE={"PERIODIC": periodic}),
+        mock.patch.object(
+            PeriodicSchedule, "from_settings", wraps=PeriodicSchedule.from_settings
+        ) as parse,
+    ):
+        page = client.get(URL).content.decode()
+    assert "nightly-report" in page and "hourly-sync" in page
+    assert sorted(call.args[0] for call in parse.call_args_list) == [
+        "hourly-sync",
+        "nightly-report",
+    ]

@@ -1,6 +1,6 @@
 """The jobs resource: submit, list, read, wait on, watch, cancel and retry jobs."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from django.db import IntegrityError, connections, transaction
@@ -363,15 +363,9 @@ class JobViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Cancel a queued job at once; ask a running one to stop (202). 409 once finished."""
-        job = self.get_object()
-        with connections[Job.objects.db].cursor() as cursor:
-            changed = queries.cancel(cursor, [job.pk])
-        job.refresh_from_db()
-        if not changed:
-            raise Conflict(
-                f"The job {STATE_PHRASES[job.status]}; "
-                "only queued or running jobs can be cancelled."
-            )
+        job = self._apply_state_change(
+            queries.cancel, "only queued or running jobs can be cancelled."
+        )
         code = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
         return Response(self._serialize([job]), status=code)
 
@@ -393,17 +387,29 @@ class JobViewSet(
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Put a failed or cancelled job back in the queue with a fresh attempt budget."""
+        job = self._apply_state_change(
+            queries.retry,
+            "only failed or cancelled jobs can be retried, and a unique one only while no "
+            "other job holding its key is queued or running.",
+        )
+        return Response(self._serialize([job]))
+
+    def _apply_state_change(
+        self, change: Callable[[Any, Sequence[int]], Sequence[int]], refused: str
+    ) -> Job:
+        """The requested job after ``change`` (queries.cancel or queries.retry) ran on it.
+
+        The statement decides against the row as it is when it runs, not as this view read
+        it, so the job is read back: a job it did not change is a 409 that names the state
+        it is in now, then ``refused``, which says what the action needs.
+        """
         job = self.get_object()
         with connections[Job.objects.db].cursor() as cursor:
-            changed = queries.retry(cursor, [job.pk])
+            changed = change(cursor, [job.pk])
         job.refresh_from_db()
         if not changed:
-            raise Conflict(
-                f"The job {STATE_PHRASES[job.status]}; only failed or cancelled jobs can be "
-                "retried, and a unique one only while no other job holding its key is queued "
-                "or running."
-            )
-        return Response(self._serialize([job]))
+            raise Conflict(f"The job {STATE_PHRASES[job.status]}; {refused}")
+        return job
 
 
 def shows_traceback(user: Any) -> bool:

@@ -7,8 +7,9 @@ stay fast on a table of millions of rows: no full COUNT, filter choices from
 recent rows only, and a date drill-down that never scans the table.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -46,7 +47,7 @@ from jobqueue.admin.changelist import (
     StatusFilter,
 )
 from jobqueue.admin.display import QueueFilter, TaskFilter, is_scheduled, pretty_json, worker_link
-from jobqueue.models import FINISHED, Job, JobStatus
+from jobqueue.models import FINISHED, Job, JobQuerySet, JobStatus
 from jobqueue.purge import purge_ids
 from jobqueue.queue_names import is_queue_name
 from jobqueue.scheduling import pauses
@@ -299,34 +300,40 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["retry"], description="Retry selected failed or cancelled jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
-        if confirmation := self.confirmation(request, queryset, RETRY):
-            return confirmation
-        changed = queryset.retry()  # type: ignore[attr-defined]
-        audit.log_retried(request.user, changed, "from the job list")
-        self.message_user(
-            request, f"Re-queued {len(changed)} jobs (only failed or cancelled ones)."
-        )
-        return None
+        return self.run_bulk_action(request, queryset, RETRY, JobQuerySet.retry, audit.log_retried)
 
     @admin.action(permissions=["cancel"], description="Cancel selected queued or running jobs")
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
-        if confirmation := self.confirmation(request, queryset, CANCEL):
-            return confirmation
-        changed = queryset.cancel()  # type: ignore[attr-defined]
-        audit.log_cancelled(request.user, changed, "from the job list")
-        self.message_user(
-            request, f"Cancelled {len(changed)} jobs (running ones stop at their next check)."
+        return self.run_bulk_action(
+            request, queryset, CANCEL, JobQuerySet.cancel, audit.log_cancelled
         )
-        return None
 
     @admin.action(permissions=["purge"], description="Purge selected finished jobs")
     def purge_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
-        if confirmation := self.confirmation(request, queryset, PURGE):
+        def purge(jobs: JobQuerySet) -> list[tuple[int, str, str]]:
+            return purge_ids(list(jobs.filter(status__in=FINISHED).values_list("id", flat=True)))
+
+        return self.run_bulk_action(request, queryset, PURGE, purge, audit.log_purged)
+
+    def run_bulk_action[T](
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Job],
+        action: BulkAction,
+        change: Callable[[JobQuerySet], list[T]],
+        log: Callable[[Any, list[T], str], None],
+    ) -> HttpResponse | None:
+        """Ask first where ``action`` wants it, then ``change`` the jobs, log and say so.
+
+        ``change`` is one atomic statement that returns what it changed, and both the
+        audit ``log`` and the message are given exactly that: they count the jobs really
+        changed, not the selection.
+        """
+        if confirmation := self.confirmation(request, queryset, action):
             return confirmation
-        ids = list(queryset.filter(status__in=FINISHED).values_list("id", flat=True))
-        deleted = purge_ids(ids)
-        audit.log_purged(request.user, deleted, "from the job list")
-        self.message_user(request, f"Purged {len(deleted)} finished jobs (others are kept).")
+        changed = change(cast(JobQuerySet, queryset))  # the admin's queryset is Job.objects'
+        log(request.user, changed, "from the job list")
+        self.message_user(request, action.done.format(n=len(changed)))
         return None
 
     def confirmation(

@@ -1,4 +1,4 @@
-"""Queue and worker health for the admin page: figures from indexes, a chart as SVG.
+"""Queue and worker health for the admin page: figures from indexes (drawn by admin/charts).
 
 The per-queue figures come from ``queries.queue_stats`` (shared with the
 REST API's /api/queues/), which reads only the backlog and the last hour.
@@ -12,9 +12,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
-from django.utils.safestring import SafeString
 
-from jobqueue import charts, queries
+from jobqueue import queries
 from jobqueue.conf import get_settings
 from jobqueue.models import FINISHED, Job, JobStatus, QueuePause, QueueSample, Worker
 
@@ -136,25 +135,6 @@ def throughput(minutes: int = CHART_MINUTES) -> list[Minute]:
     return [Minute(at=r["minute"], succeeded=r["succeeded"], failed=r["failed"]) for r in rows]
 
 
-def throughput_chart(buckets: list[Minute], minutes: int = CHART_MINUTES) -> SafeString:
-    """A stacked bar per minute (succeeded, failed on top) over the last ``minutes``."""
-    end = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
-    frame = charts.Frame(
-        start=end - timedelta(minutes=minutes),
-        end=end,
-        peak=max((b.succeeded + b.failed for b in buckets), default=0),
-    )
-    bars = [
-        (b.at, b.succeeded, b.failed, f"{b.at:%H:%M}: {b.succeeded} succeeded, {b.failed} failed")
-        for b in buckets
-        if b.at >= frame.start
-    ]
-    body = charts.stacked_bars(frame, bars, width=charts.WIDTH / minutes - 1)
-    return charts.svg(
-        frame, "jobs finished per minute over the last hour", "jobs / min", body, "%H:%M"
-    )
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Depth:
     """The backlog over all queues at one time."""
@@ -181,25 +161,6 @@ def depth(span: timedelta, bucket: timedelta) -> list[Depth]:
             running=max(row.running, seen.running if seen else 0),
         )
     return list(merged.values())
-
-
-def depth_chart(points: list[Depth], span: timedelta, label: str) -> SafeString:
-    """Ready, scheduled and running jobs over ``span`` as three lines."""
-    end = timezone.now()
-    frame = charts.Frame(
-        start=end - span,
-        end=end,
-        peak=max((max(p.ready, p.scheduled, p.running) for p in points), default=0),
-    )
-    body = charts.lines(
-        frame,
-        {
-            "ready": [(p.at, p.ready) for p in points],
-            "scheduled": [(p.at, p.scheduled) for p in points],
-            "running": [(p.at, p.running) for p in points],
-        },
-    )
-    return charts.svg(frame, label, "jobs", body, "%H:%M")
 
 
 def record_sample() -> None:

@@ -31,7 +31,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from jobqueue import health, queries
-from jobqueue.admin import audit, times
+from jobqueue.admin import audit, charts, times
 from jobqueue.admin.bulk import (
     CANCEL,
     CANCELLABLE,
@@ -465,13 +465,13 @@ class JobAdmin(admin.ModelAdmin):
             "title": "Queue and worker health",
             "opts": self.model._meta,
             "queues": health.queue_rows(),
-            "chart": health.throughput_chart(health.throughput()),
-            "depth_hour": health.depth_chart(
+            "chart": charts.throughput_chart(health.throughput()),
+            "depth_hour": charts.depth_chart(
                 health.depth(timedelta(hours=1), timedelta(minutes=1)),
                 timedelta(hours=1),
                 "jobs waiting and running over the last hour",
             ),
-            "depth_day": health.depth_chart(
+            "depth_day": charts.depth_chart(
                 health.depth(timedelta(hours=24), timedelta(minutes=15)),
                 timedelta(hours=24),
                 "jobs waiting and running over the last 24 hours",

@@ -3,14 +3,20 @@
 No JavaScript library and nothing fetched: the page renders (and refreshes) as plain
 HTML. Every chart has the same frame: a y axis with 0, half the peak and the peak
 on dashed grid lines, and a time axis labelled at even steps.
+
+The figures come from ``jobqueue.health``, which the API and the management commands
+read too; only the admin's health page draws them, so the drawing lives here.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+
+from jobqueue.health import CHART_MINUTES, Depth, Minute
 
 # The plot area, and the margins that hold the axes' labels.
 WIDTH, HEIGHT = 600, 120
@@ -109,3 +115,39 @@ def lines(frame: Frame, series: dict[str, Sequence[tuple[datetime, int]]]) -> Sa
             for name, points in series.items()
         ),
     )
+
+
+def throughput_chart(buckets: list[Minute], minutes: int = CHART_MINUTES) -> SafeString:
+    """A stacked bar per minute (succeeded, failed on top) over the last ``minutes``."""
+    end = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    frame = Frame(
+        start=end - timedelta(minutes=minutes),
+        end=end,
+        peak=max((b.succeeded + b.failed for b in buckets), default=0),
+    )
+    bars = [
+        (b.at, b.succeeded, b.failed, f"{b.at:%H:%M}: {b.succeeded} succeeded, {b.failed} failed")
+        for b in buckets
+        if b.at >= frame.start
+    ]
+    body = stacked_bars(frame, bars, width=WIDTH / minutes - 1)
+    return svg(frame, "jobs finished per minute over the last hour", "jobs / min", body, "%H:%M")
+
+
+def depth_chart(points: list[Depth], span: timedelta, label: str) -> SafeString:
+    """Ready, scheduled and running jobs over ``span`` as three lines."""
+    end = timezone.now()
+    frame = Frame(
+        start=end - span,
+        end=end,
+        peak=max((max(p.ready, p.scheduled, p.running) for p in points), default=0),
+    )
+    body = lines(
+        frame,
+        {
+            "ready": [(p.at, p.ready) for p in points],
+            "scheduled": [(p.at, p.scheduled) for p in points],
+            "running": [(p.at, p.running) for p in points],
+        },
+    )
+    return svg(frame, label, "jobs", body, "%H:%M")

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-under-load pytest lint typecheck bench bench-smoke soak worker web migrate mutants schema
+.PHONY: run test test-fast test-under-load pytest lint typecheck bench bench-smoke soak worker web migrate mutants schema sql
 
 CONSTRAINTS := requirements/constraints.txt
 
@@ -54,6 +54,11 @@ lint: $(STAMP)
 ## demo tasks exposed); tests/api/test_schema.py fails while the served one differs
 schema: $(STAMP)
 	JOBQUEUE_EXPOSE_DEMO=1 $(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+
+## sql: write docs/sql/, the statements jobqueue/queries/ sends, assembled; tests/test_sql_files.py
+## fails while they differ
+sql: $(STAMP)
+	$(BIN)/python scripts/write_sql.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

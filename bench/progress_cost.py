@@ -5,7 +5,7 @@
 
 For each argument size it creates one running job whose args hold a string
 of that size, then sends ``--updates`` progress updates with the worker's own
-PROGRESS statement (queries.py) over one autocommit connection, as a task's
+PROGRESS statement (jobqueue/queries/lease.py) over one autocommit connection, as a task's
 progress() calls do. It prints per update: the WAL written (an update that
 copied the payload would show as WAL growing with the size), the mean time,
 and the share of HOT updates (no index entry written). PostgreSQL stores

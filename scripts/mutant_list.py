@@ -48,7 +48,7 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Running workers
     Mutant(
         "claim-skip-locked",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "LIMIT %(demand)s\n    FOR UPDATE SKIP LOCKED",
         "LIMIT %(demand)s\n    FOR UPDATE",
         (
@@ -59,7 +59,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "claim-order",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "ORDER BY priority DESC, scheduled_at, id\n    LIMIT %(demand)s\n    FOR UPDATE",
         "ORDER BY id\n    LIMIT %(demand)s\n    FOR UPDATE",
         (Q + "test_claim_order_is_priority_then_schedule_then_creation",),
@@ -67,7 +67,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "claim-before-due",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "WHERE status = 'queued' AND scheduled_at <= now() {queue_filter}",
         "WHERE status = 'queued' {queue_filter}",
         (
@@ -78,7 +78,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "claim-queue-filter",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         'for queue_filter in ("", "AND queue = ANY(%(queues)s)")',
         'for queue_filter in ("", "")',
         (W + "test_queue_selection",),
@@ -86,7 +86,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "ack-guard-dropped",
-        "jobqueue/queries.py",
+        "jobqueue/queries/finish.py",
         "WHERE j.id = o.id AND j.lease_token = o.token AND j.status = 'running'",
         "WHERE j.id = o.id AND j.status = 'running'",
         (Q + "test_an_outcome_is_recorded_only_by_the_attempt_that_holds_the_job",),
@@ -94,7 +94,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "errors-not-kept",
-        "jobqueue/queries.py",
+        "jobqueue/queries/finish.py",
         "WHEN o.error IS NOT NULL THEN j.errors || o.error",
         "WHEN o.error IS NOT NULL THEN o.error",
         (W + "test_failed_attempts_are_retried_with_backoff_and_kept",),
@@ -161,7 +161,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "rescue-exhausted-requeued",
-        "jobqueue/queries.py",
+        "jobqueue/queries/lease.py",
         "WHEN j.attempts < j.max_attempts THEN 'queued'\n            ELSE 'failed' END",
         "WHEN j.attempts < j.max_attempts THEN 'queued'\n            ELSE 'queued' END",
         (Q + "test_rescue_requeues_fails_or_cancels_by_attempts_and_cancel_request",),
@@ -169,7 +169,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "rescue-cancel-ignored",
-        "jobqueue/queries.py",
+        "jobqueue/queries/lease.py",
         "WHEN j.cancel_requested THEN 'cancelled'\n            WHEN j.attempts <",
         "WHEN false THEN 'cancelled'\n            WHEN j.attempts <",
         (Q + "test_rescue_requeues_fails_or_cancels_by_attempts_and_cancel_request",),
@@ -177,7 +177,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "rescue-ignores-lease",
-        "jobqueue/queries.py",
+        "jobqueue/queries/lease.py",
         "WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)",
         "WHERE status = 'running'",
         (Q + "test_rescue_requeues_fails_or_cancels_by_attempts_and_cancel_request",),
@@ -185,7 +185,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "heartbeat-no-lease-renewal",
-        "jobqueue/queries.py",
+        "jobqueue/queries/lease.py",
         "UPDATE jobqueue_job AS j SET heartbeat_at = now()",
         "UPDATE jobqueue_job AS j SET heartbeat_at = j.heartbeat_at",
         (Q + "test_a_heartbeat_renews_the_lease_of_the_workers_jobs",),
@@ -217,7 +217,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "cancel-not-seen-by-heartbeat",
-        "jobqueue/queries.py",
+        "jobqueue/queries/lease.py",
         "(SELECT array_agg(id) FROM held WHERE cancel_requested)",
         "(SELECT array_agg(id) FROM held WHERE false)",
         (Q + "test_a_heartbeat_renews_the_lease_of_the_workers_jobs",),
@@ -249,7 +249,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "give-back-no-refund",
-        "jobqueue/queries.py",
+        "jobqueue/queries/finish.py",
         "ELSE GREATEST(j.attempts - 1, 0) END",
         "ELSE j.attempts END",
         (Q + "test_shutdown_gives_a_job_back_with_its_attempt_refunded",),
@@ -298,7 +298,7 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ REST API
     Mutant(
         "cancel-queued-not-immediate",
-        "jobqueue/queries.py",
+        "jobqueue/queries/control.py",
         "status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END",
         "status = status",
         (C + "test_cancel_queued_then_409_then_retry_then_409",),
@@ -306,7 +306,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "cancel-finished-job",
-        "jobqueue/queries.py",
+        "jobqueue/queries/control.py",
         "FROM locked WHERE j.id = locked.id AND j.status IN ('queued', 'running')",
         "FROM locked WHERE j.id = locked.id",
         (C + "test_cancel_queued_then_409_then_retry_then_409",),
@@ -314,7 +314,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "retry-any-state",
-        "jobqueue/queries.py",
+        "jobqueue/queries/control.py",
         "FROM locked WHERE j.id = locked.id AND j.status IN ('failed', 'cancelled')",
         "FROM locked WHERE j.id = locked.id",
         (C + "test_cancel_queued_then_409_then_retry_then_409",),
@@ -510,7 +510,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "admin-purge-unfinished",
-        "jobqueue/queries.py",
+        "jobqueue/queries/purge.py",
         "WHERE id = ANY(%(ids)s) AND status IN ('succeeded', 'failed', 'cancelled')",
         "WHERE id = ANY(%(ids)s)",
         (U + "test_the_admin_purge_deletes_only_jobs_still_finished_when_it_runs",),
@@ -518,7 +518,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "purge-status-widened",
-        "jobqueue/queries.py",
+        "jobqueue/queries/purge.py",
         "    WHERE status IN ('succeeded', 'failed', 'cancelled') AND status = ANY(%(statuses)s)\n"
         "      AND finished_at < %(before)s\n      AND finished_at >=",
         "    WHERE true\n      AND finished_at < %(before)s\n      AND finished_at >=",
@@ -527,7 +527,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "purge-newest-first",
-        "jobqueue/queries.py",
+        "jobqueue/queries/purge.py",
         "ORDER BY finished_at, id\n    LIMIT %(limit)s",
         "ORDER BY finished_at DESC, id\n    LIMIT %(limit)s",
         (U + "test_purge_deletes_the_oldest_first",),
@@ -535,7 +535,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "purge-waits-on-locks",
-        "jobqueue/queries.py",
+        "jobqueue/queries/purge.py",
         "FOR UPDATE SKIP LOCKED\n)\nDELETE FROM jobqueue_job AS j USING doomed",
         "FOR UPDATE\n)\nDELETE FROM jobqueue_job AS j USING doomed",
         (U + "test_a_row_locked_elsewhere_is_passed_over_not_waited_for",),
@@ -609,7 +609,7 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Fencing and self-fencing
     Mutant(
         "heartbeat-renews-any-attempt",
-        "jobqueue/queries.py",
+        "jobqueue/queries/lease.py",
         "WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'",
         "WHERE j.id = h.id AND j.status = 'running'",
         (
@@ -620,7 +620,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "progress-of-any-attempt",
-        "jobqueue/queries.py",
+        "jobqueue/queries/lease.py",
         "WHERE id = %(id)s AND lease_token = %(token)s AND status = 'running'",
         "WHERE id = %(id)s",
         (
@@ -630,7 +630,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "give-back-of-any-attempt",
-        "jobqueue/queries.py",
+        "jobqueue/queries/finish.py",
         "WHERE j.id = g.id AND j.lease_token = g.token AND j.status = 'running'",
         "WHERE j.id = g.id AND j.status = 'running'",
         (Q + "test_a_give_back_of_an_attempt_that_lost_its_job_changes_nothing",),
@@ -674,7 +674,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "ack-retry-beats-cancel",
-        "jobqueue/queries.py",
+        "jobqueue/queries/finish.py",
         "CASE WHEN j.cancel_requested\n                           AND o.status IN ('queued',",
         "CASE WHEN false\n                           AND o.status IN ('queued',",
         (CW + "test_cancel_wins_over_a_retry",),
@@ -682,7 +682,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "give-back-beats-cancel",
-        "jobqueue/queries.py",
+        "jobqueue/queries/finish.py",
         "SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END",
         "SET status = CASE WHEN false THEN 'cancelled' ELSE 'queued' END",
         (CW + "test_cancel_wins_over_a_give_back_at_shutdown",),
@@ -721,7 +721,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "claim-not-announced",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "SELECT claimed.* FROM claimed WHERE (SELECT count(*) FROM announced) >= 0",
         "SELECT claimed.* FROM claimed",
         (C + "test_long_poll_returns_when_the_job_is_claimed",),
@@ -729,7 +729,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "periodic-tick-not-compared",
-        "jobqueue/queries.py",
+        "jobqueue/queries/periodic.py",
         "WHERE name = %(name)s AND enabled AND last_tick = %(seen)s",
         "WHERE name = %(name)s AND enabled",
         (
@@ -740,7 +740,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "periodic-disabled-enqueued",
-        "jobqueue/queries.py",
+        "jobqueue/queries/periodic.py",
         "WHERE name = %(name)s AND enabled AND",
         "WHERE name = %(name)s AND",
         (PE + "test_a_disabled_schedule_enqueues_nothing_and_enabling_does_not_fire_the_backlog",),
@@ -813,7 +813,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "unique-states-ignored",
-        "jobqueue/queries.py",
+        "jobqueue/queries/enqueue.py",
         '"states": json.dumps(list(states))',
         '"states": json.dumps(["queued", "running"])',
         (UQ + "test_a_finished_job_frees_its_key_unless_its_state_is_listed",),
@@ -837,7 +837,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "claim-ignores-pause",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "\n      AND queue NOT IN (SELECT queue FROM jobqueue_queuepause)",
         "",
         (
@@ -847,7 +847,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "pause-without-waiting",
-        "jobqueue/queries.py",
+        "jobqueue/queries/control.py",
         "    cursor.execute(PAUSE_LOCK)\n",
         "",
         (
@@ -1010,7 +1010,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "snooze-spends-attempt",
-        "jobqueue/queries.py",
+        "jobqueue/queries/finish.py",
         "AND NOT j.cancel_requested\n                        THEN GREATEST(j.attempts - 1, 0)",
         "AND NOT j.cancel_requested\n                        THEN j.attempts",
         (W + "test_a_snoozed_job_runs_again_later_without_spending_an_attempt",),
@@ -1019,7 +1019,7 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ Limits
     Mutant(
         "limit-rows-not-locked",
-        "jobqueue/queries.py",
+        "jobqueue/queries/limits.py",
         "ORDER BY l.queue\n    FOR UPDATE OF l",
         "ORDER BY l.queue",
         (LI + "test_a_claim_waits_for_a_concurrent_claim_of_the_same_limited_queue",),
@@ -1027,7 +1027,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "limit-running-not-counted",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "l.concurrency - (SELECT count(*)",
         "l.concurrency - (SELECT 0 * count(*)",
         (LI + "test_claims_in_one_transaction_take_no_more_than_the_limits_leave",),
@@ -1035,7 +1035,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "rate-log-not-written",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "|| array_fill(c.t, ARRAY[n.started])",
         "",
         (LI + "test_claims_in_one_transaction_take_no_more_than_the_limits_leave",),
@@ -1051,7 +1051,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "key-limit-ignored",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "WHERE concurrency_key IS NULL OR rank <= concurrency_limit - running",
         "WHERE true",
         (LI + "test_one_running_job_per_key_across_workers_and_no_key_waits_behind_a_backlog",),
@@ -1067,7 +1067,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "plain-claim-takes-guarded-jobs",
-        "jobqueue/queries.py",
+        "jobqueue/queries/claims.py",
         "      AND queue NOT IN (SELECT queue FROM jobqueue_queuelimit)\n"
         "      AND concurrency_key IS NULL\n",
         "",

@@ -332,7 +332,7 @@ def depth(args: Any) -> dict[str, Any]:
 def bloat(args: Any) -> dict[str, Any]:
     """Run args.n jobs through claim and ack in cycles, purging and vacuuming after each.
 
-    The jobs go through the worker's own claim and ack statements (queries.py)
+    The jobs go through the worker's own claim and ack statements (jobqueue/queries/)
     in batches the size a busy supervisor claims, without forking children:
     the table sees the same row churn in a fraction of the time. Each cycle
     ends as production does once autovacuum has passed after a purge; the

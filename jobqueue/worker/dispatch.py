@@ -9,6 +9,7 @@ database; the supervisor claims what it asks for and hands it the rows.
 from collections import deque
 from collections.abc import Iterable
 
+from jobqueue.queries import ClaimedJob
 from jobqueue.worker.children import Child, InHand
 from jobqueue.worker.execution import CONCURRENT, Executions
 from jobqueue.worker.executor import Assignment
@@ -96,45 +97,33 @@ class Dispatcher:
     def _process_waiting(self) -> int:
         return sum(1 for job in self.buffer if job.assignment.execution == "process")
 
-    def take(self, rows: Iterable[tuple], *, start_by: dict[str, float] | None = None) -> int:
-        """Buffer freshly claimed rows (queries.CLAIM's columns); returns how many.
+    def take(self, rows: Iterable[ClaimedJob], *, start_by: dict[str, float] | None = None) -> int:
+        """Buffer freshly claimed rows (queries.claimed's); returns how many.
 
         ``start_by`` gives, per rate-limited queue, the monotonic time its jobs must
         start by, or go back unstarted (jobqueue/scheduling/limits.py).
         """
         start_by = start_by or {}
         taken = 0
-        for (
-            job_id,
-            task,
-            args_json,
-            kwargs_json,
-            attempts,
-            max_attempts,
-            timeout,
-            _priority,
-            _scheduled_at,
-            queue,
-            token,
-        ) in rows:
-            execution = self.executions.of(task, queue)
+        for job in rows:
+            execution = self.executions.of(job.task, job.queue)
             if execution != "process":
                 self.modes_seen.add(execution)
             self.buffer.append(
                 InHand(
                     assignment=Assignment(
-                        job_id,
-                        token,
-                        task,
-                        args_json,
-                        kwargs_json,
-                        attempts,
-                        timeout,
+                        job.id,
+                        job.lease_token,
+                        job.task,
+                        job.args_json,
+                        job.kwargs_json,
+                        job.attempts,
+                        job.timeout_seconds,
                         execution,
-                        start_by.get(queue),
+                        start_by.get(job.queue),
                     ),
-                    max_attempts=max_attempts,
-                    queue=queue,
+                    max_attempts=job.max_attempts,
+                    queue=job.queue,
                 )
             )
             taken += 1

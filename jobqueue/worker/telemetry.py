@@ -27,6 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from jobqueue.events import job_event
+from jobqueue.queries import ClaimedJob
 
 if TYPE_CHECKING:
     from jobqueue.conf import JobQueueSettings
@@ -137,13 +138,20 @@ def tick() -> None:
     _last_tick = time.monotonic()
 
 
-def claimed(rows: list[tuple]) -> list[tuple]:
-    """A claim took ``rows`` (queries.CLAIM's columns); returns them unchanged."""
+def claimed(rows: list[ClaimedJob]) -> list[ClaimedJob]:
+    """A claim took ``rows`` (queries.claimed's); returns them unchanged."""
     CLAIM_BATCH.observe(len(rows))
     worker = _worker()
-    for job_id, task, _a, _k, attempt, _m, _t, _p, scheduled_at, queue, _token in rows:
-        _due[job_id] = scheduled_at.timestamp()
-        job_event("claimed", job_id=job_id, task=task, queue=queue, attempt=attempt, worker=worker)
+    for job in rows:
+        _due[job.id] = job.scheduled_at.timestamp()
+        job_event(
+            "claimed",
+            job_id=job.id,
+            task=job.task,
+            queue=job.queue,
+            attempt=job.attempts,
+            worker=worker,
+        )
     return rows
 
 

@@ -4,8 +4,8 @@ The statements are assembled in Python (the claim from its CTEs, per worker flav
 text a reader needs, the claim that actually runs, is nowhere in the source as one piece. This
 writes each module's complete statements (the module-level strings that are SQL and have no
 ``{placeholder}`` left) to ``docs/sql/<module>.sql``, in the module's order, each under a
-``-- NAME`` line. The fragments they are built from are left out: they are in the module, with
-the reasoning.
+``-- NAME`` line. The fragments they are built from are left out (those with a placeholder,
+and those whose name starts with an underscore): they are in the module, with the reasoning.
 
     python scripts/write_sql.py            # write docs/sql/ (make sql)
     python scripts/write_sql.py --check    # exit 1 if docs/sql/ differs (tests/test_sql_files.py)
@@ -50,7 +50,7 @@ def rendered() -> dict[str, str]:
         statements = [
             (name, value.strip())
             for name, value in vars(module).items()
-            if name in own and name.isupper() and is_statement(value)
+            if name in own and name.isupper() and not name.startswith("_") and is_statement(value)
         ]
         if not statements:
             continue

@@ -1,9 +1,11 @@
 """The hot-path statements against real PostgreSQL, each race order forced with a held row lock."""
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
+from django.tasks import task_backends
 from django.utils import timezone
 
 import demo
@@ -172,3 +174,96 @@ def test_a_give_back_of_an_attempt_that_lost_its_job_changes_nothing():
         assert queries.give_back(cursor, worker_name="me", jobs=[(first[0], first[-1])]) == []
     held = job(result.id)
     assert (held.status, held.attempts, held.lease_token) == (JobStatus.RUNNING, 2, second[-1])
+
+
+# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more, and the refusal rolls the
+# whole statement back. 1,500 ids of seven digits make 12,000 bytes in one payload.
+MANY = 1500
+
+
+@pytest.fixture
+def many_jobs() -> list[int]:
+    """MANY queued jobs with ids of seven digits, as a busy production table has."""
+    with db.connect() as conn:
+        conn.execute("SELECT setval(pg_get_serial_sequence('jobqueue_job', 'id'), 1000000)")
+    backend = task_backends["default"]
+    return sorted(int(r.id) for r in backend.enqueue_many(demo.echo, [((), {})] * MANY))
+
+
+class EventsListener:
+    """A connection LISTENing on the events channel, as the API's long-poll does."""
+
+    def __init__(self) -> None:
+        self.conn = psycopg.connect(database_url(), autocommit=True)
+        self.conn.execute(f"LISTEN {queries.EVENTS_CHANNEL}")
+
+    def announced(self, expected: set[int]) -> set[int]:
+        """The ids announced until ``expected`` all were (or 30 s passed)."""
+        seen: set[int] = set()
+        for notify in self.conn.notifies(timeout=30, stop_after=None):
+            assert len(notify.payload.encode()) < 8000
+            seen |= {int(i) for i in notify.payload.split(",")}
+            if expected <= seen:
+                break
+        return seen
+
+
+@pytest.fixture
+def listener() -> Iterator[EventsListener]:
+    events = EventsListener()
+    yield events
+    events.conn.close()
+
+
+def test_cancel_and_retry_of_more_jobs_than_one_notify_can_name(many_jobs, listener):
+    """An admin's "select all, cancel" over a backlog, then "retry": each changes every job
+    and announces every id, in payloads the database accepts."""
+    with db.connect() as conn, conn.cursor() as cursor:
+        assert sorted(queries.cancel(cursor, many_jobs)) == many_jobs
+    assert listener.announced(set(many_jobs)) >= set(many_jobs)
+    assert Job.objects.filter(status=JobStatus.CANCELLED).count() == MANY
+
+    with db.connect() as conn, conn.cursor() as cursor:
+        assert sorted(queries.retry(cursor, many_jobs)) == many_jobs
+    assert listener.announced(set(many_jobs)) >= set(many_jobs)
+    assert Job.objects.filter(status=JobStatus.QUEUED, attempts=0).count() == MANY
+
+
+def test_a_give_back_of_more_jobs_than_one_notify_can_name(many_jobs, listener):
+    """A worker holding that many jobs at shutdown gives every one back, attempt refunded,
+    instead of leaving them to wait out the lease and be charged as lost."""
+    me = worker()
+    with db.connect() as conn, conn.cursor() as cursor:
+        rows = claim(cursor, me, demand=MANY)
+        assert len(rows) == MANY
+        listener.announced(set(many_jobs))  # the claim's own announcements
+        given = queries.give_back(
+            cursor, worker_name="me", jobs=[(r.id, r.lease_token) for r in rows]
+        )
+    assert sorted(given) == many_jobs
+    assert listener.announced(set(many_jobs)) >= set(many_jobs)
+    assert Job.objects.filter(status=JobStatus.QUEUED, attempts=0, worker_id=None).count() == MANY
+
+
+def test_after_a_reconnect_a_lost_claim_of_many_jobs_is_given_back_and_cancel_wins(
+    many_jobs, listener
+):
+    """A claim whose answer was lost, then a cancel of some of its jobs, then the worker's
+    reconnect: the jobs it never got go back to the queue, announced, except the cancelled
+    ones, which end cancelled and are never claimed again."""
+    me = worker()
+    with db.connect() as conn, conn.cursor() as cursor:
+        assert len(claim(cursor, me, demand=MANY)) == MANY
+        listener.announced(set(many_jobs))
+        cancelled = many_jobs[:10]
+        assert sorted(queries.cancel(cursor, cancelled)) == cancelled
+        listener.announced(set(cancelled))
+        given = queries.give_back_unknown(cursor, worker=me, worker_name="me", known_tokens=[])
+        assert sorted(given) == many_jobs
+        assert listener.announced(set(many_jobs)) >= set(many_jobs)
+        again = claim(cursor, me, demand=MANY)
+    assert {r.id for r in again} == set(many_jobs) - set(cancelled)
+    stopped = Job.objects.filter(pk__in=cancelled)
+    assert {j.status for j in stopped} == {JobStatus.CANCELLED}
+    assert all(j.errors[-1]["type"] == "jobqueue.exceptions.JobCancelled" for j in stopped)
+    assert all(j.finished_at is not None for j in stopped)

@@ -15,9 +15,12 @@ WITH locked AS (
             ELSE errors END
     FROM locked WHERE j.id = locked.id AND j.status IN ('queued', 'running')
     RETURNING j.id
+), announced AS (
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 400 AS chunk FROM changed) AS c
+    GROUP BY chunk
 )
-SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')) FROM changed
-HAVING count(*) > 0;
+SELECT COALESCE((SELECT array_agg(id) FROM changed), '{}'), (SELECT count(*) FROM announced);
 
 -- RETRY
 WITH locked AS (
@@ -32,12 +35,14 @@ WITH locked AS (
       AND NOT EXISTS (SELECT FROM jobqueue_job AS o
                       WHERE o.unique_key = j.unique_key AND o.unique_states ? o.status)
     RETURNING j.id, j.queue
+), announced AS (
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 400 AS chunk FROM changed) AS c
+    GROUP BY chunk
 )
-SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
+SELECT COALESCE((SELECT array_agg(id) FROM changed), '{}'), (SELECT count(*) FROM announced),
        (SELECT count(pg_notify(%(queue_channel)s, q))
-        FROM (SELECT DISTINCT queue AS q FROM changed) AS s)
-FROM changed
-HAVING count(*) > 0;
+        FROM (SELECT DISTINCT queue AS q FROM changed) AS s);
 
 -- PAUSE_LOCK
 LOCK TABLE jobqueue_queuepause IN ACCESS EXCLUSIVE MODE;

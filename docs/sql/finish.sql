@@ -62,22 +62,46 @@ WITH given AS (
         finished_at = CASE WHEN j.cancel_requested THEN now() END,
         errors = CASE WHEN j.cancel_requested THEN j.errors || jsonb_build_array(
             jsonb_build_object('attempt', j.attempts, 'type', 'jobqueue.exceptions.JobCancelled',
-                               'message', 'cancelled: its worker stopped before it finished',
+                               'message', %(cancelled)s::text,
                                'traceback', '', 'at', now(), 'worker', %(worker_name)s::text))
             ELSE j.errors END,
         worker_id = NULL, heartbeat_at = NULL, lease_token = NULL
     FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS g(id, token)
     WHERE j.id = g.id AND j.lease_token = g.token AND j.status = 'running'
     RETURNING j.id, j.status, j.queue
+), announced AS (
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 400 AS chunk FROM given) AS c
+    GROUP BY chunk
 )
-SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
+SELECT COALESCE((SELECT array_agg(id) FROM given), '{}'), (SELECT count(*) FROM announced),
        (SELECT count(pg_notify(%(queue_channel)s, q))
-        FROM (SELECT DISTINCT queue AS q FROM given WHERE status = 'queued') AS s)
-FROM given HAVING count(*) > 0;
+        FROM (SELECT DISTINCT queue AS q FROM given WHERE status = 'queued') AS s);
 
 -- GIVE_BACK_UNKNOWN
-UPDATE jobqueue_job
-SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL,
-    heartbeat_at = NULL, lease_token = NULL
-WHERE worker_id = %(worker)s AND status = 'running' AND NOT (lease_token = ANY(%(known)s))
-RETURNING id;
+WITH unknown AS (
+    SELECT id FROM jobqueue_job
+    WHERE worker_id = %(worker)s AND status = 'running' AND NOT (lease_token = ANY(%(known)s))
+    ORDER BY id FOR UPDATE
+), given AS (
+    UPDATE jobqueue_job AS j
+    SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END,
+        attempts = CASE WHEN j.cancel_requested THEN j.attempts
+                        ELSE GREATEST(j.attempts - 1, 0) END,
+        finished_at = CASE WHEN j.cancel_requested THEN now() END,
+        errors = CASE WHEN j.cancel_requested THEN j.errors || jsonb_build_array(
+            jsonb_build_object('attempt', j.attempts, 'type', 'jobqueue.exceptions.JobCancelled',
+                               'message', %(cancelled)s::text,
+                               'traceback', '', 'at', now(), 'worker', %(worker_name)s::text))
+            ELSE j.errors END,
+        worker_id = NULL, heartbeat_at = NULL, lease_token = NULL
+    FROM unknown WHERE j.id = unknown.id
+    RETURNING j.id, j.status, j.queue
+), announced AS (
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 400 AS chunk FROM given) AS c
+    GROUP BY chunk
+)
+SELECT COALESCE((SELECT array_agg(id) FROM given), '{}'), (SELECT count(*) FROM announced),
+       (SELECT count(pg_notify(%(queue_channel)s, q))
+        FROM (SELECT DISTINCT queue AS q FROM given WHERE status = 'queued') AS s);

@@ -55,7 +55,9 @@ WITH lost AS (
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.status, j.queue
 ), announced AS (
-    SELECT pg_notify(%(channel)s, string_agg(id::text, ',')) FROM rescued HAVING count(*) > 0
+    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 400 AS chunk FROM rescued) AS c
+    GROUP BY chunk
 )
 SELECT id, status, queue FROM rescued WHERE (SELECT count(*) FROM announced) >= 0;
 

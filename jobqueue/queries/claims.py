@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from jobqueue.queries.channels import EVENTS_CHANNEL, EVENTS_CHUNK
+from jobqueue.queries.channels import EVENTS_CHANNEL, announce_ids
 from jobqueue.queries.limits import (
     KEY_WALK,
     LOCK_LIMITS_ANY_QUEUE,
@@ -145,9 +145,7 @@ WITH {selection}, claimed AS (
     RETURNING j.id, j.task, j.args::text, j.kwargs::text, j.attempts, j.max_attempts,
               j.timeout_seconds, j.priority, j.scheduled_at, j.queue, j.lease_token
 ){logging}, announced AS (
-    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
-    FROM (SELECT id, (row_number() OVER ()) / {chunk} AS chunk FROM claimed) AS c
-    GROUP BY chunk
+    {announce}
 )
 -- The condition makes the announcement run (a CTE nobody reads is skipped; a
 -- join that adds no column would be removed) and is always true: the count
@@ -155,7 +153,7 @@ WITH {selection}, claimed AS (
 SELECT claimed.* FROM claimed WHERE (SELECT count(*) FROM announced) >= 0
 """
 CLAIM_PLAIN_ANY_QUEUE, CLAIM_PLAIN_QUEUES, CLAIM_ANY_QUEUE, CLAIM_QUEUES = (
-    CLAIM.format(selection=selection, logging=logging, chunk=EVENTS_CHUNK).format(
+    CLAIM.format(selection=selection, logging=logging, announce=announce_ids("claimed")).format(
         ready_unlimited=READY_UNLIMITED.format(queue_filter=queue_filter), queue_filter=queue_filter
     )
     for selection, logging in ((SELECTION_PLAIN, ""), (SELECTION_WITHIN_LIMITS, LOG_STARTS))

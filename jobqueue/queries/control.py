@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from jobqueue.queries.channels import EVENTS_CHANNEL, QUEUE_CHANNEL
+from jobqueue.queries.channels import EVENTS_CHANNEL, QUEUE_CHANNEL, announce_ids
 
 # Cancel: a queued job is cancelled at once, a running one is asked to stop.
 # Rows are locked in id order first (so two multi-row cancels, or a cancel and
@@ -11,7 +11,7 @@ from jobqueue.queries.channels import EVENTS_CHANNEL, QUEUE_CHANNEL
 # is atomic against a claim or an ack: whichever commits first, the other
 # re-reads the row. A claim that commits first makes this a request to stop;
 # a cancel that commits first leaves the claim nothing to take.
-CANCEL = """
+CANCEL = f"""
 WITH locked AS (
     SELECT id FROM jobqueue_job WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
 ), changed AS (
@@ -25,16 +25,17 @@ WITH locked AS (
             ELSE errors END
     FROM locked WHERE j.id = locked.id AND j.status IN ('queued', 'running')
     RETURNING j.id
+), announced AS (
+    {announce_ids("changed")}
 )
-SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')) FROM changed
-HAVING count(*) > 0
+SELECT COALESCE((SELECT array_agg(id) FROM changed), '{{}}'), (SELECT count(*) FROM announced)
 """
 
 # Retry: a failed or cancelled job goes back to the queue with a fresh
 # attempt budget; its error and run history stay. Rows are locked in id order.
 # A unique job whose key another live job holds stays as it is (re-queuing it
 # would make two live jobs of one key, which the unique index refuses).
-RETRY = """
+RETRY = f"""
 WITH locked AS (
     SELECT id FROM jobqueue_job WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
 ), changed AS (
@@ -47,20 +48,19 @@ WITH locked AS (
       AND NOT EXISTS (SELECT FROM jobqueue_job AS o
                       WHERE o.unique_key = j.unique_key AND o.unique_states ? o.status)
     RETURNING j.id, j.queue
+), announced AS (
+    {announce_ids("changed")}
 )
-SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
+SELECT COALESCE((SELECT array_agg(id) FROM changed), '{{}}'), (SELECT count(*) FROM announced),
        (SELECT count(pg_notify(%(queue_channel)s, q))
         FROM (SELECT DISTINCT queue AS q FROM changed) AS s)
-FROM changed
-HAVING count(*) > 0
 """
 
 
 def cancel(cursor: Any, ids: Sequence[int]) -> list[int]:
     """Cancel queued jobs and ask running ones to stop; returns the ids that changed."""
     cursor.execute(CANCEL, {"ids": list(ids), "channel": EVENTS_CHANNEL})
-    row = cursor.fetchone()
-    return list(row[0]) if row else []
+    return list(cursor.fetchone()[0])
 
 
 def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
@@ -68,8 +68,7 @@ def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
     cursor.execute(
         RETRY, {"ids": list(ids), "channel": EVENTS_CHANNEL, "queue_channel": QUEUE_CHANNEL}
     )
-    row = cursor.fetchone()
-    return list(row[0]) if row else []
+    return list(cursor.fetchone()[0])
 
 
 # --- Paused queues (jobqueue/scheduling/pauses.py) -------------------------------------

@@ -4,7 +4,7 @@ claimed but not run."""
 from collections.abc import Sequence
 from typing import Any
 
-from jobqueue.queries.channels import EVENTS_CHANNEL, EVENTS_CHUNK, QUEUE_CHANNEL
+from jobqueue.queries.channels import EVENTS_CHANNEL, QUEUE_CHANNEL, announce_ids
 
 # Record the outcomes of finished attempts in one statement, fenced by the
 # attempt's token: an outcome lands only while the row is still running the
@@ -62,19 +62,16 @@ WITH outcome AS (
     WHERE j.id = o.id AND j.lease_token = o.token AND j.status = 'running'
     RETURNING j.id
 ), announced AS (
-    SELECT pg_notify(%(channel)s, string_agg(id::text, ','))
-    FROM (SELECT id, (row_number() OVER ()) / {EVENTS_CHUNK} AS chunk FROM done) AS c
-    GROUP BY chunk
+    {announce_ids("done")}
 )
 SELECT COALESCE((SELECT array_agg(id) FROM done), '{{}}'), (SELECT count(*) FROM announced)
 """
 
-# Give claimed jobs back (shutdown, or never started), fenced by token: the
-# attempt charged at claim time is refunded and they keep their place in line.
-# Cancel wins: a job whose cancellation was requested ends cancelled instead.
-# Re-queued jobs wake the workers of their queue; every change is announced.
-GIVE_BACK = """
-WITH given AS (
+# Give back jobs this worker holds but will not run: the attempt charged at claim time is
+# refunded and they keep their place in line. Cancel wins: a job whose cancellation was
+# requested ends cancelled instead. Re-queued jobs wake the workers of their queue; every
+# change is announced. Each statement below picks the rows; this is what it does to them.
+_GIVE_BACK_ROWS = """
     UPDATE jobqueue_job AS j
     SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'queued' END,
         attempts = CASE WHEN j.cancel_requested THEN j.attempts
@@ -82,31 +79,41 @@ WITH given AS (
         finished_at = CASE WHEN j.cancel_requested THEN now() END,
         errors = CASE WHEN j.cancel_requested THEN j.errors || jsonb_build_array(
             jsonb_build_object('attempt', j.attempts, 'type', 'jobqueue.exceptions.JobCancelled',
-                               'message', 'cancelled: its worker stopped before it finished',
+                               'message', %(cancelled)s::text,
                                'traceback', '', 'at', now(), 'worker', %(worker_name)s::text))
             ELSE j.errors END,
-        worker_id = NULL, heartbeat_at = NULL, lease_token = NULL
-    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS g(id, token)
-    WHERE j.id = g.id AND j.lease_token = g.token AND j.status = 'running'
-    RETURNING j.id, j.status, j.queue
+        worker_id = NULL, heartbeat_at = NULL, lease_token = NULL"""
+_GIVEN_BACK = f"""RETURNING j.id, j.status, j.queue
+), announced AS (
+    {announce_ids("given")}
 )
-SELECT array_agg(id), pg_notify(%(channel)s, string_agg(id::text, ',')),
+SELECT COALESCE((SELECT array_agg(id) FROM given), '{{}}'), (SELECT count(*) FROM announced),
        (SELECT count(pg_notify(%(queue_channel)s, q))
         FROM (SELECT DISTINCT queue AS q FROM given WHERE status = 'queued') AS s)
-FROM given HAVING count(*) > 0
 """
+
+# At shutdown, or for jobs claimed but never started: fenced by token.
+GIVE_BACK = f"""
+WITH given AS ({_GIVE_BACK_ROWS}
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS g(id, token)
+    WHERE j.id = g.id AND j.lease_token = g.token AND j.status = 'running'
+    {_GIVEN_BACK}"""
 
 # After a reconnect: jobs committed as claimed by this worker whose claim's
 # answer was lost with the connection (their tokens are none the worker knows).
 # The worker never got them, and would never run or renew them, so they go back
-# to the queue at once rather than wait out their lease.
-GIVE_BACK_UNKNOWN = """
-UPDATE jobqueue_job
-SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL,
-    heartbeat_at = NULL, lease_token = NULL
-WHERE worker_id = %(worker)s AND status = 'running' AND NOT (lease_token = ANY(%(known)s))
-RETURNING id
-"""
+# to the queue at once rather than wait out their lease. A cancel that came
+# meanwhile wins, as everywhere: the job was never started, and ends cancelled.
+# The rows are locked in id order first, as a cancel locks them, so the two cannot
+# deadlock; a row changed while this waited is re-read before it is taken.
+GIVE_BACK_UNKNOWN = f"""
+WITH unknown AS (
+    SELECT id FROM jobqueue_job
+    WHERE worker_id = %(worker)s AND status = 'running' AND NOT (lease_token = ANY(%(known)s))
+    ORDER BY id FOR UPDATE
+), given AS ({_GIVE_BACK_ROWS}
+    FROM unknown WHERE j.id = unknown.id
+    {_GIVEN_BACK}"""
 
 
 def ack(cursor: Any, *, worker: int, worker_name: str, outcomes: Sequence[tuple]) -> None:
@@ -151,16 +158,34 @@ def give_back(cursor: Any, *, worker_name: str, jobs: Sequence[tuple[int, int]])
         {
             "ids": ids,
             "tokens": tokens,
-            "worker_name": worker_name,
-            "channel": EVENTS_CHANNEL,
-            "queue_channel": QUEUE_CHANNEL,
+            **_announced(worker_name, "cancelled: its worker stopped before it finished"),
         },
     )
-    row = cursor.fetchone()
-    return list(row[0]) if row else []
+    return list(cursor.fetchone()[0])
 
 
-def give_back_unknown(cursor: Any, *, worker: int, known_tokens: Sequence[int]) -> list[int]:
-    """Give back the running jobs ``worker`` holds in the database under tokens it does not know."""
-    cursor.execute(GIVE_BACK_UNKNOWN, {"worker": worker, "known": list(known_tokens)})
-    return [row[0] for row in cursor.fetchall()]
+def give_back_unknown(
+    cursor: Any, *, worker: int, worker_name: str, known_tokens: Sequence[int]
+) -> list[int]:
+    """Give back the running jobs ``worker`` holds in the database under tokens it does not
+    know; returns the ids given back (or cancelled)."""
+    cursor.execute(
+        GIVE_BACK_UNKNOWN,
+        {
+            "worker": worker,
+            "known": list(known_tokens),
+            **_announced(worker_name, "cancelled before it ran"),
+        },
+    )
+    return list(cursor.fetchone()[0])
+
+
+def _announced(worker_name: str, cancelled: str) -> dict[str, str]:
+    """The give-back statements' other parameters: who gives back, the error of a job whose
+    cancel wins, and the channels."""
+    return {
+        "worker_name": worker_name,
+        "cancelled": cancelled,
+        "channel": EVENTS_CHANNEL,
+        "queue_channel": QUEUE_CHANNEL,
+    }

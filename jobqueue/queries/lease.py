@@ -5,7 +5,7 @@ the same way)."""
 from collections.abc import Sequence
 from typing import Any
 
-from jobqueue.queries.channels import EVENTS_CHANNEL
+from jobqueue.queries.channels import EVENTS_CHANNEL, announce_ids
 
 REGISTER_WORKER = """
 INSERT INTO jobqueue_worker (hostname, pid, queues, concurrency, started_at, last_heartbeat)
@@ -44,7 +44,7 @@ SELECT (SELECT count(*) FROM me) AS alive,
 # Clearing lease_token fences the lost attempt out: if its worker comes back,
 # its ack, progress and heartbeat match nothing. By then its children have
 # stopped themselves (self-fencing stops them a margin before the lease ends).
-RESCUE = """
+RESCUE = f"""
 WITH lost AS (
     SELECT id FROM jobqueue_job
     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)
@@ -76,7 +76,7 @@ WITH lost AS (
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.status, j.queue
 ), announced AS (
-    SELECT pg_notify(%(channel)s, string_agg(id::text, ',')) FROM rescued HAVING count(*) > 0
+    {announce_ids("rescued")}
 )
 SELECT id, status, queue FROM rescued WHERE (SELECT count(*) FROM announced) >= 0
 """

@@ -262,7 +262,9 @@ class Supervisor:
     def _give_back_unknown(self, cur: psycopg.Cursor) -> None:
         """Re-queue jobs claimed for this worker whose claim was cut off with the connection."""
         known = [token for _, token in self._held()]
-        ids = queries.give_back_unknown(cur, worker=self._worker(), known_tokens=known)
+        ids = queries.give_back_unknown(
+            cur, worker=self._worker(), worker_name=self.name, known_tokens=known
+        )
         if ids:
             logger.warning("gave back %d jobs whose claim was lost with the connection", len(ids))
 

@@ -7,7 +7,9 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
+from django.dispatch import receiver
 from django.tasks import task
+from django.tasks.signals import task_finished, task_started
 
 from jobqueue import Snooze, progress
 from jobqueue.progress import aprogress
@@ -204,6 +206,50 @@ def thread_never_yields(seconds: float = 4) -> str:
 async def async_crash() -> None:
     await asyncio.sleep(0.3)
     os._exit(1)
+
+
+@task(execution="async", max_attempts=1)
+async def async_exits(how: str = "exit") -> None:
+    """Raises what no ``except Exception`` catches, out of an async job."""
+    await asyncio.sleep(0.3)
+    raise SystemExit(3) if how == "exit" else KeyboardInterrupt
+
+
+# A task_started or task_finished receiver that fails, for the jobs that ask it to (the
+# keyword ``receiver_fails``): a receiver's bug must not lose a job, nor those beside it.
+@receiver(task_started)
+@receiver(task_finished)
+def _a_receiver_that_fails(sender, task_result, signal, **kwargs) -> None:
+    fails = task_result.kwargs.get("receiver_fails")
+    if (fails, signal) in (("started", task_started), ("finished", task_finished)):
+        raise RuntimeError(f"a task_{fails} receiver failed")
+
+
+@receiver(task_finished)
+def _note_finished(sender, task_result, **kwargs) -> None:
+    """Appends ``<job id> <status>`` to the file $TEST_SIGNAL_LOG names, if set: tests check
+    that task_finished is sent once for every attempt that ran, failures included."""
+    if path := os.environ.get("TEST_SIGNAL_LOG"):
+        with open(path, "a") as log:
+            log.write(f"{task_result.id} {task_result.status.value}\n")
+
+
+@task(execution="async", max_attempts=1)
+async def async_with_receiver(receiver_fails: str = "") -> str:
+    await asyncio.sleep(0.3)
+    return "ran"
+
+
+@task(max_attempts=1)
+def process_with_receiver(receiver_fails: str = "") -> str:
+    time.sleep(0.3)
+    return "ran"
+
+
+@task(execution="thread", max_attempts=1)
+def thread_with_receiver(receiver_fails: str = "") -> str:
+    time.sleep(0.3)
+    return "ran"
 
 
 @task(takes_context=True, execution="async", max_attempts=1)

@@ -1,10 +1,15 @@
 """The supervisor's view of a real child process: what its death means for which job."""
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from jobqueue.worker.children import InHand, start_child
 from jobqueue.worker.executor import Assignment
-from jobqueue.worker.fence import LeaseFence
+from jobqueue.worker.fence import EXIT_FENCED, LeaseFence
+from tests.conftest import ROOT
 
 
 def in_hand(job_id: int) -> InHand:
@@ -42,3 +47,31 @@ def test_a_kill_for_the_running_job_says_why(child):
     report = child.death_report(a, cancel_grace=1)
     assert report.error["type"] == "jobqueue.exceptions.JobTimeout"
     assert "timeout of 1 s" in report.error["message"]
+
+
+def test_the_fence_watchdog_fences_when_it_cannot_tell_whether_a_job_runs():
+    """The child's watchdog is its self-fencing: if it died (of "set changed size during
+    iteration" while reading the jobs in flight, say), the child would run on past its
+    lease. Failing to tell, once the lease has run out, it stops the child as if a job ran."""
+    script = textwrap.dedent(
+        """
+        import time
+        from jobqueue.worker.fence import LeaseFence, watch_in_child
+
+        def running():
+            raise RuntimeError("Set changed size during iteration")
+
+        watch_in_child(LeaseFence(), running)  # a new fence: its lease has run out
+        time.sleep(60)
+        """
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert child.returncode == EXIT_FENCED, child.stderr
+    assert "cannot tell what runs" in child.stderr

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from jobqueue.models import Job, JobStatus
+from jobqueue.models import FINISHED, Job, JobStatus
 from tests import tasks
 from tests.conftest import WorkerProcess, wait_until
 
@@ -60,6 +60,7 @@ def test_one_child_runs_many_jobs_at_once(start_worker, execution_log, task, opt
     ],
     ids=["async", "thread"],
 )
+@pytest.mark.usefixtures("execution_log")  # the naps record their runs
 def test_a_job_past_its_timeout_is_stopped_alone(start_worker, slow, nap, options, not_logged):
     late = getattr(tasks, slow).enqueue(seconds=30)
     others = [getattr(tasks, nap).enqueue(seconds=2) for _ in range(3)]
@@ -72,7 +73,9 @@ def test_a_job_past_its_timeout_is_stopped_alone(start_worker, slow, nap, option
     assert not_logged not in worker.output()
 
 
-def test_an_async_job_that_blocks_the_loop_is_killed_and_the_others_run_again(start_worker):
+def test_an_async_job_that_blocks_the_loop_is_killed_and_the_others_run_again(
+    start_worker, execution_log
+):
     """The loop is stuck, so the child is killed CANCEL_GRACE after the deadline: the job
     that blocked it spends its attempt, the ones beside it run again on the same one."""
     blocker = tasks.async_blocks_loop.enqueue(seconds=30)
@@ -168,7 +171,7 @@ def test_sigterm_with_50_jobs_in_flight_loses_none(
         )
 
 
-def test_a_slow_job_never_holds_up_the_others(start_worker):
+def test_a_slow_job_never_holds_up_the_others(start_worker, execution_log):
     """Fairness: with a slot free, no job waits behind a slow one in its child."""
     slow = tasks.thread_nap.enqueue(seconds=4)
     quick = [tasks.thread_nap.enqueue(seconds=0.2) for _ in range(6)]
@@ -186,3 +189,60 @@ def test_progress_of_concurrent_jobs_goes_to_each_ones_own_row(start_worker, tas
         assert row.status == JobStatus.SUCCEEDED
         assert row.progress_message == f"job {row.pk}"
         assert row.progress_percent == 50
+
+
+@pytest.mark.parametrize("how", ["exit", "interrupt"])
+def test_an_async_job_raising_systemexit_fails_alone_and_its_neighbours_finish(
+    start_worker, tmp_path, how
+):
+    """``sys.exit()`` or KeyboardInterrupt in an async job: raised out of an asyncio task
+    they stop the event loop, and the jobs beside it would never report. The culprit fails
+    with its error, once, and task_finished says so, as for any failure; its neighbours,
+    which have no timeout, finish."""
+    culprit = tasks.async_exits.enqueue(how=how)
+    neighbours = [tasks.async_with_receiver.enqueue() for _ in range(5)]
+    signals = tmp_path / "task_finished"
+    worker = start_worker(*ASYNC, TEST_SIGNAL_LOG=str(signals))
+    wait_until(
+        lambda: all(j.status in FINISHED for j in jobs([culprit, *neighbours])),
+        30,
+        "every job finished",
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()
+    failed = job(culprit)
+    assert (failed.status, failed.attempts) == (JobStatus.FAILED, 1)
+    expected = "builtins.SystemExit" if how == "exit" else "builtins.KeyboardInterrupt"
+    assert [e["type"] for e in failed.errors] == [expected]
+    assert {(j.status, j.attempts, j.result) for j in jobs(neighbours)} == {
+        (JobStatus.SUCCEEDED, 1, "ran")
+    }
+    expected_signals = [f"{culprit.id} FAILED"] + [f"{n.id} SUCCESSFUL" for n in neighbours]
+    assert sorted(signals.read_text().splitlines()) == sorted(expected_signals)
+
+
+@pytest.mark.parametrize(
+    ("task", "options"),
+    [
+        ("async_with_receiver", ASYNC),
+        ("thread_with_receiver", THREADS),
+        ("process_with_receiver", ("--concurrency", "1")),
+    ],
+)
+def test_a_failing_signal_receiver_loses_no_job(start_worker, task, options):
+    """A task_started receiver that raises fails that attempt, before the task runs; one of
+    task_finished is logged and leaves the job's outcome as the task made it. Either way the
+    job and those beside it each end with one report."""
+    run = getattr(tasks, task)
+    at_start = run.enqueue(receiver_fails="started")
+    at_finish = run.enqueue(receiver_fails="finished")
+    neighbours = [run.enqueue() for _ in range(5)]
+    worker = drain(start_worker, *options)
+    failed = job(at_start)
+    assert (failed.status, failed.attempts) == (JobStatus.FAILED, 1)
+    assert [(e["type"], e["message"]) for e in failed.errors] == [
+        ("builtins.RuntimeError", "a task_started receiver failed")
+    ]
+    assert (job(at_finish).status, job(at_finish).result) == (JobStatus.SUCCEEDED, "ran")
+    assert "task_finished receiver" in worker.output()
+    assert {(j.status, j.result) for j in jobs(neighbours)} == {(JobStatus.SUCCEEDED, "ran")}

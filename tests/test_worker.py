@@ -323,6 +323,28 @@ def test_after_a_reconnect_jobs_whose_claim_answer_was_lost_go_back_to_the_queue
     assert job(kept.id).status == JobStatus.RUNNING
 
 
+def test_a_worker_holding_more_jobs_than_one_notify_can_name_gives_them_all_back(
+    start_worker, execution_log
+):
+    """A rolling deploy stops a worker that holds 1,300 async jobs with ids of seven digits,
+    more than one NOTIFY payload can name (8000 bytes): every job goes back to the queue at
+    once, its attempt refunded, none left to wait out the lease and be charged as lost."""
+    from django.tasks import task_backends
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setval(pg_get_serial_sequence('jobqueue_job', 'id'), 1000000)")
+    held = 1300
+    task_backends["default"].enqueue_many(tasks.async_nap, [((), {"seconds": 25})] * held)
+    worker = start_worker("--concurrency", "3", "--async-slots", "500", "--shutdown-timeout", "1")
+    wait_until(lambda: len(execution_log()) == held, 120, "every job runs in a child")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, worker.output()
+    assert f"gave back {held} unfinished jobs" in worker.output()
+    given_back = Job.objects.filter(status=JobStatus.QUEUED, attempts=0, worker_id=None)
+    assert given_back.count() == held, statuses()
+    assert not Job.objects.exclude(errors=[]).exists()
+
+
 def test_short_jobs_are_not_queued_behind_a_long_one(start_worker):
     """Short jobs are sent to children several at a time; none may wait in a child's queue
     behind a long job while the other child could run it."""

@@ -13,6 +13,7 @@ from multiprocessing.process import BaseProcess
 from jobqueue.exceptions import ChildCrashed, JobCancelled, JobTimeout, WorkerLost
 from jobqueue.worker.channel import Channel, ChannelClosed
 from jobqueue.worker.child import CANCEL, STOP, child_main
+from jobqueue.worker.concurrent import EXIT_BROKEN
 from jobqueue.worker.executor import Assignment
 from jobqueue.worker.fence import EXIT_FENCED, LeaseFence
 from jobqueue.worker.outcome import Report, error_of
@@ -165,6 +166,8 @@ class Child:
             return f"the child process was killed by {signal.Signals(-code).name}"
         if code == EXIT_FENCED:
             return "the child stopped itself: its worker's lease was about to run out"
+        if code == EXIT_BROKEN:
+            return "the child stopped itself: it could no longer report its jobs"
         return f"the child process exited with code {code}"
 
     def death_report(self, job: InHand, *, cancel_grace: float) -> Report:

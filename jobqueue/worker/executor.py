@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import signal
 import threading
 import time
@@ -21,6 +22,8 @@ from jobqueue.progress import ProgressReporter, set_reporter
 from jobqueue.worker.hygiene import ConnectionHygiene
 from jobqueue.worker.outcome import Report, ReportKind
 from jobqueue.worker.storable import describe_error, encode_result
+
+logger = logging.getLogger("jobqueue.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +212,9 @@ class Executor:
             cancelled = JobCancelled(f"job {job.job_id} was cancelled")
             cancelled.__cause__ = e
             return self._failed(job, task_result, cancelled, started)
-        except Exception as e:
+        except BaseException as e:
+            # SystemExit and KeyboardInterrupt too: raised out of an asyncio task they stop
+            # the child's event loop, and with it every job beside this one.
             return self._failed(job, task_result, e, started)
         finally:
             set_reporter(None)
@@ -227,7 +232,10 @@ class Executor:
         except Exception as e:
             return _failure(job, e, started)
         task_result = self._task_result(job, task, args, kwargs)
-        task_started.send(JobQueueBackend, task_result=task_result)
+        try:
+            task_started.send(JobQueueBackend, task_result=task_result)
+        except Exception as e:  # a receiver failed: the attempt fails before the task ran
+            return _failure(job, e, started)
         if task.takes_context:
             context: TaskContext = TaskContext(task_result=task_result)
             return started, task_result, lambda: task.call(context, *args, **kwargs)
@@ -249,7 +257,7 @@ class Executor:
     ) -> Report:
         report = _failure(job, error, started)
         object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
-        task_finished.send(JobQueueBackend, task_result=task_result)
+        _send_finished(task_result)
         return report
 
     def _succeeded(
@@ -257,7 +265,7 @@ class Executor:
     ) -> Report:
         object.__setattr__(task_result, "status", TaskResultStatus.SUCCESSFUL)
         object.__setattr__(task_result, "finished_at", timezone.now())
-        task_finished.send(JobQueueBackend, task_result=task_result)
+        _send_finished(task_result)
         return Report(
             job_id=job.job_id,
             kind="succeeded",
@@ -289,6 +297,28 @@ class Executor:
             errors=[],
             worker_ids=[self.worker_name] * job.attempts,
         )
+
+
+def _send_finished(task_result: TaskResult) -> None:
+    """Send task_finished to every receiver; one that raises is logged and changes nothing.
+
+    The attempt is over and its outcome decided: a receiver's failure must neither lose the
+    report (the job would hang until its lease ran out) nor turn a success into a retry.
+    """
+    for receiver, response in task_finished.send_robust(JobQueueBackend, task_result=task_result):
+        if isinstance(response, Exception):
+            logger.error(
+                "job %s: task_finished receiver %r raised; the job's outcome stands",
+                task_result.id,
+                receiver,
+                exc_info=response,
+            )
+
+
+def unexpected_failure(job: Assignment, error: BaseException) -> Report:
+    """The report of an attempt whose run raised past the executor itself (a bug, or a
+    BaseException from where no job code runs): failed, so that it is never left without one."""
+    return _failure(job, error, Clock(time.monotonic(), time.time()))
 
 
 def _failure(job: Assignment, error: BaseException, started: Clock) -> Report:

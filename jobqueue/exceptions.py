@@ -47,4 +47,5 @@ class Snooze(JobQueueError):
 
 class UnstorableResult(JobQueueError):
     """The task's return value cannot be stored as JSON in PostgreSQL (NaN or Infinity,
-    a NUL character, a lone surrogate, or over the size limit). The attempt fails."""
+    a NUL character, a lone surrogate, or over the size limit), or the database refused
+    it. No retry can fix that: the job fails at once, whatever attempts remain."""

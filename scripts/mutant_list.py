@@ -709,6 +709,17 @@ MUTANTS: list[Mutant] = [
         "an unstorable result fails that attempt with UnstorableResult, saying where",
     ),
     Mutant(
+        "unstorable-retried",
+        "jobqueue/worker/outcome.py",
+        'case "failed" if attempts < max_attempts and not is_final(report):',
+        'case "failed" if attempts < max_attempts:',
+        (
+            D + "test_an_error_no_retry_can_fix_fails_the_job_whatever_attempts_remain",
+            "tests/test_final_failures.py::test_an_unstorable_return_value_fails_the_job_at_once",
+        ),
+        "an error no retry can fix fails the job at once, whatever attempts remain",
+    ),
+    Mutant(
         "connections-not-cleaned",
         "jobqueue/worker/executor.py",
         "self.hygiene.reset()  # a timeout may have landed inside a query",

@@ -720,6 +720,19 @@ MUTANTS: list[Mutant] = [
         "an error no retry can fix fails the job at once, whatever attempts remain",
     ),
     Mutant(
+        "argument-depth-unchecked",
+        "jobqueue/backend.py",
+        'if text.count("[") + text.count("{") > MAX_ARGUMENT_DEPTH + 1 and (',
+        "if False and (",
+        (
+            "tests/test_argument_depth.py::"
+            "test_enqueue_refuses_arguments_nested_over_the_limit_and_stores_nothing",
+            "tests/api/test_bad_input.py::"
+            "test_arguments_nested_too_deep_are_refused_with_the_limit_and_write_nothing",
+        ),
+        "arguments nested more than MAX_ARGUMENT_DEPTH levels deep are refused at enqueue",
+    ),
+    Mutant(
         "connections-not-cleaned",
         "jobqueue/worker/executor.py",
         "self.hygiene.reset()  # a timeout may have landed inside a query",

@@ -18,7 +18,8 @@ class WorkerLost(JobQueueError):
 
 
 class ChildCrashed(JobQueueError):
-    """The child process running the job died (os._exit, a signal, out of memory)."""
+    """The child process running the job died (os._exit, a signal, out of memory, or a
+    Python exception that escaped it, whose type, message and traceback the error keeps)."""
 
 
 class InvalidJobState(JobQueueError):

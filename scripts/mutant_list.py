@@ -119,8 +119,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "max-attempts-ignored",
         "jobqueue/worker/outcome.py",
-        'case "failed" if attempts < max_attempts:',
-        'case "failed" if True:',
+        'case "failed" if attempts < max_attempts and',
+        'case "failed" if True and',
         (D + "test_failure_of_the_last_attempt_fails_the_job",),
         "retried until max_attempts, then failed",
     ),
@@ -731,6 +731,14 @@ MUTANTS: list[Mutant] = [
             "test_arguments_nested_too_deep_are_refused_with_the_limit_and_write_nothing",
         ),
         "arguments nested more than MAX_ARGUMENT_DEPTH levels deep are refused at enqueue",
+    ),
+    Mutant(
+        "crash-last-words-unsent",
+        "jobqueue/worker/child.py",
+        "_say_last_words(channel, concurrent.send_lock, e)",
+        "pass",
+        ("tests/test_crash_reports.py::test_a_child_that_dies_of_an_exception_reports_it",),
+        "a child ended by a Python exception records its type, message and traceback",
     ),
     Mutant(
         "connections-not-cleaned",

@@ -252,3 +252,9 @@ def record_then_return_nan(context) -> float:
     """Record the attempt, then return NaN, which jsonb cannot store."""
     _record(context.task_result.id, f"attempt {context.attempt}")
     return float("nan")
+
+
+@task(max_attempts=1)
+def interrupts(message: str = "stop right there") -> None:
+    """Raise KeyboardInterrupt, which the executor lets through: it ends the child."""
+    raise KeyboardInterrupt(message)

@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from jobqueue import events, keys, queries, queue_names
 from jobqueue.db import prepared_cursor
 from jobqueue.job_fields import SharedFields, shared_fields
-from jobqueue.jsonb import first_problem, may_be_refused
+from jobqueue.jsonb import deeper_than, first_problem, may_be_refused
 from jobqueue.models import Job, JobStatus
 from jobqueue.scheduling.unique import DEFAULT_STATES, check_options, uniqueness
 
@@ -24,6 +24,12 @@ from jobqueue.scheduling.unique import DEFAULT_STATES, check_options, uniqueness
 EXECUTIONS = ("process", "thread", "async")
 # Jobs per COPY batch of enqueue_many (about 100 kB of COPY text for small arguments).
 COPY_BATCH = 1000
+# The deepest that lists and objects may nest within one argument (``[[1]]`` is two
+# levels). A child copies a job's arguments with recursive code (Django's TaskResult,
+# the task's own), which thousands of levels end with a RecursionError, killing the
+# child; real payloads never come near this, and it is far below Python's recursion
+# limit (1000 frames) and jsonb's own (the server's max_stack_depth).
+MAX_ARGUMENT_DEPTH = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -380,16 +386,42 @@ def json_text(value: Any, name: str) -> str:
     ``name`` ("args" or "kwargs") starts the place named in the message, as in
     ``kwargs['text']``. Refused: values that are not JSON, NaN and infinities,
     and strings with a NUL character or a lone surrogate, which jsonb cannot
-    store (and which would otherwise fail the INSERT with a database error).
+    store (and which would otherwise fail the INSERT with a database error),
+    and arguments nested more than MAX_ARGUMENT_DEPTH levels deep. Text with no
+    more brackets than that costs two counts; only other text is walked.
     """
     try:
         text = _encode_json(value)
+    except RecursionError as e:
+        raise _too_deep(_deep_argument(value, name) or name) from e
     except (TypeError, ValueError) as e:
         where = first_problem(value, name) or e
         raise InvalidTask(f"task arguments must be JSON-serializable: {where}") from e
     if may_be_refused(text) and (problem := first_problem(value, name)):
         raise InvalidTask(f"task arguments cannot be stored: {problem}")
+    # The brackets bound the depth: the list or object of all the arguments is one of them.
+    if text.count("[") + text.count("{") > MAX_ARGUMENT_DEPTH + 1 and (
+        deep := _deep_argument(value, name)
+    ):
+        raise _too_deep(deep)
     return text
+
+
+def _deep_argument(value: Any, name: str) -> str | None:
+    """The first argument in ``value`` (the args list, or the kwargs) nested too deep, as
+    ``args[1]`` or ``kwargs['tree']``; None if none is."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if deeper_than(item, MAX_ARGUMENT_DEPTH):
+            return f"{name}[{key!r}]"
+    return None
+
+
+def _too_deep(where: str) -> InvalidTask:
+    return InvalidTask(
+        f"task arguments cannot be stored: {where} nests lists and objects more than "
+        f"{MAX_ARGUMENT_DEPTH} levels deep, the limit (jobqueue.backend.MAX_ARGUMENT_DEPTH)"
+    )
 
 
 def load_task(path: str) -> Task:

@@ -18,7 +18,8 @@ class WorkerLost(JobQueueError):
 
 
 class ChildCrashed(JobQueueError):
-    """The child process running the job died (os._exit, a signal, out of memory)."""
+    """The child process running the job died (os._exit, a signal, out of memory, or a
+    Python exception that escaped it, whose type, message and traceback the error keeps)."""
 
 
 class InvalidJobState(JobQueueError):
@@ -47,4 +48,5 @@ class Snooze(JobQueueError):
 
 class UnstorableResult(JobQueueError):
     """The task's return value cannot be stored as JSON in PostgreSQL (NaN or Infinity,
-    a NUL character, a lone surrogate, or over the size limit). The attempt fails."""
+    a NUL character, a lone surrogate, or over the size limit), or the database refused
+    it. No retry can fix that: the job fails at once, whatever attempts remain."""

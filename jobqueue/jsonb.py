@@ -115,6 +115,28 @@ def first_problem(value: Any, root: str) -> str | None:
     return None
 
 
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels deep in ``value``.
+
+    ``[]`` is one level deep, ``{"a": [1]}`` two, a scalar none. Walks with a
+    stack rather than recursion, so that no depth can exhaust Python's, and
+    stops at the first container past the limit (a value containing itself too).
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth == limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _scalar_problem(item: Any, *, at: str, within: str) -> str | None:
     """What jsonb would refuse in one scalar: ``NaN {at}``, ``a NUL character ... of {within}``."""
     if isinstance(item, float) and not math.isfinite(item):

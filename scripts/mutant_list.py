@@ -119,8 +119,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "max-attempts-ignored",
         "jobqueue/worker/outcome.py",
-        'case "failed" if attempts < max_attempts:',
-        'case "failed" if True:',
+        'case "failed" if attempts < max_attempts and',
+        'case "failed" if True and',
         (D + "test_failure_of_the_last_attempt_fails_the_job",),
         "retried until max_attempts, then failed",
     ),
@@ -746,6 +746,38 @@ MUTANTS: list[Mutant] = [
             "tests/faults/test_poison.py::test_unstorable_results_and_errors_fail_only_their_own_job",
         ),
         "an unstorable result fails that attempt with UnstorableResult, saying where",
+    ),
+    Mutant(
+        "unstorable-retried",
+        "jobqueue/worker/outcome.py",
+        'case "failed" if attempts < max_attempts and not is_final(report):',
+        'case "failed" if attempts < max_attempts:',
+        (
+            D + "test_an_error_no_retry_can_fix_fails_the_job_whatever_attempts_remain",
+            "tests/test_final_failures.py::test_an_unstorable_return_value_fails_the_job_at_once",
+        ),
+        "an error no retry can fix fails the job at once, whatever attempts remain",
+    ),
+    Mutant(
+        "argument-depth-unchecked",
+        "jobqueue/backend.py",
+        'if text.count("[") + text.count("{") > MAX_ARGUMENT_DEPTH + 1 and (',
+        "if False and (",
+        (
+            "tests/test_argument_depth.py::"
+            "test_enqueue_refuses_arguments_nested_over_the_limit_and_stores_nothing",
+            "tests/api/test_bad_input.py::"
+            "test_arguments_nested_too_deep_are_refused_with_the_limit_and_write_nothing",
+        ),
+        "arguments nested more than MAX_ARGUMENT_DEPTH levels deep are refused at enqueue",
+    ),
+    Mutant(
+        "crash-last-words-unsent",
+        "jobqueue/worker/child.py",
+        "_say_last_words(channel, concurrent.send_lock, e)",
+        "pass",
+        ("tests/test_crash_reports.py::test_a_child_that_dies_of_an_exception_reports_it",),
+        "a child ended by a Python exception records its type, message and traceback",
     ),
     Mutant(
         "connections-not-cleaned",

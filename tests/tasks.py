@@ -283,3 +283,24 @@ def snooze_once(context, seconds: float = 1.0) -> str:
     if runs == 0:
         raise Snooze(seconds)
     return "woke"
+
+
+@task(takes_context=True, max_attempts=3)
+def record_then_return(context, value: object = None) -> object:
+    """Record the attempt, then return ``value``: a return value the database refuses
+    (tests/test_final_failures.py) shows each attempt that computed it."""
+    _record(context.task_result.id, f"attempt {context.attempt}")
+    return value
+
+
+@task(takes_context=True, max_attempts=3)
+def record_then_return_nan(context) -> float:
+    """Record the attempt, then return NaN, which jsonb cannot store."""
+    _record(context.task_result.id, f"attempt {context.attempt}")
+    return float("nan")
+
+
+@task(max_attempts=1)
+def interrupts(message: str = "stop right there") -> None:
+    """Raise KeyboardInterrupt, which the executor lets through: it ends the child."""
+    raise KeyboardInterrupt(message)

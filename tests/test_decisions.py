@@ -78,3 +78,21 @@ def test_cancellation_ends_the_job_whatever_attempts_remain():
         worker="w",
     )
     assert outcome.status == "cancelled"
+
+
+def unstorable() -> Report:
+    error = {"type": "jobqueue.exceptions.UnstorableResult", "message": "NaN", "traceback": ""}
+    return Report(job_id=7, kind="failed", error=error)
+
+
+def test_an_error_no_retry_can_fix_fails_the_job_whatever_attempts_remain():
+    outcome = decide(
+        unstorable(), token=11, attempts=1, max_attempts=3, now=NOW, retry_delay=5, worker="w"
+    )
+    assert (outcome.status, outcome.scheduled_at) == ("failed", None)
+    [entry] = json.loads(outcome.error_json)
+    assert (entry["type"], entry["message"], entry["attempt"]) == (
+        "jobqueue.exceptions.UnstorableResult",
+        "NaN",
+        1,
+    )

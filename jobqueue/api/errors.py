@@ -7,10 +7,12 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from jobqueue.backend import MAX_ARGUMENT_DEPTH
 
 # Largest request body the API parses, in bytes (JOBQUEUE_API_MAX_BODY_BYTES).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
@@ -52,7 +54,13 @@ class LimitedJSONParser(JSONParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise PayloadTooLarge(limit)
-        return super().parse(BytesIO(body), media_type, parser_context)
+        try:
+            return super().parse(BytesIO(body), media_type, parser_context)
+        except RecursionError as e:  # thousands of levels: past what json.loads can nest
+            raise ParseError(
+                "JSON parse error - lists and objects nest more than "
+                f"{MAX_ARGUMENT_DEPTH} levels deep, the limit of task arguments."
+            ) from e
 
 
 def _flatten(errors: Any, prefix: str = "") -> list[str]:

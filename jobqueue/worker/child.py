@@ -5,10 +5,12 @@ task modules imported). They ignore SIGINT/SIGTERM: the supervisor decides
 when they stop, and kills one only to end a job that will not stop.
 """
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
+import threading
 
 from django.db import close_old_connections
 
@@ -17,9 +19,13 @@ from jobqueue.worker.channel import Channel, ChannelClosed
 from jobqueue.worker.concurrent import ConcurrentRunner
 from jobqueue.worker.executor import Assignment, Executor
 from jobqueue.worker.fence import LeaseFence, watch_in_child
+from jobqueue.worker.storable import describe_error
 
 STOP = None  # the message that tells a child to exit
 CANCEL = "cancel"  # (CANCEL, job_id): cancel that async job now
+# (LAST_WORDS, error): the child's last message, the exception that is ending it, so
+# that the jobs it dies with say what killed it (children.Child.death_note).
+LAST_WORDS = "last words"
 
 
 PR_SET_PDEATHSIG = 1
@@ -61,6 +67,15 @@ def child_main(
     executor = Executor(progress_connection=LazyConnection(), worker_name=worker_name)
     concurrent = ConcurrentRunner(executor, channel, threads=threads)
     watch_in_child(fence, lambda: executor.running or concurrent.running())
+    try:
+        _serve(channel, executor, concurrent)
+    except BaseException as e:  # it ends this child: say what it was, then die of it
+        _say_last_words(channel, concurrent.send_lock, e)
+        raise
+
+
+def _serve(channel: Channel, executor: Executor, concurrent: ConcurrentRunner) -> None:
+    """Run what the supervisor sends until it says STOP or closes the channel."""
     while True:
         try:
             message = channel.receive()
@@ -83,3 +98,18 @@ def child_main(
             close_old_connections()
             with concurrent.send_lock:
                 channel.send(report.as_message())
+
+
+def _say_last_words(channel: Channel, send_lock: threading.Lock, error: BaseException) -> None:
+    """Send the supervisor the exception that is ending this child, if it still can.
+
+    Best effort: the supervisor records the crash either way, from the exit code.
+    The lock is only waited for briefly, in case the exception left it held.
+    """
+    locked = send_lock.acquire(timeout=1)
+    try:
+        with contextlib.suppress(Exception):
+            channel.send((LAST_WORDS, describe_error(error)))
+    finally:
+        if locked:
+            send_lock.release()

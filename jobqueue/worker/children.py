@@ -12,7 +12,7 @@ from multiprocessing.process import BaseProcess
 
 from jobqueue.exceptions import ChildCrashed, JobCancelled, JobTimeout, WorkerLost
 from jobqueue.worker.channel import Channel, ChannelClosed
-from jobqueue.worker.child import CANCEL, STOP, child_main
+from jobqueue.worker.child import CANCEL, LAST_WORDS, STOP, child_main
 from jobqueue.worker.concurrent import EXIT_BROKEN
 from jobqueue.worker.executor import Assignment
 from jobqueue.worker.fence import EXIT_FENCED, LeaseFence
@@ -63,6 +63,9 @@ class Child:
     # cannot be interrupted): the child takes no more jobs and is killed once all it
     # still runs are overdue too.
     retiring: bool = False
+    # The exception that ended the child, as it sent it last (child.LAST_WORDS): an error
+    # entry's type, message and traceback.
+    last_words: dict[str, str] | None = None
 
     @property
     def job(self) -> InHand | None:
@@ -142,9 +145,16 @@ class Child:
     def read(self) -> list[Report] | None:
         """The reports the child has sent, or None when it has died (its socket is closed)."""
         try:
-            return [Report.from_message(m) for m in self.channel.receive_ready()]
+            messages = self.channel.receive_ready()
         except ChannelClosed:
             return None
+        reports = []
+        for message in messages:
+            if message[0] == LAST_WORDS:
+                self.last_words = message[1]
+            else:
+                reports.append(Report.from_message(message))
+        return reports
 
     def kill(self, reason: str, job_ids: Iterable[int] = ()) -> None:
         self.kill_reason, self.killed_for = reason, frozenset(job_ids)
@@ -168,6 +178,9 @@ class Child:
             return "the child stopped itself: its worker's lease was about to run out"
         if code == EXIT_BROKEN:
             return "the child stopped itself: it could no longer report its jobs"
+        if self.last_words is not None:  # a Python exception it sent word of
+            kind, message = self.last_words["type"], self.last_words["message"]
+            return f"the child process exited with code {code}, of {kind}: {message}"
         return f"the child process exited with code {code}"
 
     def death_report(self, job: InHand, *, cancel_grace: float) -> Report:
@@ -200,6 +213,8 @@ class Child:
                 error = error_of(WorkerLost, "stopped: the job was rescued from this worker")
             case _:
                 error = error_of(ChildCrashed, note)
+                if self.last_words is not None:
+                    error["traceback"] = self.last_words["traceback"]
         return Report(job_id=job.assignment.job_id, kind="failed", error=error)
 
 

@@ -229,9 +229,11 @@ class Executor:
         try:
             task = self._task(job.task)
             args, kwargs = json.loads(job.args_json), json.loads(job.kwargs_json)
+            # TaskResult copies the arguments recursively: a row stored before enqueue
+            # refused deep nesting (backend.MAX_ARGUMENT_DEPTH) raises RecursionError here.
+            task_result = self._task_result(job, task, args, kwargs)
         except Exception as e:
             return _failure(job, e, started)
-        task_result = self._task_result(job, task, args, kwargs)
         try:
             task_started.send(JobQueueBackend, task_result=task_result)
         except Exception as e:  # a receiver failed: the attempt fails before the task ran

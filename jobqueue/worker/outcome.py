@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
+from jobqueue.exceptions import UnstorableResult
+
 # "late": a rate-limited job that reached its child after its start-by deadline
 # and was not run (jobqueue/scheduling/limits.py).
 ReportKind = Literal["succeeded", "failed", "cancelled", "snoozed", "late"]
@@ -44,9 +46,26 @@ class Report:
         )
 
 
+def class_path(cls: type[BaseException]) -> str:
+    """The dotted path an error entry's ``type`` names its exception class by."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def error_of(cls: type[BaseException], message: str) -> dict[str, str]:
     """An error the supervisor records itself (a kill, a fence, a refused outcome): no traceback."""
-    return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message, "traceback": ""}
+    return {"type": class_path(cls), "message": message, "traceback": ""}
+
+
+# Errors that no retry can fix: another attempt would end the same way. A return
+# value that cannot be stored (the child's check, or the database's refusal of the
+# outcome) would be computed again at every attempt, at full cost, only to be
+# refused again; so such a failure fails the job at once, whatever attempts remain.
+FINAL_ERRORS = frozenset(class_path(cls) for cls in (UnstorableResult,))
+
+
+def is_final(report: Report) -> bool:
+    """Whether ``report`` is a failure that no retry can fix (see FINAL_ERRORS)."""
+    return report.error is not None and report.error.get("type") in FINAL_ERRORS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +104,9 @@ def decide(
 ) -> Outcome:
     """Succeeded, cancelled, re-queued after a delay, snoozed, late, or failed for good.
 
+    A failure is re-queued while attempts remain, unless no retry can fix it
+    (``is_final``: an unstorable result), which fails the job at once.
+
     A snoozed attempt goes back to the queue with the status "snoozed", which the
     ack writes as queued with the attempt refunded (see queries.ACK); a late one
     (never started) goes back the same way, leaving no run behind. (A cancel
@@ -102,7 +124,7 @@ def decide(
             return attempt(status="snoozed", scheduled_at=now + timedelta(seconds=report.snooze))
         case "late":
             return Outcome(job_id=report.job_id, token=token, status="late")
-        case "failed" if attempts < max_attempts:
+        case "failed" if attempts < max_attempts and not is_final(report):
             return attempt(
                 status="queued",
                 error_json=error_entry(report, attempts, now, worker),

@@ -19,6 +19,7 @@ from django.utils.json import normalize_json
 from jobqueue.conf import get_settings
 from jobqueue.exceptions import UnstorableResult
 from jobqueue.jsonb import first_problem, may_be_refused, storable_text
+from jobqueue.worker.outcome import class_path
 
 # The JSON text json.dumps() writes (ASCII only: every non-ASCII character is a
 # \uXXXX escape), except that NaN and the infinities, which jsonb refuses, raise.
@@ -75,7 +76,7 @@ def describe_error(error: BaseException) -> dict[str, str]:
         message = "<exception str() failed>"
     return storable_error(
         {
-            "type": f"{cls.__module__}.{cls.__qualname__}",
+            "type": class_path(cls),
             "message": message,
             "traceback": "".join(format_exception(error)),
         }

@@ -206,3 +206,32 @@ def test_submissions_are_throttled_per_user_with_retry_after(make_user):
     client.force_authenticate(other)
     assert client.post("/api/jobs/", {"task": "demo.echo"}, format="json").status_code == 202
     assert Job.objects.count() == 3
+
+
+def nested_json(depth: int) -> str:
+    """JSON text of lists ``depth`` levels deep."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("depth", "code"), [(101, "invalid"), (3000, "invalid"), (12_000, "parse_error")]
+)
+def test_arguments_nested_too_deep_are_refused_with_the_limit_and_write_nothing(
+    api, make_user, depth, code
+):
+    """12,000 levels are past what the JSON parser itself can nest: a 400 too, not a 500."""
+    _, token = make_user()
+    raw = f'{{"task": "demo.echo", "kwargs": {{"tree": {nested_json(depth)}}}}}'.encode()
+    reply = api.call("POST", "/api/jobs/", raw=raw, token=token)
+    assert reply.status == 400, reply.body
+    assert reply.body["code"] == code
+    assert "more than 100 levels deep" in reply.body["detail"]
+    assert Job.objects.count() == 0
+
+
+def test_arguments_at_the_depth_limit_are_accepted(api, make_user):
+    _, token = make_user()
+    raw = f'{{"task": "demo.echo", "kwargs": {{"tree": {nested_json(100)}}}}}'.encode()
+    reply = api.call("POST", "/api/jobs/", raw=raw, token=token)
+    assert reply.status == 202, reply.body
+    assert Job.objects.get(pk=reply.body["id"]).kwargs == {"tree": json.loads(nested_json(100))}

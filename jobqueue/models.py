@@ -4,7 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, models
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskResultStatus
@@ -80,8 +80,21 @@ class JobQuerySet(models.QuerySet["Job"]):
         ids = list(self.values_list("id", flat=True))
         if not ids:
             return []
-        with connections[self.db].cursor() as cursor:
-            return statement(cursor, ids)
+        for _ in range(RETRY_RUNS):
+            try:
+                with transaction.atomic(using=self.db), connections[self.db].cursor() as cursor:
+                    return statement(cursor, ids)
+            except IntegrityError:
+                # Only a retry raises it: an enqueue of a unique key committed after the
+                # statement's snapshot, so the unique index refused the update and nothing
+                # changed (queries.RETRY). A new statement sees that job and leaves its key be.
+                continue
+        return []
+
+
+# How many times a retry runs while enqueues of its jobs' unique keys keep slipping in
+# between its snapshot and its update: each run sees those that came before it.
+RETRY_RUNS = 3
 
 
 class Job(models.Model):

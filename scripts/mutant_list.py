@@ -716,6 +716,18 @@ MUTANTS: list[Mutant] = [
         "every job started ends in one report: a failing task_finished receiver changes nothing",
     ),
     Mutant(
+        "retry-guard-dropped",
+        "jobqueue/queries/control.py",
+        "WHERE o.unique_key = l.unique_key AND o.id <> l.id",
+        "WHERE false AND o.id <> l.id",
+        (
+            UQ + "test_a_unique_job_that_holds_its_key_while_failed_can_be_retried",
+            UQ
+            + "test_two_concurrent_retries_of_one_key_put_back_one_and_the_other_changes_nothing",
+        ),
+        "a retry never makes two live jobs of one key, and retries the rest of its batch",
+    ),
+    Mutant(
         "notify-unchunked",
         "jobqueue/queries/channels.py",
         "(row_number() OVER ()) / {EVENTS_CHUNK} AS chunk",

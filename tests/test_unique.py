@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 from django.tasks import task_backends
@@ -15,8 +16,9 @@ from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
 import demo
+from jobqueue import queries
 from jobqueue.models import Job, JobStatus
-from tests.conftest import ROOT, database_url
+from tests.conftest import ROOT, database_url, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -171,3 +173,103 @@ def test_eight_processes_enqueuing_one_key_make_one_live_job():
     assert len(ids) == 4 + 4 * 2
     assert len(set(ids)) == 1
     assert len(live("processes")) == 1
+
+
+def failed_job(key: str, **options) -> Job:
+    """A unique job of ``key`` that failed (its key is free again unless its states say)."""
+    result = demo.echo.using(unique_key=key, **options).enqueue(n=1)
+    Job.objects.filter(pk=result.id).update(status=JobStatus.FAILED, finished_at=timezone.now())
+    return Job.objects.get(pk=result.id)
+
+
+def test_two_failed_rows_of_one_key_retried_together_put_back_the_newest_only():
+    """An admin's "select all, retry" over two failed rows of one key: one goes back (the
+    newest), the other stays failed; never an IntegrityError that retries nothing."""
+    older, newer = failed_job("k"), failed_job("k")
+    plain = Job.objects.get(pk=demo.echo.enqueue(n=1).id)  # no key: nothing to share
+    Job.objects.filter(pk=plain.pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
+    retried = Job.objects.filter(pk__in=[older.pk, newer.pk, plain.pk]).retry()
+    assert sorted(retried) == sorted([newer.pk, plain.pk])
+    assert Job.objects.get(pk=older.pk).status == JobStatus.FAILED
+    assert [j.pk for j in live("k")] == [newer.pk]
+
+
+def test_a_unique_job_that_holds_its_key_while_failed_can_be_retried():
+    """unique_states with "failed": the failed row holds its key itself, and the retry's
+    guard must not take it for another job."""
+    other = failed_job("sticky")  # failed, and not holding the key: its states are the default
+    job = failed_job("sticky", unique_states=["queued", "running", "failed"])
+    plain = Job.objects.get(pk=demo.echo.enqueue(n=1).id)
+    Job.objects.filter(pk=plain.pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
+    # The key is held, by a failed job: the other row stays, and the rest of the batch goes.
+    assert Job.objects.filter(pk__in=[other.pk, plain.pk]).retry() == [plain.pk]
+    assert Job.objects.filter(pk=job.pk).retry() == [job.pk]
+    assert [j.pk for j in live("sticky")] == [job.pk]
+
+
+def test_two_concurrent_retries_of_one_key_put_back_one_and_the_other_changes_nothing():
+    """Two API retries at once, of two failed rows of one key, each in its own transaction.
+    The order is forced: the first holds its retry uncommitted while the second starts."""
+    first, second = failed_job("k"), failed_job("k")
+    holder = psycopg.connect(database_url())
+    try:
+        with holder.cursor() as cursor:
+            assert queries.retry(cursor, [first.pk]) == [first.pk]  # not committed yet
+        outcome: list[object] = []
+        racer = threading.Thread(
+            target=lambda: outcome.append(_retry_on_own_connection(second.pk)), daemon=True
+        )
+        racer.start()
+        wait_until(lambda: _waiting_for_a_lock() >= 1, 30, "the second retry waits")
+        holder.commit()
+        racer.join(timeout=30)
+    finally:
+        holder.close()
+    assert outcome == [[]], "the second retry sees the key taken and changes nothing"
+    assert [j.pk for j in live("k")] == [first.pk]
+
+
+def test_a_retry_racing_an_enqueue_of_its_key_changes_nothing():
+    """An enqueue of the key that commits after the retry's snapshot: the row is one the
+    retry cannot see nor lock, so the index refuses the update. The retry is a conflict
+    (nothing changed), not an error."""
+    old = failed_job("k")
+    blocker = psycopg.connect(database_url())
+    try:
+        blocker.execute("SELECT FROM jobqueue_job WHERE id = %s FOR UPDATE", [old.pk])
+        outcome: list[object] = []
+
+        def retry() -> None:
+            try:
+                outcome.append(Job.objects.filter(pk=old.pk).retry())
+            except Exception as e:  # the outcome the test reports
+                outcome.append(e)
+            finally:
+                connection.close()
+
+        racer = threading.Thread(target=retry, daemon=True)
+        racer.start()
+        wait_until(lambda: _waiting_for_a_lock() >= 1, 30, "the retry waits for the row")
+        fresh = demo.echo.using(unique_key="k").enqueue(n=2)
+        blocker.commit()
+        racer.join(timeout=30)
+    finally:
+        blocker.close()
+    assert outcome == [[]]
+    assert Job.objects.get(pk=old.pk).status == JobStatus.FAILED
+    assert [j.pk for j in live("k")] == [int(fresh.id)]
+
+
+def _retry_on_own_connection(job_id: int) -> list[int]:
+    with psycopg.connect(database_url(), autocommit=True) as conn, conn.cursor() as cursor:
+        return queries.retry(cursor, [job_id])
+
+
+def _waiting_for_a_lock() -> int:
+    """Backends of this database waiting for a row or transaction lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]

@@ -24,16 +24,26 @@ SELECT COALESCE((SELECT array_agg(id) FROM changed), '{}'), (SELECT count(*) FRO
 
 -- RETRY
 WITH locked AS (
-    SELECT id FROM jobqueue_job WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+    SELECT id, status, unique_key, unique_states FROM jobqueue_job
+    WHERE id = ANY(%(ids)s)
+       OR (unique_key IN (SELECT unique_key FROM jobqueue_job WHERE id = ANY(%(ids)s))
+           AND (status IN ('failed', 'cancelled') OR unique_states ? status))
+    ORDER BY id FOR UPDATE
+), chosen AS (
+    SELECT DISTINCT ON (unique_key, CASE WHEN unique_key IS NULL THEN id END) id
+    FROM locked AS l
+    WHERE id = ANY(%(ids)s) AND status IN ('failed', 'cancelled')
+      AND NOT EXISTS (SELECT FROM locked AS o
+                      WHERE o.unique_key = l.unique_key AND o.id <> l.id
+                        AND o.unique_states ? o.status)
+    ORDER BY unique_key, CASE WHEN unique_key IS NULL THEN id END, id DESC
 ), changed AS (
     UPDATE jobqueue_job AS j
     SET status = 'queued', attempts = 0, scheduled_at = now(), finished_at = NULL,
         started_at = NULL, cancel_requested = false, result = NULL, worker_id = NULL,
         lease_token = NULL,
         progress_percent = NULL, progress_message = '', progress_updated_at = NULL
-    FROM locked WHERE j.id = locked.id AND j.status IN ('failed', 'cancelled')
-      AND NOT EXISTS (SELECT FROM jobqueue_job AS o
-                      WHERE o.unique_key = j.unique_key AND o.unique_states ? o.status)
+    FROM chosen WHERE j.id = chosen.id AND j.status IN ('failed', 'cancelled')
     RETURNING j.id, j.queue
 ), announced AS (
     SELECT pg_notify(%(channel)s, string_agg(id::text, ','))

@@ -31,22 +31,46 @@ WITH locked AS (
 SELECT COALESCE((SELECT array_agg(id) FROM changed), '{{}}'), (SELECT count(*) FROM announced)
 """
 
-# Retry: a failed or cancelled job goes back to the queue with a fresh
-# attempt budget; its error and run history stay. Rows are locked in id order.
-# A unique job whose key another live job holds stays as it is (re-queuing it
-# would make two live jobs of one key, which the unique index refuses).
+# Retry: a failed or cancelled job goes back to the queue with a fresh attempt budget; its
+# error and run history stay. A unique job goes back only while no other job holds its key
+# (re-queuing it would make two live jobs of one key, which the unique index refuses, and
+# the refusal would roll the whole statement back).
+#
+# Who holds a key is read from rows this statement has locked, never from its snapshot:
+# ``locked`` takes, in id order, the jobs asked for and every row of their keys that is
+# live or could be retried. Two retries of two rows of one key (two API calls, or an admin
+# action beside one) thus queue on the same row locks; the second, once the first commits,
+# re-reads the rows it waited for (FOR UPDATE returns their latest version) and sees the key
+# taken, so it changes nothing (the API's 409) instead of failing on the index. Of several
+# rows of one key asked for at once, only the newest goes back. A job whose own
+# unique_states include its failed or cancelled status holds its key itself, and may still
+# be retried: the guard looks at the other rows only.
+#
+# Left to the index: an enqueue of the key that commits after this statement's snapshot
+# and before its update (a row this statement cannot see, so cannot lock); the update then
+# raises a unique violation and changes nothing, which the callers report as a conflict.
 RETRY = f"""
 WITH locked AS (
-    SELECT id FROM jobqueue_job WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE
+    SELECT id, status, unique_key, unique_states FROM jobqueue_job
+    WHERE id = ANY(%(ids)s)
+       OR (unique_key IN (SELECT unique_key FROM jobqueue_job WHERE id = ANY(%(ids)s))
+           AND (status IN ('failed', 'cancelled') OR unique_states ? status))
+    ORDER BY id FOR UPDATE
+), chosen AS (
+    SELECT DISTINCT ON (unique_key, CASE WHEN unique_key IS NULL THEN id END) id
+    FROM locked AS l
+    WHERE id = ANY(%(ids)s) AND status IN ('failed', 'cancelled')
+      AND NOT EXISTS (SELECT FROM locked AS o
+                      WHERE o.unique_key = l.unique_key AND o.id <> l.id
+                        AND o.unique_states ? o.status)
+    ORDER BY unique_key, CASE WHEN unique_key IS NULL THEN id END, id DESC
 ), changed AS (
     UPDATE jobqueue_job AS j
     SET status = 'queued', attempts = 0, scheduled_at = now(), finished_at = NULL,
         started_at = NULL, cancel_requested = false, result = NULL, worker_id = NULL,
         lease_token = NULL,
         progress_percent = NULL, progress_message = '', progress_updated_at = NULL
-    FROM locked WHERE j.id = locked.id AND j.status IN ('failed', 'cancelled')
-      AND NOT EXISTS (SELECT FROM jobqueue_job AS o
-                      WHERE o.unique_key = j.unique_key AND o.unique_states ? o.status)
+    FROM chosen WHERE j.id = chosen.id AND j.status IN ('failed', 'cancelled')
     RETURNING j.id, j.queue
 ), announced AS (
     {announce_ids("changed")}

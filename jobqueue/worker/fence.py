@@ -90,13 +90,14 @@ def watch_in_child(fence: LeaseFence, running: Callable[[], int | None]) -> thre
             if remaining > 0:
                 time.sleep(min(remaining, _MAX_SLEEP))
                 continue
+            job_id: int | str | None
             try:
                 job_id = running()
             except BaseException:
                 # The watchdog must not die: without it the child would run on past the
                 # lease. Not knowing whether a job runs, it fences as if one did.
                 logger.exception("the lease ran out and the watchdog cannot tell what runs")
-                os._exit(EXIT_FENCED)
+                job_id = "unknown"
             if job_id is not None:
                 logger.error("job %s: lease about to run out; this child stops itself", job_id)
                 os._exit(EXIT_FENCED)

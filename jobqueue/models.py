@@ -1,5 +1,6 @@
 """Jobs and workers as rows: the only state jobqueue has."""
 
+from contextlib import nullcontext
 from typing import Any
 
 from django.conf import settings
@@ -78,18 +79,26 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def _change(self, statement: Any) -> list[int]:
         ids = list(self.values_list("id", flat=True))
-        if not ids:
-            return []
-        for _ in range(RETRY_RUNS):
-            try:
-                with transaction.atomic(using=self.db), connections[self.db].cursor() as cursor:
-                    return statement(cursor, ids)
-            except IntegrityError:
-                # Only a retry raises it: an enqueue of a unique key committed after the
-                # statement's snapshot, so the unique index refused the update and nothing
-                # changed (queries.RETRY). A new statement sees that job and leaves its key be.
-                continue
-        return []
+        return change_jobs(statement, ids, using=self.db) if ids else []
+
+
+def change_jobs(statement: Any, ids: list[int], *, using: str) -> list[int]:
+    """Run ``statement`` (queries.cancel or queries.retry) on ``ids``; the ids it changed.
+
+    Only a retry can raise IntegrityError: an enqueue of a unique key committed after the
+    statement's snapshot, so the unique index refused the update and nothing changed
+    (queries.RETRY). A new statement sees that job and leaves its key be. Inside a
+    transaction the statement runs in a savepoint, so that the refusal spares the rest.
+    """
+    connection = connections[using]
+    for _ in range(RETRY_RUNS):
+        guard = transaction.atomic(using=using) if connection.in_atomic_block else nullcontext()
+        try:
+            with guard, connection.cursor() as cursor:
+                return list(statement(cursor, ids))
+        except IntegrityError:
+            continue
+    return []
 
 
 # How many times a retry runs while enqueues of its jobs' unique keys keep slipping in

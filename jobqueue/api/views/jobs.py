@@ -48,7 +48,7 @@ from jobqueue.api.serializers.jobs import (
 from jobqueue.api.stream import GRANT_KEY, EventStreamRenderer, WatchGrant, event_id
 from jobqueue.api.throttling import SUBMIT_SCOPE, SubmitRateThrottle
 from jobqueue.backend import JobQueueBackend, JobQueueTask
-from jobqueue.models import Job, JobQuerySet, JobStatus
+from jobqueue.models import Job, JobStatus, change_jobs
 
 NOT_FOUND = "No such job among those you may see: job ids are the numbers POST /api/jobs/ returns."
 # How a refused cancel or retry names the job's state.
@@ -364,7 +364,7 @@ class JobViewSet(
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Cancel a queued job at once; ask a running one to stop (202). 409 once finished."""
         job = self._apply_state_change(
-            JobQuerySet.cancel, "only queued or running jobs can be cancelled."
+            queries.cancel, "only queued or running jobs can be cancelled."
         )
         code = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
         return Response(self._serialize([job]), status=code)
@@ -388,23 +388,23 @@ class JobViewSet(
     def retry(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Put a failed or cancelled job back in the queue with a fresh attempt budget."""
         job = self._apply_state_change(
-            JobQuerySet.retry,
+            queries.retry,
             "only failed or cancelled jobs can be retried, and a unique one only while no "
             "other job holding its key is queued or running.",
         )
         return Response(self._serialize([job]))
 
     def _apply_state_change(
-        self, change: Callable[[JobQuerySet], Sequence[int]], refused: str
+        self, change: Callable[[Any, Sequence[int]], Sequence[int]], refused: str
     ) -> Job:
-        """The requested job after ``change`` (JobQuerySet.cancel or .retry) ran on it.
+        """The requested job after ``change`` (queries.cancel or queries.retry) ran on it.
 
         The statement decides against the row as it is when it runs, not as this view read
         it, so the job is read back: a job it did not change is a 409 that names the state
         it is in now, then ``refused``, which says what the action needs.
         """
         job = self.get_object()
-        changed = change(Job.objects.filter(pk=job.pk))
+        changed = change_jobs(change, [job.pk], using=Job.objects.db)
         job.refresh_from_db()
         if not changed:
             raise Conflict(f"The job {STATE_PHRASES[job.status]}; {refused}")

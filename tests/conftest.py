@@ -110,6 +110,17 @@ def db_now() -> datetime:
         return cursor.fetchone()[0]
 
 
+def waits_for_lock_of(backend_pid: int) -> bool:
+    """Whether some session is blocked on a lock that backend ``backend_pid`` holds (its row
+    lock, its transaction): PostgreSQL's own record, ``pg_blocking_pids``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid)))",
+            [backend_pid],
+        )
+        return cursor.fetchone()[0]
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
     """Poll ``predicate`` until it is true, or fail saying ``what`` did not happen."""
     deadline = time.monotonic() + timeout

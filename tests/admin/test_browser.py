@@ -393,31 +393,55 @@ def test_poll_job_backs_off_on_server_errors_then_follows_the_job_to_its_end(
 
 
 def test_poll_job_abort_stops_polling_and_resolves_done_with_null(browser, server) -> None:
+    """Requests are counted as the page sends them (a wrapped fetch), on the page's clock:
+    the abort comes once the poll has asked twice, and "no request after it" is judged
+    once a second poll, started at the abort, has asked four times (two of its 1 s pauses
+    between answers at once: the aborted one would have asked again within one)."""
     page = browser.new_page()
     page.goto(f"{server}/accounts/login/")
-    hits: list[float] = []
 
-    def answer(route) -> None:  # a job that never finishes, answered at once
-        hits.append(time.monotonic())
-        route.fulfill(status=200, content_type="application/json", body=job_body(8, "running"))
+    def answer(route) -> None:  # jobs that never finish, answered at once
+        job_id = int(route.request.url.split("/api/jobs/")[1].split("/")[0])
+        route.fulfill(status=200, content_type="application/json", body=job_body(job_id, "running"))
 
     page.route("**/api/jobs/8/*", answer)
-    done = page.evaluate(
+    page.route("**/api/jobs/9/*", answer)
+    seen = page.evaluate(
         "async () => {"
         f"  {IMPORT_POLL_JOB}"
+        "  const asked = {};"
+        "  const realFetch = window.fetch;"
+        "  window.fetch = (url, ...rest) => {"
+        "    const id = (String(url).match(/jobs\\/(\\d+)\\//) || [])[1];"
+        "    asked[id] = (asked[id] || 0) + 1;"
+        "    return realFetch(url, ...rest);"
+        "  };"
+        "  const until = async (check) => {"
+        "    const deadline = Date.now() + 30000;"
+        "    while (!check()) {"
+        "      if (Date.now() > deadline) return false;"
+        "      await new Promise((r) => setTimeout(r, 20));"
+        "    }"
+        "    return true;"
+        "  };"
         "  const poll = pollJob(8);"
-        "  await new Promise((r) => setTimeout(r, 1500));"
+        "  let done = 'still polling';"
+        "  poll.done.then((job) => { done = job; });"
+        "  const polled = await until(() => (asked[8] || 0) >= 2);"
         "  poll.abort();"
-        "  const late = new Promise((r) => setTimeout(() => r('still polling'), 3000));"
-        "  return await Promise.race([poll.done, late]);"
+        "  const atAbort = asked[8] || 0;"
+        "  const control = pollJob(9);"
+        "  const controlPolled = await until(() => (asked[9] || 0) >= 4);"
+        "  control.abort();"
+        "  window.fetch = realFetch;"
+        "  return { polled, atAbort, controlPolled, after: asked[8] || 0, done };"
         "}"
     )
-    seen = len(hits)
-    time.sleep(2.5)
 
-    assert done is None
-    assert seen >= 2, "it polled before the abort"
-    assert len(hits) == seen, "it polled after the abort"
+    assert seen["polled"], f"it never polled twice: {seen}"
+    assert seen["controlPolled"], f"the second poll never asked four times: {seen}"
+    assert seen["done"] is None, seen
+    assert seen["after"] == seen["atAbort"], f"it polled after the abort: {seen}"
 
 
 def test_api_docs_list_the_operations_with_the_network_blocked(browser, server) -> None:

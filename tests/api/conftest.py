@@ -10,16 +10,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from jobqueue.api.hub import APP_NAME as HUB_APP_NAME
 from jobqueue.models import Job, JobStatus, Worker
 from tests.conftest import ROOT, database_url
 
@@ -126,6 +128,24 @@ def start_gunicorn(
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"gunicorn did not start: {log.read_text(errors='replace')[-3000:]}")
+
+
+def hub_read_since(moment: datetime) -> bool:
+    """Whether a web process's event hub (jobqueue/api/hub.py) has read watched jobs since
+    ``moment`` (the database's clock), as pg_stat_activity shows its one connection.
+
+    The hub reads a new watcher's job once the watcher is registered, and otherwise only
+    when a watched job changes: a long-poll sent after ``moment`` on a job nothing changes
+    is registered and waiting once this is true, so a change from then on wakes it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database() AND state = 'idle' AND query_start >= %s "
+            "AND query NOT LIKE 'LISTEN %%')",
+            [HUB_APP_NAME, moment],
+        )
+        return cursor.fetchone()[0]
 
 
 # The API process's settings in tests: demo tasks exposed, submissions not throttled, and

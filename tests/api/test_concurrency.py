@@ -1,11 +1,11 @@
 """State changes that race: duplicate idempotent submits, and a cancel against a claim."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from jobqueue import db, queries
 from jobqueue.models import Job, JobStatus, Worker
+from tests.conftest import wait_until, waits_for_lock_of
 
 
 def test_parallel_duplicate_submits_make_one_job(api, make_user):
@@ -41,7 +41,11 @@ def test_cancel_that_holds_the_row_while_a_claim_runs_wins(api, make_user):
         with holder.transaction():
             holder.execute("SELECT 1 FROM jobqueue_job WHERE id = %s FOR UPDATE", [job_id])
             cancelling = pool.submit(api.call, "POST", f"/api/jobs/{job_id}/cancel/", token=token)
-            time.sleep(0.5)
+            wait_until(
+                lambda: waits_for_lock_of(holder.info.backend_pid) or cancelling.done(),
+                30,
+                "the cancel waits for the held row",
+            )
             assert not cancelling.done(), "the cancel waits for the row"
             with claimer.cursor() as cursor:
                 queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
@@ -66,7 +70,11 @@ def test_cancel_that_waits_on_an_uncommitted_claim_asks_the_running_job_to_stop(
             queries.claim(cursor, worker=worker.pk, demand=1, queues=[])
             claimed = queries.claimed(cursor)
             cancelling = pool.submit(api.call, "POST", f"/api/jobs/{job_id}/cancel/", token=token)
-            time.sleep(0.5)
+            wait_until(
+                lambda: waits_for_lock_of(claimer.info.backend_pid) or cancelling.done(),
+                30,
+                "the cancel waits for the claim's transaction",
+            )
             assert not cancelling.done(), "the cancel waits for the claim's transaction"
         reply = cancelling.result(timeout=30)
     assert [row[0] for row in claimed] == [job_id]

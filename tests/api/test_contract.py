@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from jobqueue import db, queries
 from jobqueue.models import Job, JobStatus, Worker
+from tests.api.conftest import hub_read_since
+from tests.conftest import db_now, wait_until
 
 JOB_FIELDS = {
     "id",
@@ -203,7 +205,12 @@ def test_cancel_running_job_is_a_request_202(api, make_user):
 def reply_to_change(api, token: str, job_id: int, change) -> tuple[object, float]:
     """Long-poll ``job_id`` (``wait=10``), make ``change()`` once the request waits; the reply
     and how many seconds after the change it came. The poll thread is a daemon: without the
-    wake-up it would hold 10 s, and the test fails without waiting for it."""
+    wake-up it would hold 10 s, and the test fails without waiting for it.
+
+    "The request waits" is read from the database: the server's event hub has read the job
+    for its new watcher (``hub_read_since``), so the view's answer is out of the way and
+    the change comes after it."""
+    sent_after = db_now()
     replies = []
     poll = threading.Thread(
         target=lambda: replies.append(
@@ -212,7 +219,7 @@ def reply_to_change(api, token: str, job_id: int, change) -> tuple[object, float
         daemon=True,
     )
     poll.start()
-    time.sleep(1)  # let the request start waiting
+    wait_until(lambda: hub_read_since(sent_after) or replies, 30, "the long-poll is waiting")
     assert not replies, "the long-poll answered before anything changed"
     change()
     changed_at = time.monotonic()

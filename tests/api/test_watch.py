@@ -5,6 +5,8 @@ the starvation case of the thread-per-waiter server, the stream's contract (the 
 once, each change, the end), ownership, ``Last-Event-ID`` and the fair-use limits.
 """
 
+import contextlib
+import http.client
 import socket
 import threading
 import time
@@ -19,6 +21,7 @@ import pytest
 
 from jobqueue import db, queries
 from jobqueue.client import read_events
+from jobqueue.conf import get_settings
 from jobqueue.models import Worker
 from tests.api.conftest import API_ENV, Server, start_gunicorn
 from tests.api.test_contract import claim_one, submit
@@ -45,28 +48,52 @@ def report_progress(job_id: int, lease_token: int, percent: float, message: str)
 
 
 def test_health_answers_within_a_second_while_100_long_polls_wait(api, make_user):
-    """The starvation case: waiting watchers must not take the threads the rest of the API needs."""
-    _, token = make_user()
-    job = submit(api, token).body
-    polls = [
-        threading.Thread(
-            target=api.call,
-            args=("GET", f"/api/jobs/{job['id']}/?wait=8"),
-            kwargs={"token": token, "timeout": 20},
-            daemon=True,
-        )
-        for _ in range(100)
-    ]
-    for poll in polls:
-        poll.start()
-    time.sleep(1.5)  # every long-poll is in and waiting
+    """The starvation case: waiting watchers must not take the threads the rest of the API needs.
 
-    started = time.monotonic()
-    health = api.call("GET", "/api/health/", timeout=10)
-    took = time.monotonic() - started
+    Each user sends one long-poll more than the per-user limit: once that one is refused
+    (429), the user's others are in and waiting, which is when health is asked."""
+    per_user = get_settings().WATCH_PER_USER  # the server's too: API_ENV leaves it as it is
+    users = -(-100 // per_user)
+    host, port = api.base_url.removeprefix("http://").split(":")
+    statuses: list[int] = []
+    sockets: list[socket.socket] = []
+
+    def poll(token: str, job_id: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            conn.connect()
+            sockets.append(conn.sock)
+            conn.request(
+                "GET", f"/api/jobs/{job_id}/?wait=30", headers={"Authorization": f"Token {token}"}
+            )
+            statuses.append(conn.getresponse().status)
+        except OSError:
+            pass  # the test is over: its sockets are shut
+
+    polls = []
+    for _ in range(users):
+        _, token = make_user()
+        job = submit(api, token).body
+        polls += [threading.Thread(target=poll, args=(token, job["id"]), daemon=True)
+                  for _ in range(per_user + 1)]  # fmt: skip
+    try:
+        for thread in polls:
+            thread.start()
+        wait_until(
+            lambda: len(statuses) >= users, 60, "each user's long-poll over the limit was refused"
+        )
+        assert statuses == [429] * users, "a long-poll answered before its job changed"
+
+        started = time.monotonic()
+        health = api.call("GET", "/api/health/", timeout=10)
+        took = time.monotonic() - started
+    finally:
+        for sock in sockets:  # the waiting long-polls leave (no answer to make at wait's end)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     assert health.status == 200
-    assert took < 1, f"health took {took:.2f} s behind 100 waiting long-polls"
+    assert took < 1, f"health took {took:.2f} s behind {users * per_user} waiting long-polls"
 
 
 @pytest.mark.slow
@@ -201,7 +228,13 @@ def test_a_reader_that_stops_reading_is_dropped_not_buffered(tmp_path, make_user
             f"GET /api/jobs/{job['id']}/events/ HTTP/1.1\r\nHost: {host}\r\n"
             f"Authorization: Token {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
         )
-        time.sleep(0.5)
+        # Its first event is out once it is registered (then it reads no more).
+        stalled.settimeout(20)
+        received = b""
+        while b"\n\n" not in received.partition(b"\r\n\r\n")[2]:
+            chunk = stalled.recv(4096)
+            assert chunk, f"the stream ended before its first event: {received!r}"
+            received += chunk
         assert open_stream(server, job["id"], token).status == 429  # the stalled one counts
         big = "x" * 200_000
         for i in range(60):  # 12 MB of events, far more than the socket buffers hold

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -77,6 +78,34 @@ class FaultDatabase:
     def running(self) -> list[tuple[int, int, int]]:
         with self.connect() as conn:
             return fault_checks.running(conn)
+
+    def now(self) -> datetime:
+        """The cluster's clock: what the workers' heartbeats and the faults are timed by."""
+        with self.connect() as conn:
+            return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+    def server_started_at(self) -> datetime:
+        """When the cluster's server last started (after a restart: the new one's start)."""
+        with self.connect() as conn:
+            return conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+
+    def beating_since(self, pids: list[int], moment: datetime) -> int:
+        """How many of the supervisors ``pids`` heart-beat since ``moment`` (the cluster's
+        clock): connected and renewing their leases; none while the server is unreachable."""
+        try:
+            with self.connect() as conn:
+                return conn.execute(
+                    "SELECT count(DISTINCT pid) FROM jobqueue_worker "
+                    "WHERE pid = ANY(%s) AND last_heartbeat > %s",
+                    [pids, moment],
+                ).fetchone()[0]
+        except psycopg.OperationalError:
+            return 0
+
+    def wait_past(self, moment: datetime, seconds: float, what: str) -> None:
+        """Until the cluster's clock is ``seconds`` past ``moment``: a fault's duration,
+        measured where leases are (a busy host may oversleep, never undersleep, this)."""
+        wait_until(lambda: (self.now() - moment).total_seconds() >= seconds, seconds + 60, what)
 
     def wait_drained(self, job_ids: list[int], timeout: float) -> None:
         """Until every job is final; a connection error (a restart under way) is retried."""

@@ -42,12 +42,15 @@ def report(what: str, findings: Findings) -> None:
 def test_database_restart_while_jobs_run(owned_pg, fault_db, start_fault_worker):
     """The server restarts (fast shutdown: every session is terminated) twice under load."""
     ids = fault_db.enqueue(mixed_jobs(300, 30, seed=1))
-    for _ in range(2):
-        start_fault_worker(fault_db.url, record_url=fault_db.record_url)
+    pids = [start_fault_worker(fault_db.url, record_url=fault_db.record_url).pid for _ in range(2)]
     for _ in range(2):
         wait_until(lambda: len(fault_db.running()) >= 2, 30, "jobs are running")
         owned_pg.restart()
-        time.sleep(1.5)
+        # The next restart finds the workers back: both heart-beat on the new server.
+        back = fault_db.server_started_at()
+        wait_until(
+            lambda since=back: fault_db.beating_since(pids, since) == 2, 60, "both workers are back"
+        )
     fault_db.wait_drained(ids, timeout=120)
 
     findings = fault_db.examine(ids)
@@ -60,13 +63,22 @@ def test_connection_cut_mid_run(fault_db, start_fault_worker, proxy_to):
     """Every worker connection is reset (RST) three times while jobs run: a flaky network."""
     proxy = proxy_to()
     ids = fault_db.enqueue(mixed_jobs(300, 30, seed=2))
-    for _ in range(2):
+    workers = [
         start_fault_worker(fault_db.url_via(proxy), record_url=fault_db.record_url)
+        for _ in range(2)
+    ]
     for _ in range(3):
         wait_until(lambda: len(fault_db.running()) >= 2, 30, "jobs are running")
         assert proxy.connections > 0
         proxy.cut()
-        time.sleep(1.5)
+        # The next cut finds the workers reconnected: a heartbeat that began after this cut
+        # (the cluster's clock) came over a new connection.
+        cut_at = fault_db.now()
+        wait_until(
+            lambda since=cut_at: fault_db.beating_since([w.pid for w in workers], since) == 2,
+            60,
+            "both workers reconnected through the proxy",
+        )
     fault_db.wait_drained(ids, timeout=120)
 
     findings = fault_db.examine(ids)
@@ -100,30 +112,33 @@ def blackhole_outcome(owned_pg, tmp_path_factory):
         wait_until(
             lambda: sorted(s for _, _, s in db.running()) == [a.pid, a.pid], 30, "A runs both jobs"
         )
-        workers.append(Worker(db.url, record_url=db.record_url, log=logs / "b.log"))
-        time.sleep(1)  # B is up and heart-beating
-        silent_from = time.time()
+        b_from = db.now()
+        b = Worker(db.url, record_url=db.record_url, log=logs / "b.log")
+        workers.append(b)
+        wait_until(lambda: db.beating_since([b.pid], b_from) == 1, 30, "B is up and heart-beating")
+        silent_from = db.now()
         proxy.blackhole()
-        time.sleep(2 * LEASE)
+        # The silence lasts twice the lease on the cluster's clock, the one B's rescue reads.
+        db.wait_past(silent_from, 2 * LEASE, "the black hole lasted twice the lease")
         a_children_alive = len(a.children())
         proxy.restore()
         db.wait_drained(ids, timeout=60)
         with db.connect() as conn:
             # How long A's runs went on into the silence: a self-fencing worker stops them
             # before its lease runs out, i.e. under LEASE seconds.
-            a_ran_until = conn.execute(
-                "SELECT extract(epoch FROM max(coalesce(finished_at, last_seen))) FROM soak_run "
-                "WHERE supervisor_pid = %s AND started_at < to_timestamp(%s)",
-                [a.pid, silent_from],
+            ran_on = conn.execute(
+                "SELECT extract(epoch FROM max(coalesce(finished_at, last_seen)) - %s) "
+                "FROM soak_run WHERE supervisor_pid = %s AND started_at < %s",
+                [silent_from, a.pid, silent_from],
             ).fetchone()[0]
         print(f"\nblack hole of {2 * LEASE:g} s (lease {LEASE:g} s): A's children alive at its "
-              f"end: {a_children_alive}; A's runs went on {float(a_ran_until) - silent_from:.1f} s "
+              f"end: {a_children_alive}; A's runs went on {float(ran_on):.1f} s "
               "into the silence")  # fmt: skip
         findings = db.examine(ids)
         report("black hole past the lease", findings)
         said = [line for line in a.output().splitlines() if " INFO " not in line]
         print("what A logged beyond INFO:", *(said[-10:] or ["(nothing)"]), sep="\n  ")
-        return findings, float(a_ran_until) - silent_from
+        return findings, float(ran_on)
     finally:
         for worker in workers:
             worker.close(timeout=5)
@@ -153,21 +168,26 @@ def test_database_down_longer_than_the_lease(owned_pg, fault_db, start_fault_wor
     wait_until(lambda: len(fault_db.running()) >= 4, 30, "four long jobs are running")
     busy_children = {child for _, child, _ in fault_db.running()}
     cpu_before = [_cpu_seconds(w.pid) for w in workers]
+    down_from = fault_db.now()
     owned_pg.stop()
     down_for = 2 * LEASE
+    # The fault's duration. With the server down its clock cannot be read: the host's (the
+    # same clock, on this machine) times the outage, and the new server's start time checks
+    # it afterwards. A busy host may make it longer, never shorter.
+    stopped = time.monotonic()
     time.sleep(down_for)
-    cpu = [
-        sum(psutil.Process(w.pid).cpu_times()[:2]) - b
-        for w, b in zip(workers, cpu_before, strict=True)
-    ]
+    cpu = [_cpu_seconds(w.pid) - b for w, b in zip(workers, cpu_before, strict=True)]
+    cpu_over = time.monotonic() - stopped
     still_running = [pid for pid in busy_children if _alive(pid)]
     owned_pg.start()
+    down = (fault_db.server_started_at() - down_from).total_seconds()
     fault_db.wait_drained(ids, timeout=120)
 
     findings = fault_db.examine(ids)
     report("database down past the lease", findings)
+    assert down >= down_for, f"the server was down {down:.1f} s, not past the lease"
     assert still_running == [], "children ran their jobs on past the lease"
-    assert max(cpu) < 0.25 * down_for, f"a supervisor spun while the database was down: {cpu}"
+    assert max(cpu) < 0.25 * cpu_over, f"a supervisor spun while the database was down: {cpu}"
     assert findings.lost == []
     assert findings.wrong == []
     assert findings.overlapped == []

@@ -37,6 +37,20 @@ def runs_of(execution_log, job_id: int | str) -> dict[str, tuple[datetime, datet
     return {note: (min(ats), max(ats)) for note, ats in seen.items()}
 
 
+def ticks(execution_log, job_id: int | str, attempt: str) -> int:
+    """How many ticks (tests.tasks.tick) ``attempt`` of one job has written."""
+    return sum(
+        1 for row_job, _, note, _ in execution_log() if (row_job, note) == (int(job_id), attempt)
+    )
+
+
+def leased_by_a_heartbeat(pk: int | str) -> bool:
+    """Whether the running job's lease has been renewed by its worker's heartbeat since
+    the claim (the row's heartbeat_at has moved past its started_at)."""
+    running = job(pk)
+    return running.status == JobStatus.RUNNING and running.heartbeat_at > running.started_at
+
+
 def assert_no_overlap(runs: dict[str, tuple[datetime, datetime]]) -> None:
     spans = sorted(runs.items(), key=lambda item: item[1][0])
     for (first, (_, first_end)), (second, (second_start, _)) in itertools.pairwise(spans):
@@ -57,7 +71,7 @@ def test_a_stalled_supervisor_stops_its_job_before_it_is_rescued_and_claimed_aga
     stalled = start_worker("--queues", "a", "--concurrency", "2")
     start_worker("--queues", "b", "--concurrency", "1")  # only rescues: serves no job's queue
     wait_until(lambda: runs_of(execution_log, result.id), 30, "attempt 1 started")
-    time.sleep(0.6)
+    wait_until(lambda: leased_by_a_heartbeat(result.id), 30, "the worker renewed attempt 1")
     stalled.signal(signal.SIGSTOP)
     try:
         wait_until(
@@ -123,7 +137,11 @@ def test_a_job_rescued_while_its_worker_was_cut_off_is_stopped_there(start_worke
         10,
         "attempt 2 started",
     )
-    time.sleep(1)
+    # Ten ticks of attempt 2 (a second of its run, by its own count): an attempt 1 still
+    # running beside it would have ticked meanwhile too.
+    wait_until(
+        lambda: ticks(execution_log, result.id, "attempt 2") >= 10, 30, "attempt 2 ticked ten times"
+    )
     assert_no_overlap(runs_of(execution_log, result.id))
 
 
@@ -142,7 +160,19 @@ def test_large_non_ascii_arguments_never_stall_the_supervisor(start_worker, exec
     )
     heavy = [tasks.record_payload.enqueue(n=i, payload=emoji) for i in range(6)]
     wait_until(lambda: Job.objects.filter(status=JobStatus.SUCCEEDED).count() == 208, 60, "all ran")
-    time.sleep(1)  # a job run twice would show now
+    # A job run twice would show by now: both supervisors heart-beat (and the rescuer looked
+    # for lost jobs) after the last one finished, on the database's clock.
+    last_finished = max(Job.objects.values_list("finished_at", flat=True))
+    wait_until(
+        lambda: (
+            Worker.objects.filter(
+                pid__in=[worker.pid, rescuer.pid], last_heartbeat__gt=last_finished
+            ).count()
+            == 2
+        ),
+        30,
+        "both workers heart-beat after the last job finished",
+    )
 
     executions = sorted(row[0] for row in execution_log())
     assert executions == sorted(int(r.id) for r in warm + long + heavy), "a job ran twice"

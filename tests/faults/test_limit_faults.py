@@ -11,11 +11,11 @@ suite's short ones (LEASE 3 s, heartbeat 0.5 s).
 import itertools
 import json
 import signal
-import time
 from collections import defaultdict
 
 import psutil
 import pytest
+from django.db.models import F
 
 from jobqueue.models import Job, JobStatus
 from tests import tasks
@@ -63,7 +63,17 @@ def test_a_frozen_or_killed_worker_never_lets_a_concurrency_limit_be_passed(
     workers = [start_worker("--concurrency", "2", JOBQUEUE_QUEUES=SOLO) for _ in range(2)]
     wait_until(lambda: real_runs(execution_log), 30, "the first job started")
     victim = next(w for w in workers if running_on(w.pid))
-    time.sleep(0.5)
+    # The fault strikes a run its worker holds by heartbeat, not one just claimed.
+    wait_until(
+        lambda: Job.objects.filter(
+            queue="solo",
+            status=JobStatus.RUNNING,
+            worker__pid=victim.pid,
+            heartbeat_at__gt=F("started_at"),
+        ).exists(),
+        30,
+        "the victim renewed its job's lease",
+    )
     if fault == "SIGSTOP":
         victim.signal(signal.SIGSTOP)
     else:

@@ -315,8 +315,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "retry-any-state",
         "jobqueue/queries/control.py",
-        "FROM locked WHERE j.id = locked.id AND j.status IN ('failed', 'cancelled')",
-        "FROM locked WHERE j.id = locked.id",
+        "WHERE id = ANY(%(ids)s) AND status IN ('failed', 'cancelled')",
+        "WHERE id = ANY(%(ids)s)",
         (C + "test_cancel_queued_then_409_then_retry_then_409",),
         "retry: failed/cancelled -> queued, 409 otherwise",
     ),

@@ -18,7 +18,7 @@ from django.utils import timezone
 import demo
 from jobqueue import queries
 from jobqueue.models import Job, JobStatus
-from tests.conftest import ROOT, database_url, wait_until
+from tests.conftest import ROOT, database_url, wait_until, waits_for_lock_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -220,7 +220,8 @@ def test_two_concurrent_retries_of_one_key_put_back_one_and_the_other_changes_no
             target=lambda: outcome.append(_retry_on_own_connection(second.pk)), daemon=True
         )
         racer.start()
-        wait_until(lambda: _waiting_for_a_lock() >= 1, 30, "the second retry waits")
+        holder_pid = holder.info.backend_pid
+        wait_until(lambda: waits_for_lock_of(holder_pid), 30, "the second retry waits")
         holder.commit()
         racer.join(timeout=30)
     finally:
@@ -249,7 +250,8 @@ def test_a_retry_racing_an_enqueue_of_its_key_changes_nothing():
 
         racer = threading.Thread(target=retry, daemon=True)
         racer.start()
-        wait_until(lambda: _waiting_for_a_lock() >= 1, 30, "the retry waits for the row")
+        blocker_pid = blocker.info.backend_pid
+        wait_until(lambda: waits_for_lock_of(blocker_pid), 30, "the retry waits for the row")
         fresh = demo.echo.using(unique_key="k").enqueue(n=2)
         blocker.commit()
         racer.join(timeout=30)
@@ -263,13 +265,3 @@ def test_a_retry_racing_an_enqueue_of_its_key_changes_nothing():
 def _retry_on_own_connection(job_id: int) -> list[int]:
     with psycopg.connect(database_url(), autocommit=True) as conn, conn.cursor() as cursor:
         return queries.retry(cursor, [job_id])
-
-
-def _waiting_for_a_lock() -> int:
-    """Backends of this database waiting for a row or transaction lock."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]

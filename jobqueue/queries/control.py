@@ -70,7 +70,7 @@ WITH locked AS (
         started_at = NULL, cancel_requested = false, result = NULL, worker_id = NULL,
         lease_token = NULL,
         progress_percent = NULL, progress_message = '', progress_updated_at = NULL
-    FROM chosen WHERE j.id = chosen.id AND j.status IN ('failed', 'cancelled')
+    FROM chosen WHERE j.id = chosen.id  -- locked above: as chosen read it
     RETURNING j.id, j.queue
 ), announced AS (
     {announce_ids("changed")}

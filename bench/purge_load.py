@@ -70,7 +70,7 @@ class ClaimProbe(threading.Thread):
 
         with psycopg.connect(self.dsn, autocommit=True) as conn, conn.cursor() as cursor:
             worker = queries.register_worker(
-                cursor, hostname="bench", pid=os.getpid(), queues=[], concurrency=1
+                cursor, hostname="bench", pid=os.getpid(), queues=[], concurrency=1, lease=30
             )
             while not self.stop.is_set():
                 cursor.execute(

@@ -289,6 +289,12 @@ class Worker(models.Model):
     last_heartbeat = models.DateTimeField(default=timezone.now)
     # Set by another worker's rescue when this one stopped heart-beating.
     lost_at = models.DateTimeField(null=True, blank=True)
+    # Its LEASE: how long its jobs' heartbeats may age before another worker rescues them.
+    lease_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The lease this worker keeps (its LEASE setting), in seconds.",
+    )
 
     objects = WorkerQuerySet.as_manager()
 

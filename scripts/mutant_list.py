@@ -728,6 +728,14 @@ MUTANTS: list[Mutant] = [
         "a retry never makes two live jobs of one key, and retries the rest of its batch",
     ),
     Mutant(
+        "rescue-by-local-lease",
+        "jobqueue/queries/lease.py",
+        "      AND j.heartbeat_at < now() - make_interval(secs => COALESCE(w.lease_seconds, 0))\n",
+        "",
+        (W + "test_a_worker_with_a_shorter_lease_rescues_by_the_holders_lease",),
+        "a job's lease is its holder's: a worker with a shorter LEASE never takes healthy jobs",
+    ),
+    Mutant(
         "notify-unchunked",
         "jobqueue/queries/channels.py",
         "(row_number() OVER ()) / {EVENTS_CHUNK} AS chunk",

@@ -3,7 +3,7 @@
 import contextlib
 import os
 import signal
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psutil
 import pytest
@@ -71,6 +71,38 @@ def test_job_of_a_killed_worker_is_rescued_and_finishes_elsewhere(start_worker, 
     assert rescued.attempts == 2
     assert [e["type"] for e in rescued.errors] == ["jobqueue.exceptions.WorkerLost"]
     assert [row[2] for row in execution_log()] == ["attempt 1", "attempt 2"]
+
+
+def test_a_worker_with_a_shorter_lease_rescues_by_the_holders_lease(start_worker, execution_log):
+    """A rolling deploy that shortens LEASE (15 s to 3 s, both valid): the new worker must
+    wait out the old worker's lease before it takes its jobs, not its own, or the healthy
+    jobs of the old one, whose heartbeats come every 5 s, run twice."""
+    healthy = tasks.record_then_sleep.enqueue(seconds=20)
+    start_worker("--concurrency", "1", JOBQUEUE_LEASE="15", JOBQUEUE_HEARTBEAT_INTERVAL="5")
+    wait_until(execution_log, 30, "the job runs on the worker with the long lease")
+    # A job truly lost, its worker quiet for an hour: the sign that the new worker rescues.
+    gone = Worker.objects.create(
+        hostname="gone", pid=1, concurrency=1, last_heartbeat=timezone.now() - timedelta(hours=1)
+    )
+    lost = demo.echo.enqueue()
+    hour_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk=lost.id).update(
+        status=JobStatus.RUNNING, worker=gone, heartbeat_at=hour_ago, started_at=hour_ago,
+        attempts=1, lease_token=1,
+    )  # fmt: skip
+    start_worker("--concurrency", "1")  # the tests' lease: 3 s, rescuing every 0.75 s
+    wait_until(lambda: job(lost.id).status != JobStatus.RUNNING, 30, "the lost job was rescued")
+    # From then on it rescues every 0.75 s, and in any 6 s the healthy job's heartbeat is
+    # older than 3 s for some of them (it is renewed every 5 s): each would have taken it.
+    rescuing_since = datetime.fromisoformat(job(lost.id).errors[-1]["at"])
+    wait_until(lambda: db_now() > rescuing_since + timedelta(seconds=6), 30, "6 s of rescues")
+    running = job(healthy.id)
+    assert (running.status, running.attempts) == (JobStatus.RUNNING, 1), "it was rescued"
+
+    wait_until(lambda: job(healthy.id).status == JobStatus.SUCCEEDED, 60, "the job finished")
+    finished = job(healthy.id)
+    assert (finished.attempts, finished.errors) == (1, [])
+    assert [row[2] for row in execution_log() if row[0] == int(healthy.id)] == ["attempt 1"]
 
 
 def test_a_crashing_job_takes_down_only_its_child(start_worker):

@@ -382,7 +382,7 @@ def _churn(conn: Any, demand: int = 200) -> int:
 
     with conn.cursor() as cur:
         worker = queries.register_worker(
-            cur, hostname="bench", pid=os.getpid(), queues=(), concurrency=2
+            cur, hostname="bench", pid=os.getpid(), queues=(), concurrency=2, lease=30
         )
         ran = 0
         while True:

@@ -2,8 +2,9 @@
 -- Written by scripts/write_sql.py (make sql): edit the module, not this file.
 
 -- REGISTER_WORKER
-INSERT INTO jobqueue_worker (hostname, pid, queues, concurrency, started_at, last_heartbeat)
-VALUES (%(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, now(), now())
+INSERT INTO jobqueue_worker
+    (hostname, pid, queues, concurrency, lease_seconds, started_at, last_heartbeat)
+VALUES (%(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(lease)s, now(), now())
 RETURNING id;
 
 -- UNREGISTER_WORKER
@@ -25,11 +26,12 @@ SELECT (SELECT count(*) FROM me) AS alive,
 
 -- RESCUE
 WITH lost AS (
-    SELECT id FROM jobqueue_job
-    WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)
-    ORDER BY heartbeat_at
+    SELECT j.id FROM jobqueue_job AS j LEFT JOIN jobqueue_worker AS w ON w.id = j.worker_id
+    WHERE j.status = 'running' AND j.heartbeat_at < now() - make_interval(secs => %(lease)s)
+      AND j.heartbeat_at < now() - make_interval(secs => COALESCE(w.lease_seconds, 0))
+    ORDER BY j.heartbeat_at
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 ), rescued AS (
     UPDATE jobqueue_job AS j
     SET status = CASE
@@ -63,7 +65,8 @@ SELECT id, status, queue FROM rescued WHERE (SELECT count(*) FROM announced) >= 
 
 -- MARK_LOST_WORKERS
 UPDATE jobqueue_worker SET lost_at = now()
-WHERE lost_at IS NULL AND last_heartbeat < now() - make_interval(secs => %(lease)s);
+WHERE lost_at IS NULL AND last_heartbeat < now() - make_interval(secs => %(lease)s)
+  AND last_heartbeat < now() - make_interval(secs => COALESCE(lease_seconds, 0));
 
 -- PROGRESS
 WITH updated AS (

@@ -8,8 +8,9 @@ from typing import Any
 from jobqueue.queries.channels import EVENTS_CHANNEL, announce_ids
 
 REGISTER_WORKER = """
-INSERT INTO jobqueue_worker (hostname, pid, queues, concurrency, started_at, last_heartbeat)
-VALUES (%(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, now(), now())
+INSERT INTO jobqueue_worker
+    (hostname, pid, queues, concurrency, lease_seconds, started_at, last_heartbeat)
+VALUES (%(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(lease)s, now(), now())
 RETURNING id
 """
 
@@ -44,13 +45,21 @@ SELECT (SELECT count(*) FROM me) AS alive,
 # Clearing lease_token fences the lost attempt out: if its worker comes back,
 # its ack, progress and heartbeat match nothing. By then its children have
 # stopped themselves (self-fencing stops them a margin before the lease ends).
+#
+# A job's lease is its holder's: the LEASE of the worker that holds it, on that worker's
+# row, for its children self-fence by that one. Workers of one deployment may differ (a
+# rolling deploy that shortens LEASE): a rescuer that judged by its own shorter lease
+# would take healthy jobs from workers still heart-beating at their own pace, and run
+# them twice. The rescuer's own lease is a floor too (the index range below, and a job
+# whose worker row is gone or predates the column). A lost job's worker may be gone.
 RESCUE = f"""
 WITH lost AS (
-    SELECT id FROM jobqueue_job
-    WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)
-    ORDER BY heartbeat_at
+    SELECT j.id FROM jobqueue_job AS j LEFT JOIN jobqueue_worker AS w ON w.id = j.worker_id
+    WHERE j.status = 'running' AND j.heartbeat_at < now() - make_interval(secs => %(lease)s)
+      AND j.heartbeat_at < now() - make_interval(secs => COALESCE(w.lease_seconds, 0))
+    ORDER BY j.heartbeat_at
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 ), rescued AS (
     UPDATE jobqueue_job AS j
     SET status = CASE
@@ -81,9 +90,11 @@ WITH lost AS (
 SELECT id, status, queue FROM rescued WHERE (SELECT count(*) FROM announced) >= 0
 """
 
+# A worker is lost once its heartbeat is older than its own lease (and this one's).
 MARK_LOST_WORKERS = """
 UPDATE jobqueue_worker SET lost_at = now()
 WHERE lost_at IS NULL AND last_heartbeat < now() - make_interval(secs => %(lease)s)
+  AND last_heartbeat < now() - make_interval(secs => COALESCE(lease_seconds, 0))
 """
 
 # Progress from task code, fenced by the attempt's token: returns no row when
@@ -104,7 +115,7 @@ SELECT cancel_requested, pg_notify(%(channel)s, %(id)s::text) FROM updated
 
 
 def register_worker(
-    cursor: Any, *, hostname: str, pid: int, queues: Sequence[str], concurrency: int
+    cursor: Any, *, hostname: str, pid: int, queues: Sequence[str], concurrency: int, lease: float
 ) -> int:
     from psycopg.types.json import Jsonb
 
@@ -115,6 +126,7 @@ def register_worker(
             "pid": pid,
             "queues": Jsonb(list(queues)),
             "concurrency": concurrency,
+            "lease": lease,
         },
     )
     return cursor.fetchone()[0]

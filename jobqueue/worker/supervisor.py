@@ -250,6 +250,7 @@ class Supervisor:
             pid=os.getpid(),
             queues=self.options.queues,
             concurrency=self.options.concurrency,
+            lease=self.conf.LEASE,
         )
 
     def _in_hand(self) -> list[InHand]:

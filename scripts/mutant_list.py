@@ -948,6 +948,25 @@ MUTANTS: list[Mutant] = [
         "a pause waits out the claims in flight, so none claims after it returns",
     ),
     Mutant(
+        "claim-skips-pause-guard",
+        "jobqueue/queries/claims.py",
+        "    lock_cursor.execute(PAUSE_GUARD)  # before any statement reads the pause table\n",
+        "",
+        (
+            "tests/test_queue_pause.py::"
+            "test_a_pause_waits_for_a_claim_in_flight_and_holds_back_the_next_one",
+        ),
+        "a pause waits out the claims in flight, so none claims after it returns",
+    ),
+    Mutant(
+        "pause-locks-the-table",
+        "jobqueue/queries/pauses.py",
+        'PAUSE_LOCK = f"SELECT pg_advisory_xact_lock({_KEY})"',
+        'PAUSE_LOCK = "LOCK TABLE jobqueue_queuepause IN ACCESS EXCLUSIVE MODE"',
+        ("tests/test_queue_pause.py::test_a_pause_behind_an_idle_transaction_holds_back_no_claim",),
+        "a pause never waits behind a dump or an idle transaction, nor holds claims behind it",
+    ),
+    Mutant(
         "api-pause-for-any-staff",
         "jobqueue/api/permissions.py",
         'user.is_staff and user.has_perm("jobqueue.pause_queue")',

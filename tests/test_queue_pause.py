@@ -8,9 +8,10 @@ import pytest
 from django.core.management import call_command
 
 import demo
-from jobqueue.models import Job, JobStatus
+from jobqueue import queries
+from jobqueue.models import Job, JobStatus, Worker
 from jobqueue.scheduling import pauses
-from tests.conftest import database_url, db_now, wait_until
+from tests.conftest import database_url, db_now, wait_until, waits_for_lock_of
 
 
 def in_queue(queue: str):
@@ -63,26 +64,56 @@ def test_a_paused_queue_gets_no_claim_after_the_pause_and_resumes(start_worker):
     )
 
 
+def claim_in(cursor, queue: str) -> list[int]:
+    """A worker's claim of ``queue``, its statements in one transaction as the worker's are."""
+    worker = Worker.objects.create(hostname="h", pid=1, concurrency=1).pk
+    queries.claim(cursor, worker=worker, demand=1, queues=[queue])
+    return [row.id for row in queries.claimed(cursor)]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_pause_waits_for_a_claim_in_flight_and_holds_back_the_next_one():
-    """A transaction that read the pause table (as a claim under way does) holds the pause
-    back until it commits; a claim that starts while the pause waits sees the pause."""
+    """A claim under way (its transaction not yet committed) holds the pause back until it
+    commits; a claim that starts while the pause waits sees the pause."""
     demo.echo.using(queue_name="held").enqueue()
+    demo.echo.using(queue_name="other").enqueue()
     with psycopg.connect(database_url(), autocommit=True) as in_flight:
-        with in_flight.transaction():
-            in_flight.execute("SELECT count(*) FROM jobqueue_queuepause")
+        with in_flight.transaction(), in_flight.cursor() as cursor:
+            assert len(claim_in(cursor, "other")) == 1
             pausing = threading.Thread(target=pauses.pause, args=("held",))
             pausing.start()
-            pausing.join(timeout=1)
-            assert pausing.is_alive(), "the pause did not wait for the claim in flight"
-        pausing.join(timeout=10)
+            wait_until(
+                lambda: waits_for_lock_of(in_flight.info.backend_pid),
+                15,
+                "the pause waits for the claim in flight",
+            )
+            assert pausing.is_alive()
+        pausing.join(timeout=30)
         assert not pausing.is_alive()
-        claimed = in_flight.execute(
-            "UPDATE jobqueue_job SET status = 'running', started_at = now() "
-            "WHERE queue = 'held' AND queue NOT IN (SELECT queue FROM jobqueue_queuepause) "
-            "RETURNING id"
-        ).fetchall()
-    assert claimed == []
+        with in_flight.transaction(), in_flight.cursor() as cursor:
+            assert claim_in(cursor, "held") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_behind_an_idle_transaction_holds_back_no_claim():
+    """A transaction left idle after reading the pause table (a psql session, pg_dump's
+    hours-long ACCESS SHARE): the pause neither waits for it nor makes the claims of any
+    queue wait behind it."""
+    other = demo.echo.using(queue_name="other").enqueue()
+    demo.echo.using(queue_name="held").enqueue()
+    with psycopg.connect(database_url()) as idle:
+        idle.execute("SELECT count(*) FROM jobqueue_queuepause")  # and then nothing
+        pausing = threading.Thread(target=pauses.pause, args=("held",), daemon=True)
+        pausing.start()
+        pausing.join(timeout=10)  # it waits for nothing: it returns in milliseconds
+        assert not pausing.is_alive(), "the pause waited behind the idle transaction"
+        with psycopg.connect(database_url(), autocommit=True) as worker:
+            worker.execute("SET lock_timeout = '10s'")
+            with worker.transaction(), worker.cursor() as cursor:
+                assert claim_in(cursor, "other") == [int(other.id)]
+            with worker.transaction(), worker.cursor() as cursor:
+                assert claim_in(cursor, "held") == []
+        idle.rollback()
 
 
 @pytest.mark.django_db(transaction=True)

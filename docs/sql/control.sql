@@ -54,9 +54,6 @@ SELECT COALESCE((SELECT array_agg(id) FROM changed), '{}'), (SELECT count(*) FRO
        (SELECT count(pg_notify(%(queue_channel)s, q))
         FROM (SELECT DISTINCT queue AS q FROM changed) AS s);
 
--- PAUSE_LOCK
-LOCK TABLE jobqueue_queuepause IN ACCESS EXCLUSIVE MODE;
-
 -- PAUSE_QUEUE
 INSERT INTO jobqueue_queuepause (queue, paused_at, paused_by) VALUES (%(queue)s, now(), %(by)s)
 ON CONFLICT (queue) DO NOTHING

@@ -9,6 +9,7 @@ loop while web code shares the same SQL. One module per concern:
 - ``finish``: the ack and the give-back;
 - ``lease``: worker registration, heartbeat, rescue, progress;
 - ``control``: cancel, retry, pause, resume;
+- ``pauses``: the lock a pause and the claims serialise on;
 - ``enqueue``: inserts, COPY, unique jobs;
 - ``periodic``, ``purge``, ``reads``, ``samples``: schedules, purge_jobs, the API's figures,
   the health page's samples.
@@ -33,14 +34,14 @@ rescue, give-back, an ack and retry clear it. So:
   or heartbeat of an attempt whose job was rescued or re-claimed (same worker
   or another) matches no row and changes nothing; the worker learns from the
   ids returned that it lost the job.
-- A pause (PAUSE_QUEUE) and a claim serialise on the table lock of
-  jobqueue_queuepause: the claim reads that table under ACCESS SHARE, held to
-  its commit; the pause takes ACCESS EXCLUSIVE before it inserts its row, so it
-  waits for every claim under way (which may have read the table without the
-  pause) to commit, and a claim that starts meanwhile waits for the pause to
-  commit and then takes its snapshot after it (PostgreSQL takes a statement's
-  snapshot once its locks are held), so it sees the pause. Once the pause has
-  committed, no claim takes a job of the queue.
+- A pause (PAUSE_QUEUE) and a claim serialise on an advisory lock (``pauses``):
+  every claim takes it shared before its statements read jobqueue_queuepause, the
+  pause exclusive before it inserts its row, so it waits for every claim under way
+  (which may have read the table without the pause) to commit, and a claim that
+  starts meanwhile waits for the pause to commit and then takes its snapshots after
+  it, so it sees the pause. Once the pause has committed, no claim takes a job of
+  the queue. Nothing else takes that lock, so a dump or an idle transaction that
+  read the pause table holds neither a pause nor any claim back.
 - Multi-row writes lock rows in ascending id order (ids are sorted by the
   caller and joined in that order, or locked by an ORDER BY id FOR UPDATE), so
   two of them cannot deadlock on each other.
@@ -68,7 +69,6 @@ from jobqueue.queries.claims import (
 )
 from jobqueue.queries.control import (
     CANCEL,
-    PAUSE_LOCK,
     PAUSE_QUEUE,
     RESUME_QUEUE,
     RETRY,
@@ -135,6 +135,7 @@ from jobqueue.queries.limits import (
     limits_present,
     sync_limits,
 )
+from jobqueue.queries.pauses import PAUSE_GUARD, PAUSE_LOCK
 from jobqueue.queries.periodic import (
     ENQUEUE_TICKS,
     ENSURE_SCHEDULES,
@@ -205,6 +206,7 @@ __all__ = [
     "LOCK_LIMITS_QUEUES",
     "LOG_STARTS",
     "MARK_LOST_WORKERS",
+    "PAUSE_GUARD",
     "PAUSE_LOCK",
     "PAUSE_QUEUE",
     "POSITION_FIGURES",

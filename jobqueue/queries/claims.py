@@ -13,6 +13,7 @@ from jobqueue.queries.limits import (
     PROBE_LIMITS_ANY_QUEUE,
     PROBE_LIMITS_QUEUES,
 )
+from jobqueue.queries.pauses import PAUSE_GUARD
 from jobqueue.scheduling.limits import START_SLACK
 
 # Claim up to %(demand)s ready jobs for one worker in one round trip: the CTE
@@ -181,9 +182,10 @@ def claim(
     With ``within_limits`` False, the claim takes only jobs no limit guards, and
     ``lock_cursor`` probes whether limits are in play (read with ``limits_present``).
 
-    Two statements, LOCK_LIMITS on ``lock_cursor`` (default ``cursor``) then CLAIM on
-    ``cursor``. Limited queues are claimed from only when both share a transaction (a
-    pipeline, or a transaction block); otherwise the claim takes unlimited queues only.
+    Three statements: PAUSE_GUARD and LOCK_LIMITS on ``lock_cursor`` (default ``cursor``),
+    then CLAIM on ``cursor``. Limited queues are claimed from, and a pause that returns
+    meanwhile is honoured, only when they share a transaction (a pipeline, or a transaction
+    block), as the worker sends them; otherwise the claim takes unlimited queues only.
     Read the jobs with ``claimed(cursor)``, and the rate-limited queues with
     ``rate_limited(lock_cursor)`` when it is a cursor of its own. Split so that the
     claim can travel in a pipeline with an ack.
@@ -203,6 +205,7 @@ def claim(
     }
     if queues:
         params["queues"] = list(queues)
+    lock_cursor.execute(PAUSE_GUARD)  # before any statement reads the pause table
     if within_limits:
         lock_cursor.execute(LOCK_LIMITS_QUEUES if queues else LOCK_LIMITS_ANY_QUEUE, params)
         cursor.execute(CLAIM_QUEUES if queues else CLAIM_ANY_QUEUE, params)

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobqueue.queries.channels import EVENTS_CHANNEL, QUEUE_CHANNEL, announce_ids
+from jobqueue.queries.pauses import PAUSE_LOCK
 
 # Cancel: a queued job is cancelled at once, a running one is asked to stop.
 # Rows are locked in id order first (so two multi-row cancels, or a cancel and
@@ -96,10 +97,9 @@ def retry(cursor: Any, ids: Sequence[int]) -> list[int]:
 
 
 # --- Paused queues (jobqueue/scheduling/pauses.py) -------------------------------------
-# Pause: in one transaction, the table lock first (see the interleaving notes at
-# the top: it waits for claims under way and holds back new ones until commit),
-# then the row. Returns whether the queue was running until now.
-PAUSE_LOCK = "LOCK TABLE jobqueue_queuepause IN ACCESS EXCLUSIVE MODE"
+# Pause: in one transaction, PAUSE_LOCK first (queries/pauses.py: it waits for the claims
+# under way and holds back new ones until commit), then the row. Returns whether the
+# queue was running until now.
 PAUSE_QUEUE = """
 INSERT INTO jobqueue_queuepause (queue, paused_at, paused_by) VALUES (%(queue)s, now(), %(by)s)
 ON CONFLICT (queue) DO NOTHING

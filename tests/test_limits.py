@@ -347,9 +347,9 @@ def test_claims_in_one_transaction_take_no_more_than_the_limits_leave():
         queries.sync_limits(
             cursor, [QueueLimitSpec("lim", concurrency=2), QueueLimitSpec("rated", rate=3, per=60)]
         )
-        cursor.execute(queries.REGISTER_WORKER, {"hostname": "h", "pid": 1, "queues": [],
-                                                 "concurrency": 1})  # fmt: skip
-        worker = cursor.fetchone()[0]
+        worker = queries.register_worker(
+            cursor, hostname="h", pid=1, queues=[], concurrency=1, lease=30
+        )
     for queue in ["lim"] * 5 + ["rated"] * 5 + ["free"] * 2:
         demo.echo.using(queue_name=queue).enqueue()
 

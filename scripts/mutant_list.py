@@ -736,6 +736,14 @@ MUTANTS: list[Mutant] = [
         "a job's lease is its holder's: a worker with a shorter LEASE never takes healthy jobs",
     ),
     Mutant(
+        "bulk-change-unbatched",
+        "jobqueue/models.py",
+        "for start in range(0, len(newest_first), BULK_BATCH):",
+        "for start in range(0, len(newest_first), len(newest_first)):",
+        (Q + "test_a_bulk_cancel_commits_batch_by_batch",),
+        "a bulk cancel or retry never holds running jobs' row locks for the whole selection",
+    ),
+    Mutant(
         "notify-unchunked",
         "jobqueue/queries/channels.py",
         "(row_number() OVER ()) / {EVENTS_CHUNK} AS chunk",

@@ -1,17 +1,19 @@
 """The hot-path statements against real PostgreSQL, each race order forced with a held row lock."""
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
+from django.db import connection
 from django.tasks import task_backends
 from django.utils import timezone
 
 import demo
 from jobqueue import db, queries
-from jobqueue.models import Job, JobStatus, Worker
-from tests.conftest import database_url
+from jobqueue.models import BULK_BATCH, Job, JobStatus, Worker
+from tests.conftest import database_url, wait_until, waits_for_lock_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -267,3 +269,36 @@ def test_after_a_reconnect_a_lost_claim_of_many_jobs_is_given_back_and_cancel_wi
     assert {j.status for j in stopped} == {JobStatus.CANCELLED}
     assert all(j.errors[-1]["type"] == "jobqueue.exceptions.JobCancelled" for j in stopped)
     assert all(j.finished_at is not None for j in stopped)
+
+
+def test_a_bulk_cancel_commits_batch_by_batch(many_jobs):
+    """A "select all, cancel" over a backlog holds no row lock for the whole selection: each
+    batch of BULK_BATCH jobs commits on its own, so a worker's heartbeat of a running job
+    among them waits one batch at most. Forced order: a lock held on the oldest job (in
+    the last batch) stops the cancel there, while the batches before it are committed."""
+    holder = psycopg.connect(database_url())
+    try:
+        holder.execute("SELECT FROM jobqueue_job WHERE id = %s FOR UPDATE", [many_jobs[0]])
+        changed: list[list[int]] = []
+
+        def cancel_all() -> None:
+            try:
+                changed.append(Job.objects.all().cancel())
+            finally:
+                connection.close()
+
+        cancelling = threading.Thread(target=cancel_all, daemon=True)
+        cancelling.start()
+        holder_pid = holder.info.backend_pid
+        wait_until(lambda: waits_for_lock_of(holder_pid), 30, "the cancel reached the lock")
+        with psycopg.connect(database_url(), autocommit=True) as reader:
+            [(committed,)] = reader.execute(
+                "SELECT count(*) FROM jobqueue_job WHERE status = 'cancelled'"
+            ).fetchall()
+        assert committed == BULK_BATCH, "the batches before the lock are committed"
+        holder.commit()
+        cancelling.join(timeout=30)
+    finally:
+        holder.close()
+    assert [sorted(c) for c in changed] == [many_jobs]
+    assert Job.objects.filter(status=JobStatus.CANCELLED).count() == MANY

@@ -827,6 +827,14 @@ MUTANTS: list[Mutant] = [
         "claim, rescue and give-back notify the events channel",
     ),
     Mutant(
+        "ticks-compared-by-wall-time",
+        "jobqueue/scheduling/periodic.py",
+        "if tick.astimezone(UTC) <= last or",
+        "if tick <= last_tick or",
+        (PE + "test_a_worker_checking_every_20_s_runs_the_ticks_of_the_forward_walk_across_dst",),
+        "periodic schedules follow Debian cron's rule across DST: the repeated hour runs",
+    ),
+    Mutant(
         "periodic-tick-not-compared",
         "jobqueue/queries/periodic.py",
         "WHERE name = %(name)s AND enabled AND last_tick = %(seen)s",

@@ -52,6 +52,44 @@ def test_a_time_the_zone_repeats_runs_once():
     assert s.next_tick(ticks[0]) == ticks[1]
 
 
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+@pytest.mark.parametrize(
+    "cron", ["* * * * *", "*/15 * * * *", "30 * * * *", "@hourly", "30 1 * * *", "30 2 * * *"]
+)
+def test_a_worker_checking_every_20_s_runs_the_ticks_of_the_forward_walk_across_dst(zone, cron):
+    """A worker looks every 20 s, from the tick it ran last, through the days a zone
+    repeats and skips an hour: it runs exactly the ticks next_tick walks through, the
+    repeated hour's included (an hourly schedule ran none of them on the fall-back day)."""
+    s = schedule(cron, zone, catch_up=5)
+    days = [datetime(2026, 10, 24, 20, tzinfo=UTC), datetime(2026, 10, 31, 22, tzinfo=UTC)]
+    days += [datetime(2026, 3, 7, 22, tzinfo=UTC), datetime(2026, 3, 28, 20, tzinfo=UTC)]
+    for day in days:
+        last, ran = day, []
+        for step in range(0, 12 * 3600, 20):
+            now = day + timedelta(seconds=step)
+            due = s.ticks_due(last, now)
+            assert all(tick <= now for tick in due), f"{cron} in {zone}: a tick before its time"
+            ran += due
+            last = due[-1] if due else last
+        walked, tick = [], s.next_tick(day)
+        while tick <= day + timedelta(seconds=12 * 3600 - 20):
+            walked.append(tick)
+            tick = s.next_tick(tick)
+        assert ran == walked, f"{cron} in {zone} from {day}"
+
+
+def test_catch_up_after_downtime_across_the_repeated_hour_keeps_the_newest_ticks():
+    # Berlin repeats 02:00-03:00 on 2026-10-25 (00:00-01:00 UTC, then 01:00-02:00 UTC):
+    # every 15 minutes of UTC is a tick, the repeated hour's too.
+    s = schedule("*/15 * * * *", "Europe/Berlin", catch_up=6)
+    down_since = datetime(2026, 10, 24, 12, tzinfo=UTC)
+    ticks = s.ticks_due(down_since, datetime(2026, 10, 25, 1, 20, tzinfo=UTC))
+    first = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)
+    assert [t.astimezone(UTC) for t in ticks] == [
+        first + timedelta(minutes=15 * n) for n in range(6)
+    ]
+
+
 def test_missed_ticks_fire_once_the_latest_unless_catch_up_allows_more():
     last, now = datetime(2026, 1, 1, 0, 0, tzinfo=UTC), datetime(2026, 1, 1, 5, 10, tzinfo=UTC)
     assert schedule("@hourly").ticks_due(last, now) == [datetime(2026, 1, 1, 5, tzinfo=UTC)]

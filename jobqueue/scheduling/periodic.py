@@ -144,13 +144,22 @@ class PeriodicSchedule:
         return ALIASES.get(self.cron, self.cron)
 
     def ticks_due(self, last_tick: datetime, now: datetime) -> list[datetime]:
-        """The ticks after ``last_tick`` up to ``now``, oldest first: the newest ``catch_up``."""
-        # Walking back from now (inclusive: cronsim skips a start it matches exactly,
-        # but not one with microseconds) costs catch_up steps however long the downtime.
+        """The ticks after ``last_tick`` up to ``now``, oldest first: the newest ``catch_up``.
+
+        Walking back from now costs ``catch_up`` steps however long the downtime, and
+        finds the ticks ``next_tick`` walks forward through, DST's skipped and repeated
+        hours included (tests/test_periodic.py checks both walks agree across them).
+        Every comparison is made in UTC: two datetimes of one zone compare by their wall
+        times, fold ignored, so a tick of the repeated hour's second pass (02:00, fold 1)
+        came before the first pass's last one (02:59) and was taken as already run: an
+        hourly or finer schedule ran nothing in the repeated hour of the fall-back day.
+        """
+        last = last_tick.astimezone(UTC)
+        # Inclusive of now: cronsim skips a start it matches exactly, not one with microseconds.
         start = (now + timedelta(microseconds=1)).astimezone(self.timezone)
         ticks: list[datetime] = []
         for tick in CronSim(self.expression, start, reverse=True):
-            if tick <= last_tick or len(ticks) == self.catch_up:
+            if tick.astimezone(UTC) <= last or len(ticks) == self.catch_up:
                 break
             ticks.append(tick)
         return ticks[::-1]

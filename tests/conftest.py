@@ -1,15 +1,18 @@
 """Fixtures: the real test database, and real runworker processes against it."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -119,6 +122,39 @@ def waits_for_lock_of(backend_pid: int) -> bool:
             [backend_pid],
         )
         return cursor.fetchone()[0]
+
+
+@contextlib.contextmanager
+def behind_a_row_lock(
+    job_id: int, call: Callable[[], object]
+) -> Iterator[tuple[psycopg.Connection, list[object]]]:
+    """Hold ``job_id``'s row lock in a transaction of its own, run ``call`` on a thread (with
+    a Django connection of its own) and yield once PostgreSQL shows it waiting for that
+    lock: the holding connection, for the test to act and then let go, and a list that
+    gets what ``call`` returned or raised. Leaving the block commits the holder and waits
+    for ``call`` to end: a race forced into one order."""
+    holder = psycopg.connect(database_url())
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as e:  # the outcome the test reports
+            outcome.append(e)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    try:
+        holder.execute("SELECT FROM jobqueue_job WHERE id = %s FOR UPDATE", [job_id])
+        thread.start()
+        pid = holder.info.backend_pid
+        wait_until(lambda: waits_for_lock_of(pid), 30, "the call waits for the row lock")
+        yield holder, outcome
+        holder.commit()
+        thread.join(timeout=30)
+    finally:
+        holder.close()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:

@@ -1,19 +1,17 @@
 """The hot-path statements against real PostgreSQL, each race order forced with a held row lock."""
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
-from django.db import connection
 from django.tasks import task_backends
 from django.utils import timezone
 
 import demo
 from jobqueue import db, queries
 from jobqueue.models import BULK_BATCH, Job, JobStatus, Worker
-from tests.conftest import database_url, wait_until, waits_for_lock_of
+from tests.conftest import behind_a_row_lock, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -276,29 +274,11 @@ def test_a_bulk_cancel_commits_batch_by_batch(many_jobs):
     batch of BULK_BATCH jobs commits on its own, so a worker's heartbeat of a running job
     among them waits one batch at most. Forced order: a lock held on the oldest job (in
     the last batch) stops the cancel there, while the batches before it are committed."""
-    holder = psycopg.connect(database_url())
-    try:
-        holder.execute("SELECT FROM jobqueue_job WHERE id = %s FOR UPDATE", [many_jobs[0]])
-        changed: list[list[int]] = []
-
-        def cancel_all() -> None:
-            try:
-                changed.append(Job.objects.all().cancel())
-            finally:
-                connection.close()
-
-        cancelling = threading.Thread(target=cancel_all, daemon=True)
-        cancelling.start()
-        holder_pid = holder.info.backend_pid
-        wait_until(lambda: waits_for_lock_of(holder_pid), 30, "the cancel reached the lock")
+    with behind_a_row_lock(many_jobs[0], lambda: Job.objects.all().cancel()) as (_, changed):
         with psycopg.connect(database_url(), autocommit=True) as reader:
             [(committed,)] = reader.execute(
                 "SELECT count(*) FROM jobqueue_job WHERE status = 'cancelled'"
             ).fetchall()
         assert committed == BULK_BATCH, "the batches before the lock are committed"
-        holder.commit()
-        cancelling.join(timeout=30)
-    finally:
-        holder.close()
     assert [sorted(c) for c in changed] == [many_jobs]
     assert Job.objects.filter(status=JobStatus.CANCELLED).count() == MANY

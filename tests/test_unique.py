@@ -18,7 +18,7 @@ from django.utils import timezone
 import demo
 from jobqueue import queries
 from jobqueue.models import Job, JobStatus
-from tests.conftest import ROOT, database_url, wait_until, waits_for_lock_of
+from tests.conftest import ROOT, behind_a_row_lock, database_url, wait_until, waits_for_lock_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -235,28 +235,8 @@ def test_a_retry_racing_an_enqueue_of_its_key_changes_nothing():
     retry cannot see nor lock, so the index refuses the update. The retry is a conflict
     (nothing changed), not an error."""
     old = failed_job("k")
-    blocker = psycopg.connect(database_url())
-    try:
-        blocker.execute("SELECT FROM jobqueue_job WHERE id = %s FOR UPDATE", [old.pk])
-        outcome: list[object] = []
-
-        def retry() -> None:
-            try:
-                outcome.append(Job.objects.filter(pk=old.pk).retry())
-            except Exception as e:  # the outcome the test reports
-                outcome.append(e)
-            finally:
-                connection.close()
-
-        racer = threading.Thread(target=retry, daemon=True)
-        racer.start()
-        blocker_pid = blocker.info.backend_pid
-        wait_until(lambda: waits_for_lock_of(blocker_pid), 30, "the retry waits for the row")
+    with behind_a_row_lock(old.pk, lambda: Job.objects.filter(pk=old.pk).retry()) as (_, outcome):
         fresh = demo.echo.using(unique_key="k").enqueue(n=2)
-        blocker.commit()
-        racer.join(timeout=30)
-    finally:
-        blocker.close()
     assert outcome == [[]]
     assert Job.objects.get(pk=old.pk).status == JobStatus.FAILED
     assert [j.pk for j in live("k")] == [int(fresh.id)]

@@ -103,8 +103,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "retry-no-backoff",
         "jobqueue/worker/outcome.py",
-        "scheduled_at=now + timedelta(seconds=retry_delay)",
-        "scheduled_at=now",
+        "delay=retry_delay,",
+        "delay=0.0,",
         (D + "test_failure_with_attempts_left_is_requeued_after_the_delay",),
         "a failed attempt is retried after the backoff",
     ),

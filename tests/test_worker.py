@@ -492,3 +492,6 @@ def test_a_snoozed_job_runs_again_later_without_spending_an_attempt(start_worker
     (_, _, first, snoozed_at), (_, _, second, woke_at) = execution_log()
     assert (first, second) == ("run 1", "run 2")
     assert (woke_at - snoozed_at).total_seconds() >= 1.0, "it ran again before it was due"
+    # Due one second after the snooze was recorded, on the database's clock (the claim's).
+    recorded = datetime.fromisoformat(woke.runs[0]["finished_at"])
+    assert woke.scheduled_at == recorded + timedelta(seconds=1)

@@ -5,8 +5,8 @@
 WITH outcome AS (
     SELECT * FROM unnest(
         %(ids)s::bigint[], %(tokens)s::bigint[], %(statuses)s::text[], %(results)s::jsonb[],
-        %(errors)s::jsonb[], %(scheduled)s::timestamptz[], %(started)s::timestamptz[]
-    ) AS o(id, token, status, result, error, scheduled_at, started_at)
+        %(errors)s::jsonb[], %(delays)s::float8[], %(started)s::timestamptz[]
+    ) AS o(id, token, status, result, error, delay, started_at)
 ), done AS (
     UPDATE jobqueue_job AS j
     SET status = CASE WHEN j.cancel_requested
@@ -30,7 +30,10 @@ WITH outcome AS (
                                                    ELSE 'cancelled while snoozed' END,
                                    'worker', %(worker_name)s::text))
             ELSE j.errors END,
-        scheduled_at = COALESCE(o.scheduled_at, j.scheduled_at),
+        -- A retry's backoff and a snooze count from the database's clock, which the claim
+        -- compares scheduled_at with, never from the worker host's.
+        scheduled_at = CASE WHEN o.delay IS NULL THEN j.scheduled_at
+                            ELSE now() + make_interval(secs => o.delay) END,
         finished_at = CASE WHEN o.status IN ('queued', 'snoozed', 'late') AND NOT j.cancel_requested
                            THEN NULL ELSE now() END,
         started_at = COALESCE(o.started_at, j.started_at),

@@ -20,8 +20,8 @@ ACK = f"""
 WITH outcome AS (
     SELECT * FROM unnest(
         %(ids)s::bigint[], %(tokens)s::bigint[], %(statuses)s::text[], %(results)s::jsonb[],
-        %(errors)s::jsonb[], %(scheduled)s::timestamptz[], %(started)s::timestamptz[]
-    ) AS o(id, token, status, result, error, scheduled_at, started_at)
+        %(errors)s::jsonb[], %(delays)s::float8[], %(started)s::timestamptz[]
+    ) AS o(id, token, status, result, error, delay, started_at)
 ), done AS (
     UPDATE jobqueue_job AS j
     SET status = CASE WHEN j.cancel_requested
@@ -45,7 +45,10 @@ WITH outcome AS (
                                                    ELSE 'cancelled while snoozed' END,
                                    'worker', %(worker_name)s::text))
             ELSE j.errors END,
-        scheduled_at = COALESCE(o.scheduled_at, j.scheduled_at),
+        -- A retry's backoff and a snooze count from the database's clock, which the claim
+        -- compares scheduled_at with, never from the worker host's.
+        scheduled_at = CASE WHEN o.delay IS NULL THEN j.scheduled_at
+                            ELSE now() + make_interval(secs => o.delay) END,
         finished_at = CASE WHEN o.status IN ('queued', 'snoozed', 'late') AND NOT j.cancel_requested
                            THEN NULL ELSE now() END,
         started_at = COALESCE(o.started_at, j.started_at),
@@ -117,13 +120,13 @@ WITH unknown AS (
 
 
 def ack(cursor: Any, *, worker: int, worker_name: str, outcomes: Sequence[tuple]) -> None:
-    """Record outcomes ``(id, token, status, result_json, error_json, scheduled_at, started_at)``
+    """Record outcomes ``(id, token, status, result_json, error_json, delay, started_at)``
     in one statement; read the ids written with ``acked(cursor)``.
 
     Rows are joined in ascending id order, so the ack locks them in that order.
     """
     rows = sorted(outcomes)
-    ids, tokens, statuses, results, errors, scheduled, started = (
+    ids, tokens, statuses, results, errors, delays, started = (
         list(col) for col in zip(*rows, strict=True)
     )
     cursor.execute(
@@ -136,7 +139,7 @@ def ack(cursor: Any, *, worker: int, worker_name: str, outcomes: Sequence[tuple]
             "statuses": statuses,
             "results": results,
             "errors": errors,
-            "scheduled": scheduled,
+            "delays": delays,
             "started": started,
             "channel": EVENTS_CHANNEL,
         },

@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
@@ -77,7 +77,10 @@ class Outcome:
     status: str
     result_json: str | None = None
     error_json: str | None = None  # a one-element JSON array to append to errors
-    scheduled_at: datetime | None = None
+    # Seconds after the ack the job is due again (a retry's backoff, a snooze), counted in
+    # the ack from the database's now(): the claim compares scheduled_at with that clock,
+    # and a worker host's clock ahead or behind it would stretch or cut every delay.
+    delay: float | None = None
     started_at: datetime | None = None  # when the child began the attempt
 
     def as_row(self) -> tuple[Any, ...]:
@@ -87,7 +90,7 @@ class Outcome:
             self.status,
             self.result_json,
             self.error_json,
-            self.scheduled_at,
+            self.delay,
             self.started_at,
         )
 
@@ -121,14 +124,14 @@ def decide(
             error = error_entry(report, attempts, now, worker)
             return attempt(status="cancelled", error_json=error)
         case "snoozed":
-            return attempt(status="snoozed", scheduled_at=now + timedelta(seconds=report.snooze))
+            return attempt(status="snoozed", delay=report.snooze)
         case "late":
             return Outcome(job_id=report.job_id, token=token, status="late")
         case "failed" if attempts < max_attempts and not is_final(report):
             return attempt(
                 status="queued",
                 error_json=error_entry(report, attempts, now, worker),
-                scheduled_at=now + timedelta(seconds=retry_delay),
+                delay=retry_delay,
             )
         case "failed":
             error = error_entry(report, attempts, now, worker)

@@ -178,8 +178,9 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "rescue-ignores-lease",
         "jobqueue/queries/lease.py",
-        "WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %(lease)s)",
-        "WHERE status = 'running'",
+        "WHERE j.status = 'running' AND j.heartbeat_at < now() - make_interval(secs => %(lease)s)"
+        "\n      AND j.heartbeat_at < now() - make_interval(secs => COALESCE(w.lease_seconds, 0))",
+        "WHERE j.status = 'running'",
         (Q + "test_rescue_requeues_fails_or_cancels_by_attempts_and_cancel_request",),
         "only jobs whose heartbeat is older than LEASE are rescued",
     ),
@@ -744,6 +745,18 @@ MUTANTS: list[Mutant] = [
         "a bulk cancel or retry never holds running jobs' row locks for the whole selection",
     ),
     Mutant(
+        "child-never-recycled",
+        "jobqueue/worker/pool.py",
+        "and not child.retiring and (why := self.recycling.due(child)):",
+        "and False and (why := self.recycling.due(child)):",
+        (
+            "tests/test_recycling.py::"
+            "test_a_child_is_replaced_after_it_was_sent_max_jobs_per_child[process]",
+            "tests/test_recycling.py::test_a_child_past_max_child_memory_is_replaced_between_jobs",
+        ),
+        "a child is replaced after --max-jobs-per-child jobs or past --max-child-memory",
+    ),
+    Mutant(
         "notify-unchunked",
         "jobqueue/queries/channels.py",
         "(row_number() OVER ()) / {EVENTS_CHUNK} AS chunk",
@@ -867,8 +880,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "periodic-catch-up-unbounded",
         "jobqueue/scheduling/periodic.py",
-        "if tick <= last_tick or len(ticks) == self.catch_up:",
-        "if tick <= last_tick:",
+        "if tick.astimezone(UTC) <= last or len(ticks) == self.catch_up:",
+        "if tick.astimezone(UTC) <= last:",
         (PE + "test_missed_ticks_fire_once_the_latest_unless_catch_up_allows_more",),
         "periodic jobs: missed ticks fire once, the latest, unless catch_up allows more",
     ),

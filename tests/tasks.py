@@ -304,3 +304,26 @@ def record_then_return_nan(context) -> float:
 def interrupts(message: str = "stop right there") -> None:
     """Raise KeyboardInterrupt, which the executor lets through: it ends the child."""
     raise KeyboardInterrupt(message)
+
+
+# ----------------------------------------------------------------- child recycling
+# (tests/test_recycling.py): which child process ran a job, and a job that leaks memory.
+_leaked: list[bytearray] = []
+
+
+@task(max_attempts=1)
+def child_pid() -> int:
+    return os.getpid()
+
+
+@task(execution="async", max_attempts=1)
+async def async_child_pid() -> int:
+    await asyncio.sleep(0.05)
+    return os.getpid()
+
+
+@task(max_attempts=1)
+def leak(mb: int = 200) -> int:
+    """Keep ``mb`` MB alive in the child after the job (a leak), touched so it is resident."""
+    _leaked.append(bytearray(b"x" * (mb * 1024 * 1024)))
+    return os.getpid()

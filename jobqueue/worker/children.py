@@ -61,8 +61,11 @@ class Child:
     killed_for: frozenset[int] = frozenset()
     # A thread job ran past its deadline and CANCEL_GRACE without stopping (a thread
     # cannot be interrupted): the child takes no more jobs and is killed once all it
-    # still runs are overdue too.
+    # still runs are overdue too. Or it is due for recycling (recycling.py): it takes
+    # no more jobs and is killed once idle.
     retiring: bool = False
+    # Jobs it may still be sent before it is recycled (--max-jobs-per-child); None: any.
+    allowance: int | None = None
     # The exception that ended the child, as it sent it last (child.LAST_WORDS): an error
     # entry's type, message and traceback.
     last_words: dict[str, str] | None = None
@@ -111,6 +114,8 @@ class Child:
         Raises OSError, with nothing assigned, when the child has gone.
         """
         self.channel.send([job.assignment.as_message() for job in jobs])
+        if self.allowance is not None:
+            self.allowance -= len(jobs)
         now = time.monotonic()
         if jobs[0].assignment.execution != "process":
             for job in jobs:

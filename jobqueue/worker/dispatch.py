@@ -197,8 +197,9 @@ class _ProcessRoom:
         self.taken = taken
         # child index: (jobs in hand, seconds of work expected, bytes it may still take)
         self.room: dict[int, tuple[int, float, int | None]] = {}
+        self.allowance = {i: child.allowance for i, child in enumerate(children)}
         for i, child in enumerate(children):
-            if not child.flying and len(child.jobs) < MAX_PIPELINE:
+            if not child.flying and len(child.jobs) < MAX_PIPELINE and child.allowance != 0:
                 expected = sum(dispatcher.expected(job) for job in child.jobs)
                 self.room[i] = (len(child.jobs), expected, child.free_bytes(PIPELINE_BYTES))
 
@@ -213,7 +214,10 @@ class _ProcessRoom:
                 expected + cost > PIPELINE_SECONDS or (free_bytes is not None and size > free_bytes)
             ):
                 continue  # this child is full until it finishes what it has
-            if in_hand + 1 < MAX_PIPELINE:
+            allowance = self.allowance[i]
+            if allowance is not None:
+                self.allowance[i] = allowance = allowance - 1
+            if in_hand + 1 < MAX_PIPELINE and allowance != 0:
                 left = None if free_bytes is None else free_bytes - size
                 self.room[i] = (in_hand + 1, expected + cost, left)
             return i
@@ -231,9 +235,12 @@ class _SlotRoom:
         self.mode = mode
         self.taken = taken
         self.free: dict[int, int] = {
-            i: slots - len(child.flying)
+            i: min(slots - len(child.flying), slots if child.allowance is None else child.allowance)
             for i, child in enumerate(children)
-            if not child.jobs and child.flying_mode in (None, mode) and len(child.flying) < slots
+            if not child.jobs
+            and child.flying_mode in (None, mode)
+            and len(child.flying) < slots
+            and child.allowance != 0
         }
 
     def place(self, job: InHand) -> int | None:

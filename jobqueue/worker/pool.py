@@ -17,6 +17,7 @@ from jobqueue.worker.dispatch import Dispatcher
 from jobqueue.worker.fence import LeaseFence
 from jobqueue.worker.outcome import Report
 from jobqueue.worker.recorder import OutcomeRecorder
+from jobqueue.worker.recycling import Recycling
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -36,6 +37,7 @@ class ChildPool:
         dispatcher: Dispatcher,
         recorder: OutcomeRecorder,
         threads: int,
+        recycling: Recycling,
     ) -> None:
         self.conf = conf
         self.worker_name = worker_name
@@ -44,6 +46,7 @@ class ChildPool:
         self.dispatcher = dispatcher
         self.recorder = recorder
         self.threads = threads  # thread-mode slots of each child
+        self.recycling = recycling
         self.children: list[Child] = []
         self.respawn = True  # replace a child that dies (not once the worker is stopping)
         # Children running concurrent jobs are looked over for overdue ones this often
@@ -57,6 +60,7 @@ class ChildPool:
 
     def _add_child(self) -> None:
         child = start_child(self.children, self.worker_name, self.fence, threads=self.threads)
+        child.allowance = self.recycling.max_jobs
         self.children.append(child)
         self.selector.register(child.channel, _READ, child)
 
@@ -106,6 +110,18 @@ class ChildPool:
                 self.dispatcher.learn(job.assignment.task, report.duration)
             if not job.lost:
                 self.recorder.record(job, report)
+        self._recycle_if_due(child)
+
+    def _recycle_if_due(self, child: Child) -> None:
+        """Retire ``child`` once recycling says so (recycling.py): it takes no more jobs,
+        and enforce_deadlines stops it once idle."""
+        if child.kill_reason is None and not child.retiring and (why := self.recycling.due(child)):
+            logger.info(
+                "child %s: %s; it takes no more jobs and is replaced once idle",
+                child.process.pid,
+                why,
+            )
+            child.retiring = True
 
     def _on_death(self, child: Child) -> None:
         """Record what the death means for each job the child held.
@@ -134,7 +150,9 @@ class ChildPool:
             report = child.death_report(job, cancel_grace=self.conf.CANCEL_GRACE)
             logger.warning("job %s: %s", job.assignment.job_id, report.error["message"])  # type: ignore[index]
             self.recorder.record(job, report)
-        if not running and self.respawn:
+        if child.kill_reason == "retired":
+            logger.info("child %s replaced: %s", child.process.pid, child.death_note())
+        elif not running and self.respawn:
             logger.warning("idle child died: %s", child.death_note())
         if self.respawn:
             self._add_child()

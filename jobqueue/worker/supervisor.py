@@ -38,6 +38,7 @@ from jobqueue.worker.lease import Beat, LeaseKeeper
 from jobqueue.worker.limits import ClaimLimits
 from jobqueue.worker.pool import ChildPool
 from jobqueue.worker.recorder import OutcomeRecorder
+from jobqueue.worker.recycling import Recycling
 from jobqueue.worker.session import DatabaseSession
 from jobqueue.worker.stopping import StopDeadline
 
@@ -53,6 +54,8 @@ class WorkerOptions:
     burst: bool = False  # drain what is ready, then exit
     max_jobs: int | None = None  # exit after this many jobs
     shutdown_timeout: float = 30.0
+    max_jobs_per_child: int | None = None  # replace a child after it was sent this many
+    max_child_memory: int | None = None  # MB: replace a child whose memory passed it
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -60,8 +63,9 @@ class WorkerOptions:
         for name in ("async_slots", "threads"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.max_jobs is not None and self.max_jobs < 1:
-            raise ValueError(f"max_jobs must be at least 1, got {self.max_jobs}")
+        for name in ("max_jobs", "max_jobs_per_child", "max_child_memory"):
+            if (value := getattr(self, name)) is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         if self.shutdown_timeout < 0:
             raise ValueError(f"shutdown_timeout must not be negative, got {self.shutdown_timeout}")
 
@@ -99,6 +103,7 @@ class Supervisor:
             dispatcher=self.dispatcher,
             recorder=self.recorder,
             threads=self.executions.slots["thread"],
+            recycling=Recycling(options.max_jobs_per_child, options.max_child_memory),
         )
         self.stop = StopDeadline(
             worker_name=self.name,

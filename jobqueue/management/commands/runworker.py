@@ -79,6 +79,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-jobs", type=positive_int, default=None, help="exit after N jobs")
         parser.add_argument(
+            "--max-jobs-per-child",
+            type=positive_int,
+            default=None,
+            help="replace a child process once it was sent N jobs (task code that leaks)",
+        )
+        parser.add_argument(
+            "--max-child-memory",
+            type=positive_int,
+            default=None,
+            metavar="MB",
+            help="replace a child process, between jobs, once its memory passes MB",
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             type=non_negative_float,
             default=30.0,
@@ -103,6 +116,8 @@ class Command(BaseCommand):
         threads: int | None,
         burst: bool,
         max_jobs: int | None,
+        max_jobs_per_child: int | None,
+        max_child_memory: int | None,
         shutdown_timeout: float,
         metrics_port: int | None,
         metrics_host: str,
@@ -118,6 +133,8 @@ class Command(BaseCommand):
             burst=burst,
             max_jobs=max_jobs,
             shutdown_timeout=shutdown_timeout,
+            max_jobs_per_child=max_jobs_per_child,
+            max_child_memory=max_child_memory,
         )
         supervisor = Supervisor(options_)
         telemetry.attach(supervisor)

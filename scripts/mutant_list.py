@@ -757,6 +757,14 @@ MUTANTS: list[Mutant] = [
         "a child is replaced after --max-jobs-per-child jobs or past --max-child-memory",
     ),
     Mutant(
+        "crash-charges-neighbours",
+        "jobqueue/worker/pool.py",
+        "if child.kill_reason is None and len(running) > 1:",
+        "if False:",
+        (X + "test_a_crash_beside_other_jobs_charges_only_the_job_that_crashes_alone",),
+        "a crash of a shared child charges only the job that crashes alone",
+    ),
+    Mutant(
         "notify-unchunked",
         "jobqueue/queries/channels.py",
         "(row_number() OVER ()) / {EVENTS_CHUNK} AS chunk",

@@ -31,6 +31,9 @@ class InHand:
     began_at: float = 0.0  # monotonic time the child began running it
     cancel_seen_at: float | None = None  # monotonic time its cancel request was first seen
     lost: bool = False  # the heartbeat found it no longer ours: never run, nothing to record
+    # It was in flight in a child that crashed with nothing to say which job did it: it
+    # runs again alone in a child (pool.ChildPool._on_death), on the same attempt.
+    suspect: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
@@ -94,6 +97,13 @@ class Child:
 
     def busy(self) -> bool:
         return bool(self.jobs or self.flying)
+
+    @property
+    def alone(self) -> bool:
+        """Whether it runs a suspect (see InHand.suspect): then it holds nothing else, and is
+        sent nothing else, so its first job tells."""
+        first = self.jobs[0] if self.jobs else next(iter(self.flying.values()), None)
+        return first is not None and first.suspect
 
     def free_bytes(self, max_bytes: int) -> int | None:
         """Bytes of jobs this child may still be sent now; None for an idle child.

@@ -145,17 +145,24 @@ class Dispatcher:
         """
         if not self.buffer:
             return
-        usable = [c for c in children if c.kill_reason is None and not c.retiring]
+        usable = [c for c in children if c.kill_reason is None and not c.retiring and not c.alone]
         taken: dict[int, str] = {}  # child index: the mode of the jobs it was given just now
         process = _ProcessRoom(self, usable, taken)
         concurrent = {m: _SlotRoom(m, self.executions.slots[m], usable, taken) for m in CONCURRENT}
+        alone = _AloneRoom(usable, taken)
         batches: dict[tuple[int, str], list[InHand]] = {}
         kept: list[InHand] = []
         full: set[str] = set()
-        while self.buffer and len(full) < 1 + len(CONCURRENT):
+        while self.buffer and len(full) < 2 + len(CONCURRENT):
             job = self.buffer.popleft()
-            mode = job.assignment.execution
-            room = process if mode == "process" else concurrent[mode]
+            mode = "alone" if job.suspect else job.assignment.execution
+            room: _ProcessRoom | _SlotRoom | _AloneRoom
+            if mode == "alone":
+                room = alone
+            elif mode == "process":
+                room = process
+            else:
+                room = concurrent[mode]
             i = None if mode in full else room.place(job)
             if i is None:
                 full.add(mode)
@@ -253,4 +260,21 @@ class _SlotRoom:
             if not self.free[i]:
                 del self.free[i]
             return i
+        return None
+
+
+class _AloneRoom:
+    """Which child takes a suspect, a job that was in flight when a shared child crashed
+    (InHand.suspect): an idle child given nothing else, until the suspect is done."""
+
+    def __init__(self, children: list[Child], taken: dict[int, str]) -> None:
+        self.taken = taken
+        self.idle = [i for i, child in enumerate(children) if not child.busy()]
+
+    def place(self, job: InHand) -> int | None:
+        while self.idle:
+            i = self.idle.pop(0)
+            if self.taken.setdefault(i, "alone") == "alone":
+                self.taken[i] = "given"  # no second suspect, nor any job, beside this one
+                return i
         return None

@@ -129,7 +129,10 @@ class ChildPool:
         The job it was killed for gets that reason (timeout, cancel, fence);
         jobs it ran beside that one, and jobs sent but not begun, did nothing
         wrong and run again here, on the same attempt. When nothing says which
-        job killed it (a crash), every job it was running spends an attempt.
+        job killed it (a crash: a segfault, the OOM killer), a job that ran alone
+        spends an attempt. Jobs that ran together (thread or async mode) become
+        suspects: each runs again alone in a child, on the same attempt, so the
+        one that crashes alone spends its attempt and the others never do.
         """
         self.selector.unregister(child.channel)
         child.channel.close()
@@ -140,6 +143,15 @@ class ChildPool:
         blamed = [j for j in running if not explained or j.assignment.job_id in child.killed_for]
         innocent = [j for j in running if explained and j.assignment.job_id not in child.killed_for]
         innocent += waiting
+        if child.kill_reason is None and len(running) > 1:
+            logger.warning(
+                "jobs %s: their child crashed (%s); each runs again alone, on the same attempt",
+                [j.assignment.job_id for j in running],
+                child.death_note(),
+            )
+            for job in running:
+                job.suspect = True
+            innocent, blamed = running + innocent, []
         for job in reversed(innocent):  # another child runs them
             if not job.lost:
                 job.began_at = 0.0

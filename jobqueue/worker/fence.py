@@ -85,23 +85,22 @@ def watch_in_child(fence: LeaseFence, running: Callable[[], int | None]) -> thre
     """
 
     def watch() -> None:
-        while True:
-            remaining = fence.until - time.monotonic()
-            if remaining > 0:
-                time.sleep(min(remaining, _MAX_SLEEP))
-                continue
-            job_id: int | str | None
-            try:
+        try:
+            while True:
+                remaining = fence.until - time.monotonic()
+                if remaining > 0:
+                    time.sleep(min(remaining, _MAX_SLEEP))
+                    continue
                 job_id = running()
-            except BaseException:
-                # The watchdog must not die: without it the child would run on past the
-                # lease. Not knowing whether a job runs, it fences as if one did.
-                logger.exception("the lease ran out and the watchdog cannot tell what runs")
-                job_id = "unknown"
-            if job_id is not None:
-                logger.error("job %s: lease about to run out; this child stops itself", job_id)
-                os._exit(EXIT_FENCED)
-            time.sleep(_IDLE_CHECK)
+                if job_id is not None:
+                    logger.error("job %s: lease about to run out; this child stops itself", job_id)
+                    break
+                time.sleep(_IDLE_CHECK)
+        except BaseException:
+            # The watchdog must not die: without it the child would run on past the lease.
+            # Failing (to tell what runs, or even to sleep), it fences as if a job ran.
+            logger.exception("the child's lease watchdog failed; this child stops itself")
+        os._exit(EXIT_FENCED)
 
     thread = threading.Thread(target=watch, name="jobqueue-fence", daemon=True)
     thread.start()

@@ -255,3 +255,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         slow = item.get_closest_marker("slow") and not path.startswith(BOTH_MODES_PATHS)
         if path.startswith(ONE_MODE_PATHS) or slow:
             item.add_marker(pytest.mark.one_mode)
+    # The slow tests first: pytest-xdist hands tests out in this order, so the long ones start
+    # at once on every worker and the run ends on short ones, with the workers done together.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
